@@ -1,0 +1,45 @@
+# Palaver: `make run` serves, `make test` checks and tests everything.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(PYTHON) -m uv
+endif
+export UV_LINK_MODE ?= copy
+
+.PHONY: run test check format install bootstrap browser-deps serve-deps bench clean
+
+bootstrap:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
+
+install: bootstrap
+	@$(UV) sync --frozen --quiet
+
+run: install
+	$(UV) run --frozen palaver migrate
+	exec $(UV) run --frozen palaver serve
+
+check: install
+	$(UV) run --frozen ruff format --check src tests benchmarks
+	$(UV) run --frozen ruff check src tests benchmarks
+	$(UV) run --frozen mypy
+
+format: install
+	$(UV) run --frozen ruff format src tests benchmarks
+	$(UV) run --frozen ruff check --fix src tests benchmarks
+
+# Debian's Chromium drives the browser tests; Playwright never downloads its own.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the browser tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "WARNING: could not install chromium: browser tests will fail under CI"; }
+
+test: check browser-deps
+	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+bench: install
+	$(UV) run --frozen palaver bench
+
+clean:
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

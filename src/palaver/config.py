@@ -1,0 +1,232 @@
+"""Configuration: ``palaver.yaml`` < ``PALAVER_*`` environment < command-line flags.
+
+Every setting has a default that works on a laptop (SQLite under ``./var/``, the
+in-process broker). An invalid value stops start-up with a :class:`ConfigError` that
+names the setting and the values it accepts.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "PALAVER_"
+SECRET_FIELDS = frozenset({"secret_key", "smtp_password"})
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names it and what it accepts."""
+
+
+class Settings(BaseModel):
+    """The effective configuration of one Palaver process."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    database_pool_size: int = Field(10, ge=1, le=1000)
+    redis_url: str = ""
+    secret_key: str = ""
+    public_url: str = ""
+    cors_origins: list[str] = Field(default_factory=list)
+    trusted_proxies: list[str] = Field(default_factory=list)
+    log_level: LogLevel = "info"
+    log_format: Literal["json", "console"] = "json"
+
+    jwt_issuer: str = "palaver"
+    jwt_audience: str = "palaver"
+    access_token_ttl: int = Field(900, ge=30, le=86400, description="seconds")
+    refresh_token_ttl: int = Field(30 * 86400, ge=300, description="seconds")
+    password_min_length: int = Field(8, ge=1, le=128)
+    password_require_classes: bool = True
+    login_max_failures: int = Field(5, ge=1)
+    login_failure_window: int = Field(60, ge=1, description="seconds")
+    registration_open: bool = True
+    password_reset_ttl: int = Field(3600, ge=60, description="seconds")
+
+    smtp_host: str = ""
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    smtp_from: str = "palaver@localhost"
+
+    max_message_length: int = Field(5000, ge=1, le=60000)
+    history_retention_days: int = Field(0, ge=0, description="0 keeps history forever")
+    rate_messages_burst: int = Field(30, ge=1)
+    rate_messages_per_second: float = Field(30.0, gt=0)
+    max_connections_per_ip: int = Field(100, ge=1)
+    presence_away_after: int = Field(300, ge=10, description="seconds")
+    presence_visibility: Literal["shared", "everyone"] = "shared"
+    ws_max_frame: int = Field(65536, ge=1024)
+    ws_send_buffer: int = Field(1 << 20, ge=4096, description="bytes queued before a drop")
+    ws_ping_interval: float = Field(20.0, gt=0)
+    ws_ping_timeout: float = Field(20.0, gt=0)
+    ws_allowed_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite:", "postgresql:", "postgres:")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be empty (in-process broker) or start with redis://")
+        return value
+
+    @field_validator("cors_origins", "trusted_proxies", "ws_allowed_origins", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file under the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'palaver.db').as_posix()}"
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as plain data with secrets and URL passwords hidden."""
+        data = self.model_dump(mode="json")
+        for name in SECRET_FIELDS:
+            if data.get(name):
+                data[name] = "***"
+        for name in ("database_url", "redis_url"):
+            data[name] = redact_url(data[name])
+        data["effective_database_url"] = redact_url(self.effective_database_url)
+        return data
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of ``scheme://user:password@host``."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    if ":" in creds:
+        creds = creds.split(":", 1)[0] + ":***"
+    return f"{scheme}://{creds}@{host}"
+
+
+def _describe(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    if info is None:
+        return ""
+    annotation = info.annotation
+    choices = getattr(annotation, "__args__", None)
+    if choices and all(isinstance(c, str) for c in choices):
+        return f"; accepted values: {', '.join(choices)}"
+    return ""
+
+
+def _format_error(exc: ValidationError, sources: Mapping[str, str]) -> str:
+    lines = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        origin = sources.get(field, "palaver.yaml")
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown setting {field!r} (from {origin})")
+            continue
+        lines.append(
+            f"invalid setting {field} = {err.get('input')!r} (from {origin}): "
+            f"{err['msg']}{_describe(field)}"
+        )
+    return "; ".join(lines)
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings from a YAML file, the environment and explicit overrides.
+
+    ``config_file`` defaults to ``$PALAVER_CONFIG`` or ``./palaver.yaml`` when present.
+    Raises :class:`ConfigError` naming the offending setting.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    path = Path(config_file or env.get("PALAVER_CONFIG") or "palaver.yaml")
+    if path.exists():
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: must be a mapping of setting: value")
+        for key, value in loaded.items():
+            values[str(key)] = value
+            sources[str(key)] = str(path)
+    elif config_file:
+        raise ConfigError(f"config file {path} does not exist")
+    for key, value in env.items():
+        if key.startswith(ENV_PREFIX) and key != "PALAVER_CONFIG":
+            name = key[len(ENV_PREFIX) :].lower()
+            if name not in Settings.model_fields:
+                raise ConfigError(f"unknown setting {key} in the environment")
+            values[name] = value
+            sources[name] = key
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+            sources[key] = f"--{key.replace('_', '-')}"
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, sources)) from exc
+
+
+def ensure_secret(settings: Settings) -> Settings:
+    """Return settings with a secret key, generating and keeping one under ``data_dir``.
+
+    The generated key is written once with mode 0600 so tokens survive restarts.
+    """
+    if settings.secret_key:
+        if len(settings.secret_key) < 32:
+            raise ConfigError("invalid setting secret_key: must be at least 32 characters")
+        return settings
+    path = settings.data_dir / "secret_key"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        # Write a private temporary file, then link it into place: the link is atomic,
+        # so concurrent workers agree on one key and never read a half-written file.
+        tmp = path.with_name(f".secret_key.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    key = path.read_text().strip()
+    if not key:
+        raise ConfigError(f"invalid setting secret_key: {path} is empty; delete it to regenerate")
+    return settings.model_copy(update={"secret_key": key})

@@ -1,0 +1,112 @@
+"""Stable error codes shared by REST (``{"error": {"code", "message"}}``) and the socket
+(``{"type": "error", "code", "message"}``).
+
+Codes are part of the public API: add new ones, never rename or reuse old ones.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    # Wire format (seed 004's codes, kept verbatim for its clients).
+    INVALID_JSON = "INVALID_JSON"
+    INVALID_FORMAT = "INVALID_FORMAT"
+    MISSING_TYPE = "MISSING_TYPE"
+    UNKNOWN_TYPE = "UNKNOWN_TYPE"
+    MISSING_RECIPIENT = "MISSING_RECIPIENT"
+    EMPTY_CONTENT = "EMPTY_CONTENT"
+    CONTENT_TOO_LONG = "CONTENT_TOO_LONG"
+    SELF_MESSAGE = "SELF_MESSAGE"
+    RATE_LIMITED = "RATE_LIMITED"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+    # Requests.
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+    NOT_FOUND = "NOT_FOUND"
+    FORBIDDEN = "FORBIDDEN"
+    CONFLICT = "CONFLICT"
+    WEAK_PASSWORD = "WEAK_PASSWORD"
+    # Authentication.
+    UNAUTHORIZED = "UNAUTHORIZED"
+    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+    TOKEN_EXPIRED = "TOKEN_EXPIRED"
+    TOKEN_INVALID = "TOKEN_INVALID"
+    SESSION_REVOKED = "SESSION_REVOKED"
+    ACCOUNT_DISABLED = "ACCOUNT_DISABLED"
+    REGISTRATION_CLOSED = "REGISTRATION_CLOSED"
+    # Delivery.
+    HISTORY_GAP = "HISTORY_GAP"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+HTTP_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.INVALID_JSON: 400,
+    ErrorCode.INVALID_FORMAT: 400,
+    ErrorCode.MISSING_TYPE: 400,
+    ErrorCode.UNKNOWN_TYPE: 400,
+    ErrorCode.MISSING_RECIPIENT: 400,
+    ErrorCode.EMPTY_CONTENT: 400,
+    ErrorCode.CONTENT_TOO_LONG: 413,
+    ErrorCode.SELF_MESSAGE: 400,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.INTERNAL_ERROR: 500,
+    ErrorCode.VALIDATION_ERROR: 422,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.WEAK_PASSWORD: 422,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.INVALID_CREDENTIALS: 401,
+    ErrorCode.TOKEN_EXPIRED: 401,
+    ErrorCode.TOKEN_INVALID: 401,
+    ErrorCode.SESSION_REVOKED: 401,
+    ErrorCode.ACCOUNT_DISABLED: 403,
+    ErrorCode.REGISTRATION_CLOSED: 403,
+    ErrorCode.HISTORY_GAP: 410,
+    ErrorCode.UNAVAILABLE: 503,
+}
+
+
+class PalaverError(Exception):
+    """A refusal with a stable code, a human message and optional details.
+
+    ``retry_after`` (seconds) is set for ``RATE_LIMITED`` and ``UNAVAILABLE``;
+    ``field`` names the offending input for validation errors.
+    """
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        field: str | None = None,
+        retry_after: float | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+        self.retry_after = retry_after
+        self.details = details or {}
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS[self.code]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as the ``error`` object of a REST body (and the body of a frame)."""
+        body: dict[str, Any] = {"code": self.code.value, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        if self.retry_after is not None:
+            body["retry_after"] = self.retry_after
+        body.update(self.details)
+        return body
+
+
+def not_found(what: str = "conversation") -> PalaverError:
+    """The one refusal outsiders get, whether the thing is missing or merely hidden."""
+    return PalaverError(ErrorCode.NOT_FOUND, f"{what} not found")

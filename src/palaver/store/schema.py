@@ -1,0 +1,161 @@
+"""The relational schema, shared by SQLite and PostgreSQL (SQLAlchemy Core).
+
+Alembic migrations under ``store/migrations`` create exactly these tables; a test
+compares the two so they cannot drift.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only makes INTEGER PRIMARY KEY an alias of the rowid (auto-increment);
+# BIGINT there would need explicit ids. PostgreSQL gets a real BIGINT identity.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=True),
+    Column("username_norm", String(64), nullable=True, unique=True),
+    Column("email", String(254), nullable=True, unique=True),
+    Column("display_name", String(128), nullable=False, default=""),
+    Column("avatar_url", String(512), nullable=True),
+    Column("password_hash", String(256), nullable=False),
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("is_active", Boolean, nullable=False, default=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("deleted_at", BigInteger, nullable=True),
+    Column("last_seen_at", BigInteger, nullable=True),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("last_seen_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+    Column("device", String(256), nullable=False, default=""),
+    Column("ip", String(64), nullable=False, default=""),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column(
+        "session_id",
+        String(32),
+        ForeignKey("sessions.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("created_at", BigInteger, nullable=False),
+    Column("used_at", BigInteger, nullable=True),
+)
+
+password_resets = Table(
+    "password_resets",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("used_at", BigInteger, nullable=True),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", BigInteger, nullable=False, index=True),
+    Column("action", String(64), nullable=False, index=True),
+    Column("actor_id", Id, nullable=True, index=True),
+    Column("target", String(256), nullable=True),
+    Column("ip", String(64), nullable=True),
+    Column("details", JSON, nullable=False, default=dict),
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(128), nullable=True),
+    # Rooms are addressed by name, case-insensitively; NULL for directs and groups.
+    Column("name_norm", String(128), nullable=True, unique=True),
+    # "small:large" user ids, so one pair has exactly one direct conversation.
+    Column("direct_key", String(64), nullable=True, unique=True),
+    Column("topic", String(512), nullable=True),
+    Column("created_by", Id, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    # The last sequence number handed out; the row lock on it keeps sequences gapless.
+    Column("last_seq", BigInteger, nullable=False, default=0),
+    # The lowest sequence number still stored (retention may remove older ones).
+    Column("min_seq", BigInteger, nullable=False, default=1),
+    Column("last_message_at", BigInteger, nullable=True),
+)
+
+members = Table(
+    "members",
+    metadata,
+    Column(
+        "conversation_id",
+        Id,
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("role", String(16), nullable=False, default="member"),
+    Column("joined_at", BigInteger, nullable=False),
+    Column("read_seq", BigInteger, nullable=False, default=0),
+    Column("delivered_seq", BigInteger, nullable=False, default=0),
+    Index("ix_members_user", "user_id"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column(
+        "conversation_id",
+        Id,
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("seq", BigInteger, nullable=False),
+    Column("sender_id", Id, nullable=True),
+    Column("kind", String(16), nullable=False, default="text"),
+    Column("content", Text, nullable=False),
+    Column("client_msg_id", String(64), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("conversation_id", "seq", name="uq_messages_conversation_seq"),
+    # A retried send finds its first copy here instead of creating a second message.
+    UniqueConstraint("sender_id", "client_msg_id", name="uq_messages_sender_client_msg"),
+    Index("ix_messages_created", "created_at"),
+)
