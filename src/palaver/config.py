@@ -36,6 +36,7 @@ class Settings(BaseModel):
     data_dir: Path = Path("var")
     database_url: str = ""
     database_pool_size: int = Field(10, ge=1, le=1000)
+    auto_migrate: bool = Field(True, description="migrate the schema on start")
     redis_url: str = ""
     secret_key: str = ""
     public_url: str = ""

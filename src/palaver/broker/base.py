@@ -106,6 +106,11 @@ class Broker(abc.ABC):
         at the first hit; return the count including this one."""
 
     @abc.abstractmethod
+    async def get_count(self, key: str) -> int:
+        """The current value of counter ``key`` (0 when absent or its window ended),
+        without counting a hit; lets login throttling refuse before checking a password."""
+
+    @abc.abstractmethod
     async def reset_count(self, key: str) -> None:
         """Forget the counter ``key``."""
 

@@ -1,0 +1,246 @@
+"""The ``palaver`` command: serve, migrate, manage users, mint tokens, show config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from palaver import __version__
+from palaver.config import ConfigError, Settings, ensure_secret, load_settings
+from palaver.core.errors import PalaverError
+
+# Flags shared by every subcommand that reads settings; each maps to a setting name.
+_SETTING_FLAGS = {
+    "--config": None,
+    "--host": "host",
+    "--port": "port",
+    "--database-url": "database_url",
+    "--redis-url": "redis_url",
+    "--log-level": "log_level",
+    "--data-dir": "data_dir",
+}
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML settings file (default ./palaver.yaml)")
+    parser.add_argument("--host", help="address to listen on")
+    parser.add_argument("--port", type=int, help="port to listen on")
+    parser.add_argument("--database-url", help="sqlite:///path or postgresql://...")
+    parser.add_argument("--redis-url", help="redis://... (empty: in-process broker)")
+    parser.add_argument("--log-level", help="debug, info, warning or error")
+    parser.add_argument("--data-dir", help="where SQLite, uploads and the secret live")
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    overrides = _overrides_only(args)
+    overrides.update(extra)
+    return ensure_secret(load_settings(args.config, overrides=overrides))
+
+
+def _run(coro_fn: Callable[[Settings], Awaitable[int]], settings: Settings) -> int:
+    return asyncio.run(coro_fn(settings))
+
+
+async def _with_services(settings: Settings, fn: Callable[[Any], Awaitable[int]]) -> int:
+    from palaver.services.container import build_services
+
+    services = build_services(settings)
+    await services.start()
+    try:
+        return await fn(services)
+    finally:
+        await services.close()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from palaver.server import serve
+
+    settings = _settings(args, workers=args.workers)
+    return serve(settings)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from palaver.store import create_store
+
+    settings = _settings(args)
+
+    async def run(s: Settings) -> int:
+        store = create_store(s.effective_database_url, pool_size=1)
+        await store.connect()
+        try:
+            await store.migrate()
+        finally:
+            await store.close()
+        print("database is at the newest schema")
+        return 0
+
+    return _run(run, settings)
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if env := os.environ.get("PALAVER_NEW_PASSWORD"):
+        return env
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != first:
+        raise SystemExit("passwords differ")
+    return first
+
+
+def cmd_user_create(args: argparse.Namespace) -> int:
+    password = _read_password(args)
+
+    async def run(services: Any) -> int:
+        user = await services.auth.register(
+            username=args.username,
+            email=args.email,
+            password=password,
+            display_name=args.display_name,
+            is_admin=args.admin,
+            bypass_closed=True,
+        )
+        print(json.dumps({"id": user.id, "username": user.username, "email": user.email}))
+        return 0
+
+    return _run(lambda s: _with_services(s, run), _settings(args))
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    async def run(services: Any) -> int:
+        for user in await services.store.list_users(limit=args.limit, offset=args.offset):
+            state = "active" if user.is_active else "inactive"
+            admin = " admin" if user.is_admin else ""
+            print(f"{user.id}\t{user.username or '-'}\t{user.email or '-'}\t{state}{admin}")
+        return 0
+
+    return _run(lambda s: _with_services(s, run), _settings(args))
+
+
+async def _find_user(services: Any, who: str) -> Any:
+    user = await services.store.get_user_by_login(who)
+    if user is None and who.isdigit():
+        user = await services.store.get_user(int(who))
+    if user is None:
+        raise SystemExit(f"no user {who!r}")
+    return user
+
+
+def cmd_user_deactivate(args: argparse.Namespace) -> int:
+    async def run(services: Any) -> int:
+        user = await _find_user(services, args.user)
+        await services.auth.set_active(user.id, False, actor_id=None)
+        print(f"user {user.id} deactivated; their sessions are revoked")
+        return 0
+
+    return _run(lambda s: _with_services(s, run), _settings(args))
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    async def run(services: Any) -> int:
+        user = await _find_user(services, args.user)
+        if not user.is_active:
+            raise SystemExit(f"user {args.user!r} is deactivated")
+        result = await services.auth.open_session(user, ip="cli", device="palaver token")
+        await services.audit.record("token.issued", actor_id=user.id, target=result.session.id)
+        print(result.access_token)
+        return 0
+
+    return _run(lambda s: _with_services(s, run), _settings(args))
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config, overrides=_overrides_only(args))
+    print(json.dumps(settings.redacted(), indent=2, sort_keys=True))
+    return 0
+
+
+def _overrides_only(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        name: getattr(args, flag[2:].replace("-", "_"), None)
+        for flag, name in _SETTING_FLAGS.items()
+        if name is not None
+    }
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from palaver.bench import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="palaver", description="Palaver chat server")
+    parser.add_argument("--version", action="version", version=f"palaver {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve HTTP, WebSocket and the web client")
+    _add_setting_flags(serve)
+    serve.add_argument("--workers", type=int, help="processes sharing the port (needs Redis)")
+    serve.set_defaults(fn=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="bring the database schema up to date")
+    _add_setting_flags(migrate)
+    migrate.set_defaults(fn=cmd_migrate)
+
+    user = sub.add_parser("user", help="manage accounts").add_subparsers(
+        dest="user_command", required=True
+    )
+    create = user.add_parser("create", help="create an account")
+    _add_setting_flags(create)
+    create.add_argument("username", nargs="?")
+    create.add_argument("--email")
+    create.add_argument("--display-name")
+    create.add_argument("--admin", action="store_true", help="make a server administrator")
+    create.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input (else PALAVER_NEW_PASSWORD or a prompt)",
+    )
+    create.set_defaults(fn=cmd_user_create)
+    listing = user.add_parser("list", help="list accounts")
+    _add_setting_flags(listing)
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--offset", type=int, default=0)
+    listing.set_defaults(fn=cmd_user_list)
+    deactivate = user.add_parser("deactivate", help="deactivate an account, ending its sessions")
+    _add_setting_flags(deactivate)
+    deactivate.add_argument("user", help="username, e-mail or id")
+    deactivate.set_defaults(fn=cmd_user_deactivate)
+
+    token = sub.add_parser("token", help="print an access token for USER (for scripts)")
+    _add_setting_flags(token)
+    token.add_argument("user", help="username, e-mail or id")
+    token.set_defaults(fn=cmd_token)
+
+    config = sub.add_parser("config", help="print the effective settings, secrets hidden")
+    _add_setting_flags(config)
+    config.set_defaults(fn=cmd_config)
+
+    bench = sub.add_parser("bench", help="load generator (see `palaver bench --help`)")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.set_defaults(fn=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.fn(args)
+        return result
+    except ConfigError as exc:
+        print(f"palaver: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except PalaverError as exc:
+        print(f"palaver: {exc.code.value}: {exc.message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""The ASGI application: REST, operations endpoints, docs and the web client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from palaver import __version__
+from palaver.config import Settings, ensure_secret, load_settings
+from palaver.http import auth_routes, users_routes
+from palaver.http.errors import install_error_handlers
+from palaver.http.responses import JsonResponse
+from palaver.services.container import Services, build_services
+
+def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
+    """Build the application for ``settings`` (a secret key is generated if missing).
+
+    The lifespan connects the store and broker, and migrates the schema when
+    ``auto_migrate`` is on, so a fresh SQLite file is usable at once.
+    """
+    settings = ensure_secret(settings)
+    services = services or build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        await services.start()
+        if settings.auto_migrate:
+            await services.store.migrate()
+        services.started_at = time.monotonic()
+        try:
+            yield {"services": services}
+        finally:
+            await services.close()
+
+    app = FastAPI(
+        title="Palaver",
+        version=__version__,
+        description="Real-time chat server: REST API. The WebSocket protocol is described "
+        "at /asyncapi.json.",
+        default_response_class=JsonResponse,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    app.include_router(auth_routes.router)
+    app.include_router(users_routes.router)
+    _install_ops(app, services)
+    return app
+
+
+def _install_ops(app: FastAPI, services: Services) -> None:
+    from palaver.http.docs import docs_router
+    from palaver.http.middleware import install_middleware
+    from palaver.http.ops import ops_router
+
+    async def database() -> None:
+        await services.store.ping()
+
+    async def broker() -> None:
+        await services.broker.ping()
+
+    app.include_router(
+        ops_router(
+            checks={"database": database, "broker": broker},
+            metrics=services.metrics,
+            started_at=lambda: services.started_at,
+            node_id=lambda: services.node_id,
+        )
+    )
+    app.include_router(docs_router(app))
+    install_middleware(app, services.settings, services.metrics)
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` and worker processes: settings from the
+    environment and ``palaver.yaml``."""
+    return create_app(load_settings())

@@ -1,0 +1,82 @@
+"""One JSON error shape for every failure: ``{"error": {"code", "message", ...}}``."""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from palaver.http.responses import JsonResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from palaver.core.errors import ErrorCode, PalaverError
+from palaver.store.base import StoreUnavailable
+
+log = structlog.get_logger(__name__)
+
+_STATUS_CODES = {
+    400: ErrorCode.INVALID_FORMAT,
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.INVALID_FORMAT,
+    409: ErrorCode.CONFLICT,
+    413: ErrorCode.CONTENT_TOO_LONG,
+    429: ErrorCode.RATE_LIMITED,
+}
+
+
+def error_response(error: PalaverError) -> JsonResponse:
+    headers = {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    if error.http_status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="palaver"'
+    return JsonResponse({"error": error.to_dict()}, error.http_status, headers=headers)
+
+
+async def _palaver_error(_: Request, exc: Exception) -> JsonResponse:
+    assert isinstance(exc, PalaverError)
+    return error_response(exc)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JsonResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    field = ".".join(loc) or None
+    message = first.get("msg", "invalid request")
+    if first.get("type") == "json_invalid":
+        return error_response(PalaverError(ErrorCode.INVALID_JSON, "body is not valid JSON"))
+    text = f"{field}: {message}" if field else message
+    return error_response(PalaverError(ErrorCode.VALIDATION_ERROR, text, field=field))
+
+
+async def _http_error(_: Request, exc: Exception) -> JsonResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _STATUS_CODES.get(exc.status_code, ErrorCode.INVALID_FORMAT)
+    response = JsonResponse(
+        {"error": {"code": code.value, "message": str(exc.detail)}},
+        exc.status_code,
+        headers=dict(exc.headers or {}),
+    )
+    return response
+
+
+async def _unavailable(_: Request, exc: Exception) -> JsonResponse:
+    log.warning("database.unavailable", error=str(exc))
+    return error_response(
+        PalaverError(ErrorCode.UNAVAILABLE, "the database is unavailable; retry", retry_after=1)
+    )
+
+
+async def _internal(_: Request, exc: Exception) -> JsonResponse:
+    log.exception("request.failed", exc_info=exc)
+    return error_response(PalaverError(ErrorCode.INTERNAL_ERROR, "internal error"))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(PalaverError, _palaver_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(StoreUnavailable, _unavailable)
+    app.add_exception_handler(Exception, _internal)

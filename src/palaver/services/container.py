@@ -1,0 +1,73 @@
+"""The services of one Palaver process, built from its settings and closed together."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from palaver.broker import create_broker
+from palaver.broker.base import Broker
+from palaver.config import Settings
+from palaver.metrics import Metrics
+from palaver.services.audit import Audit
+from palaver.services.auth import AuthService
+from palaver.services.mail import Mailer
+from palaver.services.tokens import TokenService
+from palaver.store import create_store
+from palaver.store.base import Store
+
+
+@dataclass
+class Services:
+    """Everything a transport needs; one instance per process, never a module global."""
+
+    settings: Settings
+    store: Store
+    broker: Broker
+    tokens: TokenService
+    audit: Audit
+    mailer: Mailer
+    auth: AuthService
+    metrics: Metrics
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def node_id(self) -> str:
+        return self.broker.node_id
+
+    async def start(self) -> None:
+        """Connect to the database and the broker, migrating the schema first when
+        ``migrate`` is set (the embedded SQLite default does this on every start)."""
+        await self.store.connect()
+        await self.broker.start()
+
+    async def close(self) -> None:
+        await self.broker.close()
+        await self.store.close()
+
+
+def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Services:
+    """Wire the services for ``settings`` (the secret key must already be set)."""
+    store = create_store(
+        settings.effective_database_url, pool_size=settings.database_pool_size
+    )
+    broker = create_broker(settings.redis_url)
+    tokens = TokenService(
+        settings.secret_key,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl=settings.access_token_ttl,
+    )
+    audit = Audit(store)
+    mailer = Mailer(settings)
+    auth = AuthService(settings, store, broker, tokens, audit, mailer)
+    return Services(
+        settings=settings,
+        store=store,
+        broker=broker,
+        tokens=tokens,
+        audit=audit,
+        mailer=mailer,
+        auth=auth,
+        metrics=metrics or Metrics(),
+    )
