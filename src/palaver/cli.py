@@ -8,7 +8,7 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from palaver import __version__
@@ -43,11 +43,13 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     return ensure_secret(load_settings(args.config, overrides=overrides))
 
 
-def _run(coro_fn: Callable[[Settings], Awaitable[int]], settings: Settings) -> int:
+def _run(coro_fn: Callable[[Settings], Coroutine[Any, Any, int]], settings: Settings) -> int:
     return asyncio.run(coro_fn(settings))
 
 
-async def _with_services(settings: Settings, fn: Callable[[Any], Awaitable[int]]) -> int:
+async def _with_services(
+    settings: Settings, fn: Callable[[Any], Coroutine[Any, Any, int]]
+) -> int:
     from palaver.services.container import build_services
 
     services = build_services(settings)

@@ -1,7 +1,46 @@
-"""How ``/ws`` is served: the WebSocket protocol class handed to uvicorn."""
+"""How ``/ws`` is served: the lean protocol class handed to uvicorn, and the per-process
+gateway the application's lifespan builds and places in uvicorn's app state."""
 
 from __future__ import annotations
 
+from palaver.gateway.frames import encode_text_frame
+from palaver.gateway.hub import Hub
+from palaver.gateway.lean import Gateway, LeanSettings, LeanWebSocketProtocol
+from palaver.gateway.native import NativeHandler
+from palaver.services.container import Services
 
-def ws_protocol_class() -> str:
-    return "websockets-sansio"
+GATEWAY_STATE_KEY = "palaver.gateway"
+NATIVE_PATHS = frozenset({"/ws"})
+
+
+def ws_protocol_class() -> type[LeanWebSocketProtocol]:
+    """The class for ``uvicorn.Config(ws=...)``: it finds each process's gateway in the
+    lifespan state, so the same class serves one process or many workers."""
+    return LeanWebSocketProtocol
+
+
+async def start_gateway(services: Services) -> Gateway:
+    """Build and start this process's hub and native handler."""
+    settings = services.settings
+    hub = Hub(services, encode_text_frame)
+    await hub.start()
+    lean = LeanSettings(
+        paths=NATIVE_PATHS,
+        max_frame=settings.ws_max_frame,
+        send_buffer_limit=settings.ws_send_buffer,
+        ping_interval=settings.ws_ping_interval,
+        ping_timeout=settings.ws_ping_timeout,
+    )
+    from uvicorn.config import WS_PROTOCOLS
+    from uvicorn.importer import import_from_string
+
+    delegate = import_from_string(WS_PROTOCOLS["websockets-sansio"] or "")
+    return Gateway(NativeHandler(services, hub), lean, delegate)
+
+
+async def stop_gateway(gateway: Gateway) -> None:
+    """Tell every socket to reconnect (1012) and stop the hub."""
+    gateway.close_all()
+    handler = gateway.handler
+    if isinstance(handler, NativeHandler):
+        await handler.hub.close()

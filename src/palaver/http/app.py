@@ -11,7 +11,8 @@ from fastapi import FastAPI
 
 from palaver import __version__
 from palaver.config import Settings, ensure_secret, load_settings
-from palaver.http import auth_routes, users_routes
+from palaver.gateway.serve import GATEWAY_STATE_KEY, start_gateway, stop_gateway
+from palaver.http import auth_routes, conversation_routes, users_routes
 from palaver.http.errors import install_error_handlers
 from palaver.http.responses import JsonResponse
 from palaver.services.container import Services, build_services
@@ -30,10 +31,12 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         await services.start()
         if settings.auto_migrate:
             await services.store.migrate()
+        gateway = await start_gateway(services)
         services.started_at = time.monotonic()
         try:
-            yield {"services": services}
+            yield {"services": services, GATEWAY_STATE_KEY: gateway}
         finally:
+            await stop_gateway(gateway)
             await services.close()
 
     app = FastAPI(
@@ -50,6 +53,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     install_error_handlers(app)
     app.include_router(auth_routes.router)
     app.include_router(users_routes.router)
+    app.include_router(conversation_routes.router)
     _install_ops(app, services)
     return app
 

@@ -69,7 +69,7 @@ async def register(
         display_name=body.display_name,
         ip=ip,
     )
-    services.metrics.registrations_total.inc()
+    services.metrics.registrations.inc()
     result = await services.auth.open_session(user, ip=ip, device=_device(request, None))
     return _tokens(request, response, result)
 
@@ -92,9 +92,9 @@ async def login(
             device=_device(request, body.device),
         )
     except PalaverError as exc:
-        services.metrics.logins_total.labels(outcome=exc.code.value.lower()).inc()
+        services.metrics.logins.labels(outcome=exc.code.value.lower()).inc()
         raise
-    services.metrics.logins_total.labels(outcome="success").inc()
+    services.metrics.logins.labels(outcome="success").inc()
     return _tokens(request, response, result)
 
 

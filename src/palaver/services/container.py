@@ -11,8 +11,11 @@ from palaver.config import Settings
 from palaver.metrics import Metrics
 from palaver.services.audit import Audit
 from palaver.services.auth import AuthService
+from palaver.services.conversations import ConversationService
 from palaver.services.mail import Mailer
+from palaver.services.messaging import MessagingService
 from palaver.services.tokens import TokenService
+from palaver.services.users import UserCache
 from palaver.store import create_store
 from palaver.store.base import Store
 
@@ -28,6 +31,9 @@ class Services:
     audit: Audit
     mailer: Mailer
     auth: AuthService
+    users: UserCache
+    messaging: MessagingService
+    conversations: ConversationService
     metrics: Metrics
     started_at: float = field(default_factory=time.monotonic)
 
@@ -36,12 +42,12 @@ class Services:
         return self.broker.node_id
 
     async def start(self) -> None:
-        """Connect to the database and the broker, migrating the schema first when
-        ``migrate`` is set (the embedded SQLite default does this on every start)."""
+        """Connect to the database and the broker."""
         await self.store.connect()
         await self.broker.start()
 
     async def close(self) -> None:
+        await self.messaging.close()
         await self.broker.close()
         await self.store.close()
 
@@ -61,6 +67,17 @@ def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Ser
     audit = Audit(store)
     mailer = Mailer(settings)
     auth = AuthService(settings, store, broker, tokens, audit, mailer)
+    metrics = metrics or Metrics()
+    users = UserCache(store)
+    messaging = MessagingService(
+        settings,
+        store,
+        broker,
+        users,
+        on_batch=lambda size, seconds: metrics.db_transaction.labels("group_commit").observe(seconds),
+        on_rate_limited=lambda scope: metrics.rate_limited.labels(scope=scope).inc(),
+    )
+    conversations = ConversationService(store, broker, messaging, audit)
     return Services(
         settings=settings,
         store=store,
@@ -69,5 +86,8 @@ def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Ser
         audit=audit,
         mailer=mailer,
         auth=auth,
-        metrics=metrics or Metrics(),
+        users=users,
+        messaging=messaging,
+        conversations=conversations,
+        metrics=metrics,
     )

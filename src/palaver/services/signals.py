@@ -38,3 +38,34 @@ async def revoke_sessions(broker: Broker, user_id: int, session_ids: list[str] |
     await broker.publish(
         user_channel(user_id), encode("revoke", user_id=user_id, sessions=session_ids)
     )
+
+
+# Message wake-ups carry the client frame already encoded, behind a one-line header, so
+# a node forwards the bytes to its sockets without decoding and re-encoding them.
+_MESSAGE_TAG = b"M"
+_EVENT_TAG = b"E"
+
+
+def encode_message(conversation_id: int, seq: int, frame: bytes) -> bytes:
+    return b"M%d %d\n%s" % (conversation_id, seq, frame)
+
+
+def encode_event(event: dict[str, Any]) -> bytes:
+    """A client frame (receipt, typing, membership) to forward to the members' sockets."""
+    return _EVENT_TAG + orjson.dumps(event)
+
+
+def decode_message(payload: bytes) -> tuple[int, int, bytes] | None:
+    """``(conversation_id, seq, frame)`` of a message wake-up, else ``None``."""
+    if not payload.startswith(_MESSAGE_TAG):
+        return None
+    header, _, frame = payload.partition(b"\n")
+    conversation, _, seq = header[1:].partition(b" ")
+    return int(conversation), int(seq), frame
+
+
+def decode_event(payload: bytes) -> bytes | None:
+    """The encoded client frame of an event payload, else ``None``."""
+    if not payload.startswith(_EVENT_TAG):
+        return None
+    return payload[1:]

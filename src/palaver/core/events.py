@@ -1,0 +1,122 @@
+"""Server-to-client frames (and the broker payloads they travel in) as plain dicts.
+
+A message frame carries nothing recipient-specific, so the transport encodes it once and
+writes the same bytes to every connection that receives it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from palaver.core.errors import PalaverError
+from palaver.core.models import Conversation, ConversationSummary, Member, Message, User
+
+
+def message(m: Message, sender: User | None) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "conversation_id": m.conversation_id,
+        "seq": m.seq,
+        "id": m.id,
+        "sender_id": m.sender_id,
+        "sender": sender.username if sender else None,
+        "sender_name": sender.handle if sender else None,
+        "kind": m.kind.value,
+        "content": m.content,
+        "created_at": m.created_at,
+        "client_msg_id": m.client_msg_id,
+    }
+
+
+def ack(cid: str | int | None, m: Message, duplicate: bool) -> dict[str, Any]:
+    return {
+        "type": "ack",
+        "id": cid,
+        "message_id": m.id,
+        "conversation_id": m.conversation_id,
+        "seq": m.seq,
+        "client_msg_id": m.client_msg_id,
+        "created_at": m.created_at,
+        "duplicate": duplicate,
+    }
+
+
+def error(cid: str | int | None, err: PalaverError) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "error", **err.to_dict()}
+    if cid is not None:
+        frame["id"] = cid
+    return frame
+
+
+def reply(cid: str | int | None, kind: str, **fields: Any) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": kind, **fields}
+    if cid is not None:
+        frame["id"] = cid
+    return frame
+
+
+def receipt(member: Member) -> dict[str, Any]:
+    return {
+        "type": "receipt",
+        "conversation_id": member.conversation_id,
+        "user_id": member.user_id,
+        "read_seq": member.read_seq,
+        "delivered_seq": member.delivered_seq,
+    }
+
+
+def typing(conversation_id: int, user_id: int, is_typing: bool, ttl: float) -> dict[str, Any]:
+    return {
+        "type": "typing",
+        "conversation_id": conversation_id,
+        "user_id": user_id,
+        "typing": is_typing,
+        "expires_in": ttl if is_typing else 0,
+    }
+
+
+def presence(user_id: int, status: str, last_seen_at: int | None) -> dict[str, Any]:
+    return {
+        "type": "presence",
+        "user_id": user_id,
+        "status": status,
+        "last_seen_at": last_seen_at,
+    }
+
+
+def conversation(c: Conversation, member_count: int | None = None) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "type": c.kind.value,
+        "name": c.name,
+        "topic": c.topic,
+        "created_by": c.created_by,
+        "created_at": c.created_at,
+        "last_seq": c.last_seq,
+        "min_seq": c.min_seq,
+        "last_message_at": c.last_message_at,
+        "member_count": member_count,
+    }
+
+
+def summary(s: ConversationSummary, last_sender: User | None) -> dict[str, Any]:
+    data = conversation(s.conversation, s.member_count)
+    data.update(
+        unread=s.unread,
+        read_seq=s.member.read_seq,
+        delivered_seq=s.member.delivered_seq,
+        role=s.member.role.value,
+        last_message=message(s.last_message, last_sender) if s.last_message else None,
+    )
+    return data
+
+
+def gap(conversation_id: int, from_seq: int, to_seq: int) -> dict[str, Any]:
+    """History ``from_seq..to_seq`` was removed by retention and cannot be sent."""
+    return {
+        "type": "gap",
+        "conversation_id": conversation_id,
+        "from_seq": from_seq,
+        "to_seq": to_seq,
+        "code": "HISTORY_GAP",
+    }

@@ -1,0 +1,195 @@
+"""One authenticated socket: its cursors, and exactly-once, in-order delivery to it.
+
+Every delivery path (live fan-out, resume, catch-up after a gap) goes through one rule
+per conversation: the socket holds a cursor ``c``; a message ``c + 1`` is written and
+advances it, anything at or below ``c`` was already written and is dropped, anything
+beyond ``c + 1`` means something was missed, and the gap is read from the store before
+anything newer is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Protocol
+
+import orjson
+import structlog
+
+from palaver.core import events
+from palaver.services.auth import Principal
+
+if TYPE_CHECKING:
+    from palaver.gateway.hub import Hub
+
+log = structlog.get_logger(__name__)
+
+# Messages read from the store per round when catching a socket up.
+CATCH_UP_PAGE = 500
+MAX_EMPTY_ROUNDS = 20
+
+
+class Outlet(Protocol):
+    """What the gateway needs from a transport connection."""
+
+    def send_frame(self, frame: bytes) -> None:
+        """Write one complete, already-encoded WebSocket frame."""
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Start the closing handshake (idempotent)."""
+
+
+class Client:
+    """State of one socket of one user, owned by the node's :class:`Hub`."""
+
+    __slots__ = (
+        "_catching",
+        "_hub",
+        "_wanted",
+        "closed",
+        "cursors",
+        "last_activity",
+        "last_seqs",
+        "outlet",
+        "principal",
+        "synced",
+    )
+
+    def __init__(self, hub: Hub, outlet: Outlet, principal: Principal) -> None:
+        self._hub = hub
+        self.outlet = outlet
+        self.principal = principal
+        # conversation id -> last sequence number written to this socket
+        self.cursors: dict[int, int] = {}
+        # conversations being read from the store, and the highest seq seen meanwhile
+        self._catching: set[int] | None = None
+        self._wanted: dict[int, int] | None = None
+        # Until the client resumes (or the grace period ends), nothing is written: a
+        # message sent before the client said where it stands could arrive out of order.
+        self.synced = False
+        # conversation id -> last sequence number known when the socket opened
+        self.last_seqs: dict[int, int] = {}
+        self.closed = False
+        self.last_activity = 0.0
+
+    @property
+    def user_id(self) -> int:
+        return self.principal.user.id
+
+    def send(self, frame: dict[str, object]) -> None:
+        """Encode and write one frame meant for this socket only."""
+        if not self.closed:
+            self.outlet.send_frame(self._hub.encode(orjson.dumps(frame)))
+
+    def send_encoded(self, frame: bytes) -> None:
+        """Write a frame already encoded for the wire (shared by many sockets)."""
+        if not self.closed:
+            self.outlet.send_frame(frame)
+
+    # -- delivery --------------------------------------------------------------------
+
+    def offer(self, conversation_id: int, seq: int, frame: bytes) -> None:
+        """A live message: write it if it is the next one, catch up if one is missing."""
+        cursor = self.cursors.get(conversation_id)
+        if cursor is None or self.closed:
+            return
+        if not self.synced or (self._catching is not None and conversation_id in self._catching):
+            if self._wanted is None:
+                self._wanted = {}
+            self._wanted[conversation_id] = max(self._wanted.get(conversation_id, 0), seq)
+            return
+        if seq == cursor + 1:
+            self.cursors[conversation_id] = seq
+            self.outlet.send_frame(frame)
+        elif seq > cursor + 1:
+            self.catch_up(conversation_id, upto=seq)
+
+    def catch_up(self, conversation_id: int, upto: int = 0) -> None:
+        """Read what this socket is missing in a conversation from the store."""
+        if self._catching is None:
+            self._catching = set()
+        if self._wanted is None:
+            self._wanted = {}
+        self._wanted[conversation_id] = max(self._wanted.get(conversation_id, 0), upto)
+        if conversation_id in self._catching:
+            return
+        self._catching.add(conversation_id)
+        self._hub.spawn(self._catch_up(conversation_id))
+
+    async def _catch_up(self, conversation_id: int) -> None:
+        try:
+            await self._read_missing(conversation_id)
+        except Exception as exc:
+            # Closing with "try again" keeps the guarantee: the client resumes from its
+            # cursor; staying open with a hole would break it.
+            log.warning("catch_up.failed", error=str(exc), conversation_id=conversation_id)
+            self._hub.drop(self, 1011, "catch-up failed; reconnect and resume")
+        finally:
+            if self._catching is not None:
+                self._catching.discard(conversation_id)
+                if self._wanted is not None:
+                    self._wanted.pop(conversation_id, None)
+                if not self._catching:
+                    self._catching = self._wanted = None
+
+    async def _read_missing(self, conversation_id: int) -> None:
+        store = self._hub.store
+        empty_rounds = 0
+        while not self.closed and conversation_id in self.cursors:
+            cursor = self.cursors[conversation_id]
+            page = await store.get_messages(conversation_id, after_seq=cursor, limit=CATCH_UP_PAGE)
+            for message in page:
+                if self.closed or conversation_id not in self.cursors:
+                    return
+                cursor = self.cursors[conversation_id]
+                if message.seq <= cursor:
+                    continue
+                if message.seq > cursor + 1:
+                    # Retention removed what lies between: say so instead of waiting.
+                    self.send(events.gap(conversation_id, cursor + 1, message.seq - 1))
+                sender = (
+                    await self._hub.users.get(message.sender_id)
+                    if message.sender_id is not None
+                    else None
+                )
+                self.cursors[conversation_id] = message.seq
+                self.send(events.message(message, sender))
+            wanted = self._wanted.get(conversation_id, 0) if self._wanted else 0
+            if len(page) < CATCH_UP_PAGE and self.cursors.get(conversation_id, 0) >= wanted:
+                return
+            if not page:
+                # The wake-up promised a message the store does not show yet (a replica
+                # lagging, say): wait briefly, and give up after a second; the next
+                # message or the client's next resume brings it.
+                empty_rounds += 1
+                if empty_rounds > MAX_EMPTY_ROUNDS:
+                    return
+                await asyncio.sleep(0.05)
+
+    def resume(self, cursors: dict[int, int]) -> None:
+        """Start (or restart) delivery from the client's cursors.
+
+        A conversation the client names resumes after its cursor, unless this socket
+        already wrote further (those frames are on their way, in order); one it does not
+        name resumes after the default the socket opened with.
+        """
+        for conversation_id, current in self.cursors.items():
+            given = cursors.get(conversation_id)
+            if given is not None:
+                current = max(current, given) if self.synced else given
+                self.cursors[conversation_id] = current
+            wanted = self._wanted.get(conversation_id, 0) if self._wanted else 0
+            if current < max(self.last_seqs.get(conversation_id, 0), wanted):
+                self.catch_up(conversation_id, upto=wanted)
+        self.synced = True
+        if not self._catching:
+            self._catching = self._wanted = None
+
+    # -- membership ------------------------------------------------------------------
+
+    def track(self, conversation_id: int, cursor: int) -> None:
+        """Start delivering a conversation after ``cursor`` (catching up if behind)."""
+        if conversation_id not in self.cursors:
+            self.cursors[conversation_id] = cursor
+
+    def untrack(self, conversation_id: int) -> None:
+        self.cursors.pop(conversation_id, None)

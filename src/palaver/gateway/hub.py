@@ -1,0 +1,359 @@
+"""The node's registry of sockets: broker wake-ups in, frames out, presence kept.
+
+A message wake-up carries the client frame already serialised; the hub wraps it in a
+WebSocket frame once and hands the same bytes to every local socket of the
+conversation. Each socket's :class:`Client` decides, from its cursor, whether to write
+it, drop it as already written, or catch up from the store first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import orjson
+import structlog
+
+from palaver.broker.base import BrokerUnavailable, PresenceStatus, Subscription
+from palaver.core import events
+from palaver.core.models import ConversationSummary, now_ms
+from palaver.gateway.client import Client, Outlet
+from palaver.services import signals
+from palaver.services.auth import Principal
+from palaver.services.container import Services
+
+log = structlog.get_logger(__name__)
+
+PRESENCE_CHANNEL = "presence"
+# Presence entries outlive a node by at most this long (heartbeat every third of it).
+PRESENCE_TTL = 30.0
+# Sockets that have not resumed within this delay start from their default cursors.
+RESUME_GRACE = 0.5
+# Close codes (documented in docs/protocol.md).
+CLOSE_TOKEN_EXPIRED = 4001
+CLOSE_SESSION_REVOKED = 4003
+
+
+class Hub:
+    """Every socket of this node, indexed by user and by conversation."""
+
+    def __init__(self, services: Services, encode: Callable[[bytes], bytes]) -> None:
+        self.services = services
+        self.store = services.store
+        self.users = services.users
+        self.encode = encode
+        self.by_user: dict[int, set[Client]] = {}
+        self.by_conversation: dict[int, set[Client]] = {}
+        self._subscription: Subscription | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._maintenance: asyncio.Task[None] | None = None
+        self._status: dict[int, PresenceStatus] = {}
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._subscription = await self.services.broker.subscribe(
+            self._on_broker, [PRESENCE_CHANNEL]
+        )
+        self._maintenance = asyncio.create_task(self._maintain(), name="palaver.hub")
+
+    async def close(self, code: int = 1012, reason: str = "server restarting") -> None:
+        """Close every socket (1012: reconnect, another node or this one after restart
+        will resume you) and stop."""
+        for clients in list(self.by_user.values()):
+            for client in list(clients):
+                self.drop(client, code, reason)
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._subscription is not None:
+            await self._subscription.close()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run a task tied to the hub (cancelled on close, errors logged)."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("hub.task_failed", exc_info=task.exception())
+
+    # -- sockets ---------------------------------------------------------------------
+
+    def attach(
+        self, outlet: Outlet, principal: Principal, summaries: list[ConversationSummary]
+    ) -> Client:
+        """Register an authenticated socket and greet it with ``hello``.
+
+        ``summaries`` are the user's conversations read during the handshake, so the
+        socket is registered synchronously, before its first frame can arrive.
+        """
+        client = Client(self, outlet, principal)
+        client.last_activity = time.monotonic()
+        user_id = principal.user.id
+        for summary in summaries:
+            cid = summary.conversation.id
+            client.cursors[cid] = summary.member.delivered_seq
+            client.last_seqs[cid] = summary.conversation.last_seq
+        new_channels = []
+        if user_id not in self.by_user:
+            self.by_user[user_id] = set()
+            new_channels.append(signals.user_channel(user_id))
+        self.by_user[user_id].add(client)
+        for cid in client.cursors:
+            if self._index(cid, client):
+                new_channels.append(signals.conversation_channel(cid))
+        if new_channels and self._subscription is not None:
+            self.spawn(self._subscription.add(new_channels))
+        self.services.metrics.ws_connections.inc()
+        client.send(
+            {
+                "type": "hello",
+                "user": {
+                    "id": user_id,
+                    "username": principal.user.username,
+                    "display_name": principal.user.display_name,
+                },
+                "session_id": principal.session.id,
+                "node": self.services.node_id,
+                "server_time": now_ms(),
+                "token_expires_at": principal.token_expires_at * 1000,
+                "limits": {
+                    "max_message_length": self.services.settings.max_message_length,
+                    "max_frame_bytes": self.services.settings.ws_max_frame,
+                },
+                "conversations": [
+                    {
+                        "id": s.conversation.id,
+                        "last_seq": s.conversation.last_seq,
+                        "delivered_seq": s.member.delivered_seq,
+                        "read_seq": s.member.read_seq,
+                        "unread": s.unread,
+                    }
+                    for s in summaries
+                ],
+            }
+        )
+        asyncio.get_running_loop().call_later(RESUME_GRACE, self._auto_resume, client)
+        self.spawn(self._presence_changed(user_id))
+        return client
+
+    def _auto_resume(self, client: Client) -> None:
+        if not client.synced and not client.closed:
+            client.resume({})
+
+    def _index(self, conversation_id: int, client: Client) -> bool:
+        """Add to the conversation index; ``True`` when it is the node's first socket."""
+        clients = self.by_conversation.get(conversation_id)
+        if clients is None:
+            self.by_conversation[conversation_id] = {client}
+            return True
+        clients.add(client)
+        return False
+
+    def detach(self, client: Client) -> None:
+        """Forget a closed socket (idempotent)."""
+        if client.closed:
+            return
+        client.closed = True
+        self.services.metrics.ws_connections.dec()
+        user_id = client.user_id
+        gone = []
+        for cid in client.cursors:
+            clients = self.by_conversation.get(cid)
+            if clients is not None:
+                clients.discard(client)
+                if not clients:
+                    del self.by_conversation[cid]
+                    gone.append(signals.conversation_channel(cid))
+        clients = self.by_user.get(user_id)
+        if clients is not None:
+            clients.discard(client)
+            if not clients:
+                del self.by_user[user_id]
+                gone.append(signals.user_channel(user_id))
+        if gone and self._subscription is not None:
+            self.spawn(self._subscription.remove(gone))
+        if user_id not in self.by_user:
+            self.spawn(self._went_offline(user_id))
+
+    def drop(self, client: Client, code: int, reason: str) -> None:
+        client.outlet.close(code, reason)
+        self.detach(client)
+
+    # -- broker ----------------------------------------------------------------------
+
+    def _on_broker(self, channel: str, payload: bytes) -> None:
+        message = signals.decode_message(payload)
+        if message is not None:
+            cid, seq, body = message
+            clients = self.by_conversation.get(cid)
+            if clients:
+                frame = self.encode(body)
+                for client in list(clients):
+                    client.offer(cid, seq, frame)
+                self.services.metrics.deliveries.inc(len(clients))
+            return
+        event = signals.decode_event(payload)
+        if event is not None:
+            cid = int(channel.split(":", 1)[1])
+            clients = self.by_conversation.get(cid)
+            if clients:
+                frame = self.encode(event)
+                for client in list(clients):
+                    if client.synced:
+                        client.send_encoded(frame)
+            return
+        try:
+            signal = signals.decode(payload)
+        except ValueError:
+            log.warning("broker.bad_payload", channel=channel)
+            return
+        kind = signal["type"]
+        if kind == "presence":
+            self._forward_presence(signal)
+        elif kind == "revoke":
+            self._revoke(signal)
+        elif kind in ("joined", "left"):
+            self.spawn(self._membership(signal))
+
+    def _revoke(self, signal: dict[str, Any]) -> None:
+        sessions = signal.get("sessions")
+        for client in list(self.by_user.get(int(signal["user_id"]), ())):
+            if sessions is None or client.principal.session.id in sessions:
+                self.drop(client, CLOSE_SESSION_REVOKED, "session revoked")
+
+    async def _membership(self, signal: dict[str, Any]) -> None:
+        user_id = int(signal["user_id"])
+        cid = int(signal["conversation_id"])
+        clients = list(self.by_user.get(user_id, ()))
+        if not clients:
+            return
+        if signal["type"] == "left":
+            left: dict[str, object] = {"type": "left", "conversation_id": cid}
+            for client in clients:
+                client.untrack(cid)
+                index = self.by_conversation.get(cid)
+                if index is not None:
+                    index.discard(client)
+                    if not index and self._subscription is not None:
+                        del self.by_conversation[cid]
+                        await self._subscription.remove([signals.conversation_channel(cid)])
+                client.send(left)
+            return
+        seq = int(signal.get("seq") or 0)
+        subscribe = False
+        for client in clients:
+            if cid in client.cursors:
+                continue
+            client.track(cid, seq)
+            subscribe = self._index(cid, client) or subscribe
+        if subscribe and self._subscription is not None:
+            await self._subscription.add([signals.conversation_channel(cid)])
+        conversation = await self.store.get_conversation(cid)
+        if conversation is not None:
+            frame: dict[str, object] = {
+                "type": "joined",
+                "conversation": events.conversation(conversation),
+            }
+            for client in clients:
+                client.send(frame)
+                # Anything that arrived between the join and the subscription.
+                if conversation.last_seq > client.cursors.get(cid, 0):
+                    client.catch_up(cid, upto=conversation.last_seq)
+
+    # -- presence --------------------------------------------------------------------
+
+    async def _presence_changed(self, user_id: int, status: PresenceStatus | None = None) -> None:
+        status = status or PresenceStatus.ONLINE
+        if self._status.get(user_id) == status:
+            return
+        self._status[user_id] = status
+        broker = self.services.broker
+        try:
+            await broker.set_presence(user_id, status, PRESENCE_TTL)
+            overall = (await broker.get_presence([user_id])).get(user_id, status)
+            await self._publish_presence(user_id, overall, None)
+        except BrokerUnavailable as exc:
+            log.warning("presence.unavailable", error=str(exc))
+
+    async def _went_offline(self, user_id: int) -> None:
+        self._status.pop(user_id, None)
+        broker = self.services.broker
+        at = now_ms()
+        try:
+            await self.store.update_user(user_id, last_seen_at=at)
+            self.users.forget(user_id)
+            await broker.set_presence(user_id, PresenceStatus.OFFLINE, PRESENCE_TTL)
+            overall = (await broker.get_presence([user_id])).get(user_id, PresenceStatus.OFFLINE)
+            await self._publish_presence(user_id, overall, at)
+        except BrokerUnavailable as exc:
+            log.warning("presence.unavailable", error=str(exc))
+
+    async def _publish_presence(
+        self, user_id: int, status: PresenceStatus, last_seen_at: int | None
+    ) -> None:
+        conversations = await self.store.user_conversation_ids(user_id)
+        await self.services.broker.publish(
+            PRESENCE_CHANNEL,
+            signals.encode(
+                "presence",
+                user_id=user_id,
+                status=status.value,
+                last_seen_at=last_seen_at,
+                conversations=conversations,
+            ),
+        )
+
+    def _forward_presence(self, signal: dict[str, Any]) -> None:
+        """Send a presence change to local sockets allowed to see it."""
+        frame = self.encode(
+            orjson.dumps(
+                events.presence(
+                    int(signal["user_id"]), str(signal["status"]), signal.get("last_seen_at")
+                )
+            )
+        )
+        if self.services.settings.presence_visibility == "everyone":
+            targets = {c for clients in self.by_user.values() for c in clients}
+        else:
+            targets = set()
+            for cid in signal.get("conversations", ()):
+                targets.update(self.by_conversation.get(int(cid), ()))
+        for client in targets:
+            if client.synced:
+                client.send_encoded(frame)
+
+    async def set_status(self, client: Client, status: PresenceStatus) -> None:
+        """A socket says its user is online (active) or away (idle)."""
+        client.last_activity = time.monotonic()
+        await self._presence_changed(client.user_id, status)
+
+    # -- maintenance -----------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        """Heartbeat the node, refresh presence, end expired tokens, mark idle users away."""
+        broker = self.services.broker
+        away_after = self.services.settings.presence_away_after
+        while True:
+            await asyncio.sleep(PRESENCE_TTL / 3 * random.uniform(0.9, 1.1))  # noqa: S311
+            try:
+                await broker.node_heartbeat(PRESENCE_TTL)
+            except BrokerUnavailable as exc:
+                log.warning("heartbeat.failed", error=str(exc))
+            now_wall = time.time()
+            now = time.monotonic()
+            for user_id, clients in list(self.by_user.items()):
+                for client in list(clients):
+                    if client.principal.token_expires_at < now_wall:
+                        self.drop(client, CLOSE_TOKEN_EXPIRED, "access token expired")
+                if user_id in self.by_user and all(
+                    now - c.last_activity > away_after for c in self.by_user[user_id]
+                ):
+                    await self._presence_changed(user_id, PresenceStatus.AWAY)

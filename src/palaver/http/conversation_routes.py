@@ -1,0 +1,284 @@
+"""``/api/conversations``, ``/api/rooms`` and ``/api/messages``: the REST side of chat.
+
+Each route parses, calls a service and renders; every rule lives in the services, so the
+socket and REST behave the same.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
+
+from palaver.core import events
+from palaver.core.errors import ErrorCode, PalaverError, not_found
+from palaver.core.models import ConversationKind, Message, User
+from palaver.http.deps import PrincipalDep, ServicesDep
+from palaver.http.schemas import ERROR_RESPONSES, Strict
+from palaver.services.container import Services
+
+router = APIRouter(tags=["conversations"], responses=ERROR_RESPONSES)
+
+
+class CreateConversationIn(Strict):
+    type: Literal["room", "group", "direct"]
+    name: str | None = Field(None, max_length=64)
+    topic: str | None = Field(None, max_length=512)
+    members: list[int | str] = Field(default_factory=list, max_length=1000)
+    user_id: int | str | None = Field(None, description="the other user of a direct chat")
+
+
+class SendIn(Strict):
+    content: str = Field(..., description="the text; at most the configured length")
+    client_msg_id: str | None = Field(None, max_length=64, description="idempotency key")
+
+
+class AddMemberIn(Strict):
+    user_id: int | str
+
+
+class CursorIn(Strict):
+    seq: int = Field(..., ge=0)
+
+
+class HistoryOut(BaseModel):
+    conversation_id: int
+    messages: list[dict[str, Any]]
+    has_more: bool
+    gap: dict[str, int] | None = None
+
+
+async def _senders(services: Services, found: list[Message]) -> dict[int, User]:
+    ids = {m.sender_id for m in found if m.sender_id is not None}
+    return await services.store.get_users(ids) if ids else {}
+
+
+async def _render(
+    services: Services, found: list[Message], senders: dict[int, User] | None = None
+) -> list[dict[str, Any]]:
+    if senders is None:
+        senders = await _senders(services, found)
+    return [
+        events.message(m, senders.get(m.sender_id) if m.sender_id else None) for m in found
+    ]
+
+
+@router.get("/api/conversations")
+async def list_conversations(principal: PrincipalDep, services: ServicesDep) -> list[Any]:
+    """The caller's conversations, latest activity first, with unread counts computed
+    by the server from the read cursor and the last message."""
+    summaries = await services.conversations.list_for(principal.user.id)
+    last = [s.last_message for s in summaries if s.last_message is not None]
+    senders = await _senders(services, last)
+    out = []
+    for s in summaries:
+        sender_id = s.last_message.sender_id if s.last_message else None
+        item = events.summary(s, senders.get(sender_id) if sender_id else None)
+        out.append(item)
+    await _name_directs(services, principal.user.id, out)
+    return out
+
+
+async def _name_directs(services: Services, me: int, items: list[dict[str, Any]]) -> None:
+    """Give direct conversations the other person's name and id."""
+    for item in items:
+        if item["type"] != ConversationKind.DIRECT.value:
+            continue
+        members = await services.store.member_ids(item["id"])
+        other = next((uid for uid in members if uid != me), None)
+        user = await services.users.get(other) if other is not None else None
+        item["peer"] = (
+            {"id": user.id, "username": user.username, "display_name": user.handle}
+            if user
+            else None
+        )
+        item["name"] = user.handle if user else "Deleted user"
+
+
+@router.post("/api/conversations", status_code=201)
+async def create_conversation(
+    body: CreateConversationIn, response: Response, principal: PrincipalDep, services: ServicesDep
+) -> dict[str, Any]:
+    """Create a room or group, or create-or-return the direct conversation with
+    ``user_id`` (200 when it already existed)."""
+    service = services.conversations
+    if body.type == "direct":
+        if body.user_id is None:
+            raise PalaverError(
+                ErrorCode.MISSING_RECIPIENT, "user_id is required", field="user_id"
+            )
+        conversation, created = await service.direct(principal.user, body.user_id)
+        if not created:
+            response.status_code = 200
+    elif not body.name:
+        raise PalaverError(ErrorCode.VALIDATION_ERROR, "name is required", field="name")
+    elif body.type == "room":
+        conversation = await service.create_room(principal.user, body.name, body.topic)
+    else:
+        conversation = await service.create_group(principal.user, body.name, body.members)
+    count = len(await services.store.member_ids(conversation.id))
+    item = events.conversation(conversation, count)
+    await _name_directs(services, principal.user.id, [item])
+    return item
+
+
+@router.get("/api/conversations/{conversation_id}")
+async def get_conversation(
+    conversation_id: int, principal: PrincipalDep, services: ServicesDep
+) -> dict[str, Any]:
+    conversation, member = await services.conversations.get(principal.user.id, conversation_id)
+    count = len(await services.store.member_ids(conversation_id))
+    item = events.conversation(conversation, count)
+    item.update(role=member.role.value, read_seq=member.read_seq)
+    await _name_directs(services, principal.user.id, [item])
+    return item
+
+
+@router.get("/api/conversations/{conversation_id}/members")
+async def list_members(
+    conversation_id: int, principal: PrincipalDep, services: ServicesDep
+) -> list[dict[str, Any]]:
+    members = await services.conversations.members(principal.user.id, conversation_id)
+    users = await services.store.get_users(m.user_id for m in members)
+    presence = await services.broker.get_presence(m.user_id for m in members)
+    return [
+        {
+            "user_id": m.user_id,
+            "username": users[m.user_id].username if m.user_id in users else None,
+            "display_name": users[m.user_id].handle if m.user_id in users else None,
+            "role": m.role.value,
+            "joined_at": m.joined_at,
+            "read_seq": m.read_seq,
+            "delivered_seq": m.delivered_seq,
+            "presence": presence.get(m.user_id, "offline"),
+        }
+        for m in members
+    ]
+
+
+@router.post("/api/conversations/{conversation_id}/members", status_code=201)
+async def add_member(
+    conversation_id: int, body: AddMemberIn, principal: PrincipalDep, services: ServicesDep
+) -> dict[str, Any]:
+    member = await services.conversations.add_member(
+        principal.user, conversation_id, body.user_id
+    )
+    return {"user_id": member.user_id, "role": member.role.value}
+
+
+@router.delete("/api/conversations/{conversation_id}/members/{user_id}", status_code=204)
+async def remove_member(
+    conversation_id: int, user_id: int, principal: PrincipalDep, services: ServicesDep
+) -> Response:
+    await services.conversations.remove_member(principal.user, conversation_id, user_id)
+    return Response(status_code=204)
+
+
+@router.post("/api/conversations/{conversation_id}/join")
+async def join(
+    conversation_id: int, principal: PrincipalDep, services: ServicesDep
+) -> dict[str, Any]:
+    """Join a public room."""
+    room, joined = await services.conversations.join_room(principal.user, conversation_id)
+    return {"conversation": events.conversation(room), "joined": joined}
+
+
+@router.post("/api/conversations/{conversation_id}/leave", status_code=204)
+async def leave(conversation_id: int, principal: PrincipalDep, services: ServicesDep) -> Response:
+    await services.conversations.leave(principal.user, conversation_id)
+    return Response(status_code=204)
+
+
+@router.get("/api/conversations/{conversation_id}/messages", response_model=HistoryOut)
+async def history(
+    conversation_id: int,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    before: Annotated[int | None, Query(ge=0, description="older than this seq")] = None,
+    after: Annotated[int | None, Query(ge=0, description="newer than this seq")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> HistoryOut:
+    """Messages oldest first, paged by sequence number: ``after`` pages forward from a
+    cursor (as a resume does), ``before`` (or neither) pages back from the newest."""
+    page = await services.messaging.history(
+        principal.user.id, conversation_id, before=before, after=after, limit=limit
+    )
+    return HistoryOut(
+        conversation_id=conversation_id,
+        messages=await _render(services, page.messages),
+        has_more=len(page.messages) == limit,
+        gap={"from_seq": page.gap[0], "to_seq": page.gap[1]} if page.gap else None,
+    )
+
+
+@router.post("/api/conversations/{conversation_id}/messages", status_code=201)
+async def send(
+    conversation_id: int,
+    body: SendIn,
+    response: Response,
+    principal: PrincipalDep,
+    services: ServicesDep,
+) -> dict[str, Any]:
+    """Send a message; answered once it is durably stored. A repeated
+    ``client_msg_id`` answers 200 with the original message instead of a second one."""
+    appended = await services.messaging.send(
+        principal.user, conversation_id, body.content, client_msg_id=body.client_msg_id
+    )
+    if appended.duplicate:
+        response.status_code = 200
+    return {**events.message(appended.message, principal.user), "duplicate": appended.duplicate}
+
+
+@router.post("/api/conversations/{conversation_id}/read", status_code=204)
+async def mark_read(
+    conversation_id: int, body: CursorIn, principal: PrincipalDep, services: ServicesDep
+) -> Response:
+    """Move the caller's read cursor forward to ``seq``."""
+    await services.messaging.mark(principal.user.id, conversation_id, body.seq, read=True)
+    return Response(status_code=204)
+
+
+@router.get("/api/rooms")
+async def list_rooms(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    query: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[dict[str, Any]]:
+    """Public rooms with member counts, by name."""
+    rooms = await services.store.list_rooms(query=query, limit=limit, offset=offset)
+    return [events.conversation(room, count) for room, count in rooms]
+
+
+@router.get("/api/messages/{room}")
+async def room_messages(
+    room: str,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[dict[str, Any]]:
+    """The latest messages of a room by name, oldest first, in the shape
+    ``{id, room, senderEmail, content, createdAt}`` plus Palaver's own fields."""
+    found = await services.store.get_room_by_name(room)
+    if found is None:
+        raise not_found("room")
+    page = await services.messaging.history(principal.user.id, found.id, limit=limit)
+    senders = await _senders(services, page.messages)
+    out = []
+    rendered_all = await _render(services, page.messages, senders)
+    for message, rendered in zip(page.messages, rendered_all, strict=True):
+        sender = senders.get(message.sender_id) if message.sender_id else None
+        out.append(
+            {
+                **rendered,
+                "room": found.name,
+                "senderEmail": sender.email if sender else None,
+                "createdAt": datetime.fromtimestamp(message.created_at / 1000, UTC)
+                .isoformat(timespec="milliseconds")
+                .replace("+00:00", "Z"),
+            }
+        )
+    return out

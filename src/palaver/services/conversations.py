@@ -1,0 +1,208 @@
+"""Rooms, groups and direct conversations, and who belongs to them."""
+
+from __future__ import annotations
+
+import re
+
+from palaver.broker.base import Broker, BrokerUnavailable
+from palaver.core.errors import ErrorCode, PalaverError, not_found
+from palaver.core.models import (
+    Conversation,
+    ConversationKind,
+    ConversationSummary,
+    Member,
+    Role,
+    User,
+    now_ms,
+)
+from palaver.services import signals
+from palaver.services.audit import Audit
+from palaver.services.messaging import MessagingService
+from palaver.store.base import Store
+
+ROOM_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
+MAX_GROUP_MEMBERS = 1000
+
+
+class ConversationService:
+    """Create, join, leave and manage conversations; every change reaches the
+    members' sockets through the broker and the log through a system message."""
+
+    def __init__(
+        self, store: Store, broker: Broker, messaging: MessagingService, audit: Audit
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.messaging = messaging
+        self.audit = audit
+
+    # -- lookups ---------------------------------------------------------------------
+
+    async def get(self, user_id: int, conversation_id: int) -> tuple[Conversation, Member]:
+        """The conversation and the caller's membership, or ``NOT_FOUND``."""
+        member = await self.messaging.require_member(conversation_id, user_id)
+        conversation = await self.store.get_conversation(conversation_id)
+        if conversation is None:
+            raise not_found()
+        return conversation, member
+
+    async def list_for(self, user_id: int) -> list[ConversationSummary]:
+        return await self.store.list_user_conversations(user_id)
+
+    async def members(self, user_id: int, conversation_id: int) -> list[Member]:
+        await self.messaging.require_member(conversation_id, user_id)
+        return await self.store.list_members(conversation_id)
+
+    async def resolve_user(self, ref: int | str) -> User:
+        """A user by id or username (``NOT_FOUND`` when absent or deactivated)."""
+        user: User | None = None
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+            user = await self.store.get_user(int(ref))
+        if user is None and isinstance(ref, str):
+            user = await self.store.get_user_by_login(ref.lstrip("@"))
+        if user is None or not user.is_active:
+            raise not_found("user")
+        return user
+
+    # -- creating --------------------------------------------------------------------
+
+    async def create_room(self, creator: User, name: str, topic: str | None = None) -> Conversation:
+        """A public room; names are unique case-insensitively (``CONFLICT``)."""
+        name = name.strip()
+        if not ROOM_NAME.match(name):
+            raise PalaverError(
+                ErrorCode.VALIDATION_ERROR, "room name must be 1-64 characters", field="name"
+            )
+        room = await self.store.create_conversation(
+            kind=ConversationKind.ROOM,
+            name=name,
+            created_by=creator.id,
+            members=[(creator.id, Role.OWNER)],
+            at=now_ms(),
+        )
+        await self._tell_user(creator.id, "joined", room.id, room.last_seq)
+        await self.audit.record("room.created", actor_id=creator.id, target=str(room.id))
+        return room
+
+    async def create_group(
+        self, creator: User, name: str, member_refs: list[int | str]
+    ) -> Conversation:
+        """A private group with its first members; the creator owns it."""
+        name = name.strip()
+        if not ROOM_NAME.match(name):
+            raise PalaverError(
+                ErrorCode.VALIDATION_ERROR, "group name must be 1-64 characters", field="name"
+            )
+        if len(member_refs) > MAX_GROUP_MEMBERS:
+            raise PalaverError(
+                ErrorCode.VALIDATION_ERROR,
+                f"a group has at most {MAX_GROUP_MEMBERS} members",
+                field="members",
+            )
+        users = {creator.id: creator}
+        for ref in member_refs:
+            user = await self.resolve_user(ref)
+            users.setdefault(user.id, user)
+        members = [(uid, Role.OWNER if uid == creator.id else Role.MEMBER) for uid in users]
+        group = await self.store.create_conversation(
+            kind=ConversationKind.GROUP,
+            name=name,
+            created_by=creator.id,
+            members=members,
+            at=now_ms(),
+        )
+        for uid in users:
+            await self._tell_user(uid, "joined", group.id, group.last_seq)
+        return group
+
+    async def direct(self, user: User, other_ref: int | str) -> tuple[Conversation, bool]:
+        """The direct conversation with another user, created on first use."""
+        other = await self.resolve_user(other_ref)
+        if other.id == user.id:
+            raise PalaverError(ErrorCode.SELF_MESSAGE, "you cannot message yourself")
+        conversation, created = await self.store.get_or_create_direct(user.id, other.id, now_ms())
+        if created:
+            for uid in (user.id, other.id):
+                await self._tell_user(uid, "joined", conversation.id, conversation.last_seq)
+        return conversation, created
+
+    # -- membership ------------------------------------------------------------------
+
+    async def join_room(self, user: User, ref: int | str) -> tuple[Conversation, bool]:
+        """Join a public room by id or name; ``False`` when already a member."""
+        room = None
+        if isinstance(ref, int) or ref.isdigit():
+            room = await self.store.get_conversation(int(ref))
+        if room is None and isinstance(ref, str):
+            room = await self.store.get_room_by_name(ref)
+        if room is None or room.kind is not ConversationKind.ROOM:
+            raise not_found("room")
+        member = await self.store.add_member(room.id, user.id, Role.MEMBER, now_ms())
+        if member is None:
+            return room, False
+        await self._tell_user(user.id, "joined", room.id, member.read_seq)
+        await self.messaging.post_system(room.id, f"{user.handle} joined")
+        return room, True
+
+    async def leave(self, user: User, conversation_id: int) -> None:
+        """Leave a room or group (direct conversations cannot be left)."""
+        conversation, _ = await self.get(user.id, conversation_id)
+        if conversation.kind is ConversationKind.DIRECT:
+            raise PalaverError(ErrorCode.FORBIDDEN, "a direct conversation cannot be left")
+        await self.store.remove_member(conversation_id, user.id)
+        await self._tell_user(user.id, "left", conversation_id, None)
+        await self.messaging.post_system(conversation_id, f"{user.handle} left")
+
+    async def add_member(self, actor: User, conversation_id: int, ref: int | str) -> Member:
+        """Add someone to a group (owners and admins) or invite them into a room."""
+        conversation, me = await self.get(actor.id, conversation_id)
+        if conversation.kind is ConversationKind.DIRECT:
+            raise PalaverError(ErrorCode.FORBIDDEN, "direct conversations have two members")
+        if conversation.kind is ConversationKind.GROUP and me.role is Role.MEMBER:
+            raise PalaverError(ErrorCode.FORBIDDEN, "only owners and admins add members")
+        user = await self.resolve_user(ref)
+        member = await self.store.add_member(conversation_id, user.id, Role.MEMBER, now_ms())
+        if member is None:
+            raise PalaverError(ErrorCode.CONFLICT, "already a member", field="user_id")
+        await self._tell_user(user.id, "joined", conversation_id, member.read_seq)
+        await self.messaging.post_system(
+            conversation_id, f"{actor.handle} added {user.handle}"
+        )
+        return member
+
+    async def remove_member(self, actor: User, conversation_id: int, user_id: int) -> None:
+        """Remove a member (owners and admins; nobody removes the owner)."""
+        conversation, me = await self.get(actor.id, conversation_id)
+        if user_id == actor.id:
+            await self.leave(actor, conversation_id)
+            return
+        if conversation.kind is ConversationKind.DIRECT or me.role is Role.MEMBER:
+            raise PalaverError(ErrorCode.FORBIDDEN, "only owners and admins remove members")
+        target = await self.store.get_member(conversation_id, user_id)
+        if target is None:
+            raise not_found("member")
+        if target.role is Role.OWNER or (target.role is Role.ADMIN and me.role is not Role.OWNER):
+            raise PalaverError(ErrorCode.FORBIDDEN, "you cannot remove this member")
+        await self.store.remove_member(conversation_id, user_id)
+        await self._tell_user(user_id, "left", conversation_id, None)
+        removed = await self.store.get_user(user_id)
+        name = removed.handle if removed else f"user {user_id}"
+        await self.messaging.post_system(conversation_id, f"{actor.handle} removed {name}")
+        await self.audit.record(
+            "member.removed",
+            actor_id=actor.id,
+            target=f"{conversation_id}:{user_id}",
+        )
+
+    async def _tell_user(
+        self, user_id: int, kind: str, conversation_id: int, seq: int | None
+    ) -> None:
+        """Tell every node that a user's sockets gained or lost a conversation."""
+        try:
+            await self.broker.publish(
+                signals.user_channel(user_id),
+                signals.encode(kind, user_id=user_id, conversation_id=conversation_id, seq=seq),
+            )
+        except BrokerUnavailable:
+            # The user's sockets learn of it on their next resume, which reads the store.
+            pass

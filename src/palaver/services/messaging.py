@@ -1,0 +1,301 @@
+"""Sending, history, receipts and typing.
+
+The order of a send is the delivery guarantee: validate, rate-limit, check membership,
+commit (group commit), and only then acknowledge and wake the nodes. A wake-up that is
+lost costs nothing: nodes notice the sequence gap and read the range from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+import structlog
+
+from palaver.broker.base import Broker, BrokerUnavailable
+from palaver.config import Settings
+from palaver.core import events
+from palaver.core.errors import ErrorCode, PalaverError, not_found
+from palaver.core.models import (
+    Appended,
+    Conversation,
+    Member,
+    Message,
+    MessageKind,
+    NewMessage,
+    User,
+)
+from palaver.services import signals
+from palaver.services.users import UserCache
+from palaver.services.writer import GroupCommitWriter
+from palaver.store.base import CursorUpdate, Store
+
+log = structlog.get_logger(__name__)
+
+# Receipts are merged per (conversation, user) and written this often: a busy room then
+# costs a few cursor writes per second instead of one per message per reader.
+RECEIPT_FLUSH_SECONDS = 0.25
+# A typing indicator lives this long unless renewed; clients renew every few seconds.
+TYPING_TTL = 6.0
+# Repeated "typing" from one user in one conversation is forwarded at most this often.
+TYPING_THROTTLE = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    messages: list[Message]
+    conversation: Conversation
+    gap: tuple[int, int] | None  # removed by retention: (from_seq, to_seq)
+
+
+class MessagingService:
+    """Use cases of messages over the store, the broker and the group-commit writer."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        broker: Broker,
+        users: UserCache,
+        *,
+        on_batch: Callable[[int, float], None] | None = None,
+        on_rate_limited: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.broker = broker
+        self.users = users
+        self.writer = GroupCommitWriter(store, on_batch=on_batch)
+        self._receipts: dict[tuple[int, int], CursorUpdate] = {}
+        self._receipt_task: asyncio.Task[None] | None = None
+        self._typing_sent: dict[tuple[int, int], float] = {}
+        self._on_rate_limited = on_rate_limited
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def check_rate(self, user_id: int) -> None:
+        """Take a token from the user's message bucket or raise ``RATE_LIMITED``."""
+        wait = await self.broker.take_token(
+            f"msg:{user_id}",
+            self.settings.rate_messages_burst,
+            self.settings.rate_messages_per_second,
+        )
+        if wait > 0:
+            if self._on_rate_limited is not None:
+                self._on_rate_limited("messages")
+            raise PalaverError(
+                ErrorCode.RATE_LIMITED,
+                "too many messages; slow down",
+                retry_after=round(wait, 3),
+            )
+
+    async def require_member(self, conversation_id: int, user_id: int) -> Member:
+        """The membership, or ``NOT_FOUND`` (outsiders cannot tell missing from hidden)."""
+        member = await self.store.get_member(conversation_id, user_id)
+        if member is None:
+            raise not_found()
+        return member
+
+    def validate_content(self, content: str) -> str:
+        if not content.strip():
+            raise PalaverError(ErrorCode.EMPTY_CONTENT, "content is empty", field="content")
+        limit = self.settings.max_message_length
+        if len(content) > limit:
+            raise PalaverError(
+                ErrorCode.CONTENT_TOO_LONG,
+                f"content is longer than {limit} characters",
+                field="content",
+                details={"max_length": limit},
+            )
+        return content
+
+    async def send(
+        self,
+        sender: User,
+        conversation_id: int,
+        content: str,
+        *,
+        client_msg_id: str | None = None,
+        member_checked: bool = False,
+    ) -> Appended:
+        """Durably append a message and wake every node; return it once committed.
+
+        A repeated ``client_msg_id`` returns the original message (``duplicate``)."""
+        self.validate_content(content)
+        await self.check_rate(sender.id)
+        if not member_checked:
+            await self.require_member(conversation_id, sender.id)
+        appended = await self.writer.append(
+            NewMessage(
+                conversation_id=conversation_id,
+                sender_id=sender.id,
+                content=content,
+                client_msg_id=client_msg_id,
+            )
+        )
+        if not appended.duplicate:
+            await self.announce(appended.message, sender)
+        # Writing a message means having read everything before it (Telegram, Slack).
+        self.queue_receipt(
+            CursorUpdate(
+                conversation_id,
+                sender.id,
+                read_seq=appended.message.seq,
+                delivered_seq=appended.message.seq,
+            )
+        )
+        return appended
+
+    async def post_system(self, conversation_id: int, content: str) -> Message:
+        """Append a system notice (joins, leaves) to the conversation's log."""
+        appended = await self.writer.append(
+            NewMessage(
+                conversation_id=conversation_id,
+                sender_id=None,
+                content=content,
+                kind=MessageKind.SYSTEM,
+            )
+        )
+        await self.announce(appended.message, None)
+        return appended.message
+
+    async def announce(self, message: Message, sender: User | None) -> None:
+        """Publish a committed message. Never raises: the store already has it, and
+        nodes that miss the wake-up catch up on the next message or resume."""
+        frame = orjson.dumps(events.message(message, sender))
+        try:
+            await self.broker.publish(
+                signals.conversation_channel(message.conversation_id),
+                signals.encode_message(message.conversation_id, message.seq, frame),
+            )
+        except BrokerUnavailable as exc:
+            log.warning("broker.publish_failed", error=str(exc), seq=message.seq)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def history(
+        self,
+        user_id: int,
+        conversation_id: int,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int = 50,
+    ) -> HistoryPage:
+        """A page of messages, oldest first. ``gap`` says when part of the asked range
+        was removed by retention (the client must not wait for it)."""
+        await self.require_member(conversation_id, user_id)
+        conversation = await self.store.get_conversation(conversation_id)
+        if conversation is None:
+            raise not_found()
+        limit = max(1, min(limit, 200))
+        found = await self.store.get_messages(
+            conversation_id, after_seq=after, before_seq=before, limit=limit
+        )
+        gap = None
+        if after is not None and after + 1 < conversation.min_seq:
+            gap = (after + 1, conversation.min_seq - 1)
+        elif before is not None and len(found) < limit and conversation.min_seq > 1:
+            gap = (1, conversation.min_seq - 1)
+        return HistoryPage(messages=found, conversation=conversation, gap=gap)
+
+    # -- receipts --------------------------------------------------------------------------
+
+    def queue_receipt(self, update: CursorUpdate) -> None:
+        """Merge a cursor move into the next flush (forward-only, so max wins)."""
+        key = (update.conversation_id, update.user_id)
+        previous = self._receipts.get(key)
+        if previous is not None:
+            update = CursorUpdate(
+                update.conversation_id,
+                update.user_id,
+                read_seq=_max(previous.read_seq, update.read_seq),
+                delivered_seq=_max(previous.delivered_seq, update.delivered_seq),
+            )
+        self._receipts[key] = update
+        if self._receipt_task is None:
+            self._receipt_task = asyncio.create_task(self._flush_receipts_later())
+
+    async def _flush_receipts_later(self) -> None:
+        try:
+            await asyncio.sleep(RECEIPT_FLUSH_SECONDS)
+            await self.flush_receipts()
+        finally:
+            self._receipt_task = None
+            if self._receipts:
+                self._receipt_task = asyncio.create_task(self._flush_receipts_later())
+
+    async def flush_receipts(self) -> None:
+        """Write the merged cursor moves and tell the conversations about them."""
+        if not self._receipts:
+            return
+        pending, self._receipts = self._receipts, {}
+        try:
+            changed = await self.store.advance_cursors(list(pending.values()))
+        except Exception:
+            # Put them back (merged with anything newer) so a database blip loses none.
+            for update in pending.values():
+                self.queue_receipt(update)
+            raise
+        for member in changed:
+            await self._publish_event(member.conversation_id, events.receipt(member))
+
+    async def mark(self, user_id: int, conversation_id: int, seq: int, *, read: bool) -> None:
+        """A device says it has received (or the user has read) up to ``seq``."""
+        await self.require_member(conversation_id, user_id)
+        self.queue_receipt(
+            CursorUpdate(
+                conversation_id,
+                user_id,
+                read_seq=seq if read else None,
+                delivered_seq=seq,
+            )
+        )
+
+    # -- typing ----------------------------------------------------------------------------
+
+    async def typing(self, user_id: int, conversation_id: int, is_typing: bool) -> bool:
+        """Forward a typing indicator (never stored); ``False`` when throttled."""
+        key = (conversation_id, user_id)
+        now = time.monotonic()
+        if is_typing:
+            last = self._typing_sent.get(key)
+            if last is not None and now - last < TYPING_THROTTLE:
+                return False
+            self._typing_sent[key] = now
+            if len(self._typing_sent) > 10_000:
+                self._typing_sent = {
+                    k: v for k, v in self._typing_sent.items() if now - v < TYPING_TTL
+                }
+        else:
+            self._typing_sent.pop(key, None)
+        await self._publish_event(
+            conversation_id, events.typing(conversation_id, user_id, is_typing, TYPING_TTL)
+        )
+        return True
+
+    async def _publish_event(self, conversation_id: int, event: dict[str, object]) -> None:
+        try:
+            await self.broker.publish(
+                signals.conversation_channel(conversation_id), signals.encode_event(event)
+            )
+        except BrokerUnavailable as exc:
+            log.warning("broker.publish_failed", error=str(exc))
+
+    async def close(self) -> None:
+        await self.writer.close()
+        if self._receipt_task is not None:
+            self._receipt_task.cancel()
+            self._receipt_task = None
+        await self.flush_receipts()
+
+
+def _max(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
