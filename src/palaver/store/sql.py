@@ -1,0 +1,1066 @@
+"""The SQL implementation of :class:`~palaver.store.base.Store`, shared by both engines.
+
+Every method runs one named transaction through :meth:`SqlStore._txn` (Synapse's
+``runInteraction``): the name labels logs and the ``on_txn`` timing hook, and the helper
+turns driver errors into :class:`StoreUnavailable` or a ``CONFLICT``. Engine-specific
+details (connections, ``INSERT … ON CONFLICT``, constraint names in error messages, the
+migration lock) live in :mod:`palaver.store.sqlite` and :mod:`palaver.store.postgres`.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    LABEL_STYLE_TABLENAME_PLUS_COL,
+    Connection,
+    Executable,
+    PrimaryKeyConstraint,
+    Table,
+    UniqueConstraint,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.dml import Insert
+
+from palaver.core.errors import ErrorCode, PalaverError, not_found
+from palaver.core.models import (
+    Appended,
+    AuditEvent,
+    Conversation,
+    ConversationKind,
+    ConversationSummary,
+    Member,
+    Message,
+    MessageKind,
+    NewMessage,
+    Role,
+    Session,
+    User,
+    now_ms,
+)
+from palaver.store import schema
+from palaver.store.base import (
+    USER_FIELDS,
+    CursorUpdate,
+    RefreshOutcome,
+    RefreshResult,
+    Store,
+    StoreUnavailable,
+)
+from palaver.store.schema import (
+    audit_log,
+    conversations,
+    members,
+    messages,
+    metadata,
+    password_resets,
+    refresh_tokens,
+    sessions,
+    users,
+)
+
+T = TypeVar("T")
+Txn = Callable[[AsyncConnection], Awaitable[T]]
+Row = Mapping[Any, Any]
+
+log = logging.getLogger("palaver.store")
+
+# Keeps IN lists well under SQLite's 32,766 bound parameters and PostgreSQL's 32,767.
+_CHUNK = 500
+
+# Errors that mean "the database is not there right now": the caller answers with a
+# retryable error. Engines add their driver's own connection errors.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    OperationalError,
+    InterfaceError,
+    PoolTimeoutError,
+)
+
+
+def _unique_fields() -> dict[str, str]:
+    """Constraint name -> the input field a caller can change to resolve a clash."""
+    fields: dict[str, str] = {}
+    for table in metadata.tables.values():
+        for constraint in table.constraints:
+            if not isinstance(constraint, UniqueConstraint | PrimaryKeyConstraint):
+                continue
+            columns = list(constraint.columns)
+            if isinstance(constraint.name, str) and columns:
+                # The normalised copy (username_norm) is what clashes; the caller sent
+                # the original (username), so name that.
+                fields[constraint.name] = columns[-1].name.removesuffix("_norm")
+    return fields
+
+
+#: Unique constraint (and primary key) name -> the ``field`` of its ``CONFLICT``.
+UNIQUE_FIELDS = _unique_fields()
+
+
+def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# -- rows to records (``p`` is the column label prefix in joined selects) ------------
+
+
+def _user(m: Row, p: str = "") -> User:
+    return User(
+        id=m[p + "id"],
+        username=m[p + "username"],
+        email=m[p + "email"],
+        display_name=m[p + "display_name"],
+        password_hash=m[p + "password_hash"],
+        is_admin=bool(m[p + "is_admin"]),
+        is_active=bool(m[p + "is_active"]),
+        created_at=m[p + "created_at"],
+        avatar_url=m[p + "avatar_url"],
+        deleted_at=m[p + "deleted_at"],
+        last_seen_at=m[p + "last_seen_at"],
+    )
+
+
+def _session(m: Row, p: str = "") -> Session:
+    return Session(
+        id=m[p + "id"],
+        user_id=m[p + "user_id"],
+        created_at=m[p + "created_at"],
+        last_seen_at=m[p + "last_seen_at"],
+        expires_at=m[p + "expires_at"],
+        device=m[p + "device"],
+        ip=m[p + "ip"],
+        revoked_at=m[p + "revoked_at"],
+    )
+
+
+def _conversation(m: Row, p: str = "") -> Conversation:
+    return Conversation(
+        id=m[p + "id"],
+        kind=ConversationKind(m[p + "kind"]),
+        name=m[p + "name"],
+        created_by=m[p + "created_by"],
+        created_at=m[p + "created_at"],
+        last_seq=m[p + "last_seq"],
+        min_seq=m[p + "min_seq"],
+        topic=m[p + "topic"],
+        last_message_at=m[p + "last_message_at"],
+    )
+
+
+def _member(m: Row, p: str = "") -> Member:
+    return Member(
+        conversation_id=m[p + "conversation_id"],
+        user_id=m[p + "user_id"],
+        role=Role(m[p + "role"]),
+        joined_at=m[p + "joined_at"],
+        read_seq=m[p + "read_seq"],
+        delivered_seq=m[p + "delivered_seq"],
+    )
+
+
+def _message(m: Row, p: str = "") -> Message:
+    return Message(
+        id=m[p + "id"],
+        conversation_id=m[p + "conversation_id"],
+        seq=m[p + "seq"],
+        sender_id=m[p + "sender_id"],
+        kind=MessageKind(m[p + "kind"]),
+        content=m[p + "content"],
+        created_at=m[p + "created_at"],
+        client_msg_id=m[p + "client_msg_id"],
+    )
+
+
+def _audit(m: Row) -> AuditEvent:
+    return AuditEvent(
+        id=m["id"],
+        at=m["at"],
+        action=m["action"],
+        actor_id=m["actor_id"],
+        target=m["target"],
+        ip=m["ip"],
+        details=dict(m["details"] or {}),
+    )
+
+
+class SqlStore(Store):
+    """A :class:`Store` on SQLAlchemy Core with an async engine.
+
+    Subclasses open the engine(s) in :meth:`connect` and provide the engine hooks below.
+    ``on_txn``, when set, is called with each transaction's name and duration in
+    seconds (the metrics module hooks it).
+    """
+
+    #: Driver errors that mean the database is unreachable (beyond the generic ones).
+    unavailable_errors: tuple[type[BaseException], ...] = ()
+
+    def __init__(self) -> None:
+        self.on_txn: Callable[[str, float], None] | None = None
+
+    # -- engine hooks ----------------------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def engine(self) -> AsyncEngine:
+        """The engine writes go through (for tools and tests: raw SQL, inspection)."""
+
+    @abc.abstractmethod
+    def _connection(self, *, write: bool) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A connection inside a transaction, committed when the block exits cleanly."""
+
+    @abc.abstractmethod
+    def _insert_ignore(self, table: Table, *index_elements: str) -> Insert:
+        """``INSERT … ON CONFLICT (index_elements) DO NOTHING`` for this engine."""
+
+    @abc.abstractmethod
+    def _constraint_name(self, exc: IntegrityError) -> str | None:
+        """The name of the unique constraint ``exc`` violated, if it was one."""
+
+    async def _before_migrate(self, conn: AsyncConnection) -> None:
+        """Serialize concurrent migrations across processes (engine-specific)."""
+
+    # -- named transactions ------------------------------------------------------------
+
+    async def _txn(self, name: str, fn: Txn[T], *, write: bool = True) -> T:
+        """Run ``fn(conn)`` in one transaction named ``name`` and return its result.
+
+        Unreachable databases raise :class:`StoreUnavailable`; unique violations raise
+        ``CONFLICT`` naming the field. ``write=False`` lets an engine route the work to
+        a reader connection.
+        """
+        start = time.perf_counter()
+        try:
+            async with self._connection(write=write) as conn:
+                return await fn(conn)
+        except IntegrityError as exc:
+            raise self._integrity_error(exc) from exc
+        except (*_UNAVAILABLE, *self.unavailable_errors) as exc:
+            log.warning("store transaction %s failed: %s", name, exc)
+            raise StoreUnavailable(f"{name}: database unavailable") from exc
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            log.warning("store transaction %s lost its connection: %s", name, exc)
+            raise StoreUnavailable(f"{name}: database connection lost") from exc
+        finally:
+            if self.on_txn is not None:
+                try:
+                    self.on_txn(name, time.perf_counter() - start)
+                except Exception:
+                    # A metrics hook must never turn a committed write into an error
+                    # that the caller would report (and retry) as a failure.
+                    log.exception("on_txn hook failed for %s", name)
+
+    def _integrity_error(self, exc: IntegrityError) -> Exception:
+        constraint = self._constraint_name(exc)
+        if constraint is not None and constraint in UNIQUE_FIELDS:
+            field = UNIQUE_FIELDS[constraint]
+            return PalaverError(ErrorCode.CONFLICT, f"{field} already taken", field=field)
+        if "foreign key" in str(exc.orig).lower():
+            return PalaverError(ErrorCode.NOT_FOUND, "a referenced user or conversation is gone")
+        return exc
+
+    async def _one(self, name: str, stmt: Executable, convert: Callable[[Row], T]) -> T | None:
+        async def txn(conn: AsyncConnection) -> T | None:
+            row = (await conn.execute(stmt)).first()
+            return convert(row._mapping) if row else None
+
+        return await self._txn(name, txn, write=False)
+
+    async def _all(self, name: str, stmt: Executable, convert: Callable[[Row], T]) -> list[T]:
+        async def txn(conn: AsyncConnection) -> list[T]:
+            return [convert(row._mapping) for row in await conn.execute(stmt)]
+
+        return await self._txn(name, txn, write=False)
+
+    async def _scalars(self, name: str, stmt: Executable) -> list[Any]:
+        async def txn(conn: AsyncConnection) -> list[Any]:
+            return list((await conn.execute(stmt)).scalars())
+
+        return await self._txn(name, txn, write=False)
+
+    async def _rowcount(self, name: str, stmt: Executable) -> int:
+        async def txn(conn: AsyncConnection) -> int:
+            return (await conn.execute(stmt)).rowcount
+
+        return await self._txn(name, txn)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        await self._scalars("ping", select(1))
+
+    async def migrate(self) -> None:
+        async def txn(conn: AsyncConnection) -> None:
+            await self._before_migrate(conn)
+            await conn.run_sync(_upgrade_head)
+
+        await self._txn("migrate", txn)
+
+    # -- users -----------------------------------------------------------------------
+
+    async def create_user(
+        self,
+        *,
+        username: str | None,
+        email: str | None,
+        display_name: str,
+        password_hash: str,
+        is_admin: bool = False,
+    ) -> User:
+        values: dict[str, Any] = {
+            "username": username,
+            "username_norm": username.lower() if username is not None else None,
+            "email": email.lower() if email is not None else None,
+            "display_name": display_name,
+            "avatar_url": None,
+            "password_hash": password_hash,
+            "is_admin": is_admin,
+            "is_active": True,
+            "created_at": now_ms(),
+            "deleted_at": None,
+            "last_seen_at": None,
+        }
+
+        async def txn(conn: AsyncConnection) -> User:
+            result = await conn.execute(insert(users).values(values).returning(users.c.id))
+            return _user({**values, "id": result.scalar_one()})
+
+        return await self._txn("create_user", txn)
+
+    async def get_user(self, user_id: int) -> User | None:
+        return await self._one("get_user", select(users).where(users.c.id == user_id), _user)
+
+    async def get_users(self, user_ids: Iterable[int]) -> dict[int, User]:
+        ids = sorted(set(user_ids))
+
+        async def txn(conn: AsyncConnection) -> dict[int, User]:
+            found: dict[int, User] = {}
+            for chunk in _chunks(ids):
+                for row in await conn.execute(select(users).where(users.c.id.in_(chunk))):
+                    found[row.id] = _user(row._mapping)
+            return found
+
+        return await self._txn("get_users", txn, write=False) if ids else {}
+
+    async def get_user_by_login(self, login: str) -> User | None:
+        norm = login.lower()
+        stmt = (
+            select(users)
+            .where(or_(users.c.username_norm == norm, users.c.email == norm))
+            # A username that looks like someone else's e-mail address: the username wins.
+            .order_by((users.c.username_norm == norm).desc())
+            .limit(1)
+        )
+        return await self._one("get_user_by_login", stmt, _user)
+
+    async def list_users(
+        self, *, limit: int = 100, offset: int = 0, include_inactive: bool = True
+    ) -> list[User]:
+        stmt = select(users).order_by(users.c.id).limit(limit).offset(offset)
+        if not include_inactive:
+            stmt = stmt.where(users.c.is_active.is_(True))
+        return await self._all("list_users", stmt, _user)
+
+    async def search_users(self, query: str, *, limit: int = 20, offset: int = 0) -> list[User]:
+        prefix = query.lower()
+        stmt = (
+            select(users)
+            .where(
+                users.c.is_active.is_(True),
+                or_(
+                    users.c.username_norm.startswith(prefix, autoescape=True),
+                    func.lower(users.c.display_name).startswith(prefix, autoescape=True),
+                    users.c.email.startswith(prefix, autoescape=True),
+                ),
+            )
+            # NULLs sort first on SQLite and last on PostgreSQL: put them last on both.
+            .order_by(users.c.username_norm.is_(None), users.c.username_norm, users.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        return await self._all("search_users", stmt, _user)
+
+    async def update_user(self, user_id: int, **fields: Any) -> User | None:
+        unknown = set(fields) - USER_FIELDS
+        if unknown:
+            raise ValueError(f"cannot update user fields {sorted(unknown)}")
+        if not fields:
+            return await self.get_user(user_id)
+        stmt = update(users).where(users.c.id == user_id).values(**fields).returning(*users.c)
+
+        async def txn(conn: AsyncConnection) -> User | None:
+            row = (await conn.execute(stmt)).first()
+            return _user(row._mapping) if row else None
+
+        return await self._txn("update_user", txn)
+
+    async def anonymise_user(self, user_id: int, at: int) -> bool:
+        async def txn(conn: AsyncConnection) -> bool:
+            result = await conn.execute(
+                update(users)
+                .where(users.c.id == user_id)
+                .values(
+                    username=None,
+                    username_norm=None,
+                    email=None,
+                    display_name="",
+                    avatar_url=None,
+                    # Empty never verifies as an argon2 hash: nobody can log in.
+                    password_hash="",
+                    is_active=False,
+                    deleted_at=func.coalesce(users.c.deleted_at, at),
+                )
+            )
+            if result.rowcount == 0:
+                return False
+            await conn.execute(
+                update(sessions)
+                .where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
+                .values(revoked_at=at)
+            )
+            await conn.execute(delete(members).where(members.c.user_id == user_id))
+            await conn.execute(delete(password_resets).where(password_resets.c.user_id == user_id))
+            return True
+
+        return await self._txn("anonymise_user", txn)
+
+    # -- sessions and tokens -----------------------------------------------------------
+
+    async def create_session(self, session: Session, refresh_hash: str) -> None:
+        async def txn(conn: AsyncConnection) -> None:
+            await conn.execute(
+                insert(sessions).values(
+                    id=session.id,
+                    user_id=session.user_id,
+                    created_at=session.created_at,
+                    last_seen_at=session.last_seen_at,
+                    expires_at=session.expires_at,
+                    revoked_at=session.revoked_at,
+                    device=session.device,
+                    ip=session.ip,
+                )
+            )
+            await conn.execute(
+                insert(refresh_tokens).values(
+                    token_hash=refresh_hash, session_id=session.id, created_at=session.created_at
+                )
+            )
+
+        await self._txn("create_session", txn)
+
+    async def get_session(self, session_id: str) -> Session | None:
+        stmt = select(sessions).where(sessions.c.id == session_id)
+        return await self._one("get_session", stmt, _session)
+
+    async def list_sessions(self, user_id: int, *, active_only: bool = True) -> list[Session]:
+        stmt = (
+            select(sessions)
+            .where(sessions.c.user_id == user_id)
+            .order_by(sessions.c.last_seen_at.desc(), sessions.c.id)
+        )
+        if active_only:
+            stmt = stmt.where(sessions.c.revoked_at.is_(None), sessions.c.expires_at > now_ms())
+        return await self._all("list_sessions", stmt, _session)
+
+    async def touch_session(self, session_id: str, at: int, ip: str | None = None) -> None:
+        values: dict[str, Any] = (
+            {"last_seen_at": at} if ip is None else {"last_seen_at": at, "ip": ip}
+        )
+        stmt = update(sessions).where(sessions.c.id == session_id).values(values)
+        await self._rowcount("touch_session", stmt)
+
+    async def revoke_session(self, session_id: str, at: int) -> bool:
+        stmt = (
+            update(sessions)
+            .where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+        return await self._rowcount("revoke_session", stmt) > 0
+
+    async def revoke_user_sessions(
+        self, user_id: int, at: int, *, except_session: str | None = None
+    ) -> list[str]:
+        condition = and_(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
+        if except_session is not None:
+            condition = and_(condition, sessions.c.id != except_session)
+        stmt = update(sessions).where(condition).values(revoked_at=at).returning(sessions.c.id)
+
+        async def txn(conn: AsyncConnection) -> list[str]:
+            return sorted((await conn.execute(stmt)).scalars())
+
+        return await self._txn("revoke_user_sessions", txn)
+
+    async def rotate_refresh_token(
+        self, token_hash: str, new_hash: str, at: int, expires_at: int
+    ) -> RefreshResult:
+        async def txn(conn: AsyncConnection) -> RefreshResult:
+            stmt = (
+                select(sessions, refresh_tokens.c.used_at.label("token_used_at"))
+                .join(refresh_tokens, refresh_tokens.c.session_id == sessions.c.id)
+                .where(refresh_tokens.c.token_hash == token_hash)
+            )
+            row = (await conn.execute(stmt)).first()
+            if row is None:
+                return RefreshResult(RefreshOutcome.UNKNOWN, None)
+            session = _session(row._mapping)
+            if session.revoked_at is not None or session.expires_at <= at:
+                return RefreshResult(RefreshOutcome.REVOKED, session)
+            # Conditional, so of two concurrent presenters exactly one claims the token.
+            claimed = await conn.execute(
+                update(refresh_tokens)
+                .where(
+                    refresh_tokens.c.token_hash == token_hash, refresh_tokens.c.used_at.is_(None)
+                )
+                .values(used_at=at)
+            )
+            this_session = update(sessions).where(sessions.c.id == session.id)
+            if row.token_used_at is not None or claimed.rowcount == 0:
+                # A used token came back: stolen, or replayed by a confused client.
+                # Either way nothing of this token family can be trusted any more.
+                stmt2 = this_session.values(revoked_at=at).returning(*sessions.c)
+                revoked = (await conn.execute(stmt2)).one()
+                return RefreshResult(RefreshOutcome.REUSED, _session(revoked._mapping))
+            await conn.execute(
+                insert(refresh_tokens).values(
+                    token_hash=new_hash, session_id=session.id, created_at=at
+                )
+            )
+            stmt3 = this_session.values(expires_at=expires_at, last_seen_at=at)
+            renewed = (await conn.execute(stmt3.returning(*sessions.c))).one()
+            return RefreshResult(RefreshOutcome.OK, _session(renewed._mapping))
+
+        return await self._txn("rotate_refresh_token", txn)
+
+    async def create_password_reset(
+        self, token_hash: str, user_id: int, at: int, expires_at: int
+    ) -> None:
+        stmt = insert(password_resets).values(
+            token_hash=token_hash, user_id=user_id, created_at=at, expires_at=expires_at
+        )
+        await self._rowcount("create_password_reset", stmt)
+
+    async def consume_password_reset(self, token_hash: str, at: int) -> int | None:
+        # One conditional statement: two concurrent uses cannot both succeed.
+        stmt = (
+            update(password_resets)
+            .where(
+                password_resets.c.token_hash == token_hash,
+                password_resets.c.used_at.is_(None),
+                password_resets.c.expires_at > at,
+            )
+            .values(used_at=at)
+            .returning(password_resets.c.user_id)
+        )
+
+        async def txn(conn: AsyncConnection) -> int | None:
+            user_id: int | None = (await conn.execute(stmt)).scalar_one_or_none()
+            return user_id
+
+        return await self._txn("consume_password_reset", txn)
+
+    # -- audit -----------------------------------------------------------------------
+
+    async def add_audit(
+        self,
+        action: str,
+        *,
+        at: int,
+        actor_id: int | None = None,
+        target: str | None = None,
+        ip: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        stmt = insert(audit_log).values(
+            at=at, action=action, actor_id=actor_id, target=target, ip=ip, details=details or {}
+        )
+        await self._rowcount("add_audit", stmt)
+
+    async def list_audit(
+        self,
+        *,
+        limit: int = 50,
+        before_id: int | None = None,
+        action: str | None = None,
+        actor_id: int | None = None,
+    ) -> list[AuditEvent]:
+        stmt = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
+        if before_id is not None:
+            stmt = stmt.where(audit_log.c.id < before_id)
+        if action is not None:
+            stmt = stmt.where(audit_log.c.action == action)
+        if actor_id is not None:
+            stmt = stmt.where(audit_log.c.actor_id == actor_id)
+        return await self._all("list_audit", stmt, _audit)
+
+    # -- conversations -----------------------------------------------------------------
+
+    async def create_conversation(
+        self,
+        *,
+        kind: ConversationKind,
+        name: str | None,
+        created_by: int | None,
+        members: Sequence[tuple[int, Role]],
+        at: int,
+    ) -> Conversation:
+        if kind is ConversationKind.DIRECT:
+            raise ValueError("direct conversations are made by get_or_create_direct")
+        values = _conversation_values(kind, name, created_by, at)
+        roles: dict[int, Role] = {}
+        for user_id, role in members:
+            roles.setdefault(user_id, role)
+
+        async def txn(conn: AsyncConnection) -> Conversation:
+            stmt = insert(conversations).values(values).returning(conversations.c.id)
+            conversation = _conversation({**values, "id": (await conn.execute(stmt)).scalar_one()})
+            if roles:
+                await conn.execute(
+                    insert(schema.members),  # the argument `members` hides the table here
+                    [_member_values(conversation.id, u, r, at, 0) for u, r in roles.items()],
+                )
+            return conversation
+
+        return await self._txn("create_conversation", txn)
+
+    async def get_or_create_direct(
+        self, user_a: int, user_b: int, at: int
+    ) -> tuple[Conversation, bool]:
+        if user_a == user_b:
+            raise ValueError("a direct conversation needs two distinct users")
+        low, high = sorted((user_a, user_b))
+        values = _conversation_values(ConversationKind.DIRECT, None, user_a, at)
+        values["direct_key"] = f"{low}:{high}"
+
+        async def txn(conn: AsyncConnection) -> tuple[Conversation, bool]:
+            # Insert-or-ignore, then read: a concurrent caller's insert waits on the
+            # unique index, does nothing, and then reads the winner's committed row.
+            stmt = self._insert_ignore(conversations, "direct_key").values(values)
+            new_id = (await conn.execute(stmt.returning(conversations.c.id))).scalar_one_or_none()
+            if new_id is not None:
+                await conn.execute(
+                    insert(members),
+                    [_member_values(new_id, user, Role.MEMBER, at, 0) for user in (low, high)],
+                )
+            stmt2 = select(conversations).where(conversations.c.direct_key == values["direct_key"])
+            return _conversation((await conn.execute(stmt2)).one()._mapping), new_id is not None
+
+        return await self._txn("get_or_create_direct", txn)
+
+    async def get_conversation(self, conversation_id: int) -> Conversation | None:
+        stmt = select(conversations).where(conversations.c.id == conversation_id)
+        return await self._one("get_conversation", stmt, _conversation)
+
+    async def get_room_by_name(self, name: str) -> Conversation | None:
+        stmt = select(conversations).where(
+            conversations.c.name_norm == name.lower(),
+            conversations.c.kind == ConversationKind.ROOM.value,
+        )
+        return await self._one("get_room_by_name", stmt, _conversation)
+
+    async def list_rooms(
+        self, *, query: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[tuple[Conversation, int]]:
+        count = (
+            select(func.count())
+            .where(members.c.conversation_id == conversations.c.id)
+            .scalar_subquery()
+        )
+        stmt = (
+            select(conversations, count.label("member_count"))
+            .where(conversations.c.kind == ConversationKind.ROOM.value)
+            .order_by(conversations.c.name_norm, conversations.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        if query:
+            stmt = stmt.where(conversations.c.name_norm.startswith(query.lower(), autoescape=True))
+        return await self._all("list_rooms", stmt, lambda m: (_conversation(m), m["member_count"]))
+
+    async def add_member(
+        self, conversation_id: int, user_id: int, role: Role, at: int
+    ) -> Member | None:
+        async def txn(conn: AsyncConnection) -> Member | None:
+            stmt = select(conversations.c.last_seq).where(conversations.c.id == conversation_id)
+            last_seq = (await conn.execute(stmt)).scalar_one_or_none()
+            user = await conn.execute(select(exists().where(users.c.id == user_id)))
+            if last_seq is None or not user.scalar_one():
+                return None
+            values = _member_values(conversation_id, user_id, role, at, last_seq)
+            ignore = self._insert_ignore(members, "conversation_id", "user_id")
+            result = await conn.execute(ignore.values(values))
+            return _member(values) if result.rowcount > 0 else None
+
+        return await self._txn("add_member", txn)
+
+    async def remove_member(self, conversation_id: int, user_id: int) -> bool:
+        stmt = delete(members).where(
+            members.c.conversation_id == conversation_id, members.c.user_id == user_id
+        )
+        return await self._rowcount("remove_member", stmt) > 0
+
+    async def set_member_role(self, conversation_id: int, user_id: int, role: Role) -> bool:
+        stmt = (
+            update(members)
+            .where(members.c.conversation_id == conversation_id, members.c.user_id == user_id)
+            .values(role=role.value)
+        )
+        return await self._rowcount("set_member_role", stmt) > 0
+
+    async def get_member(self, conversation_id: int, user_id: int) -> Member | None:
+        stmt = select(members).where(
+            members.c.conversation_id == conversation_id, members.c.user_id == user_id
+        )
+        return await self._one("get_member", stmt, _member)
+
+    async def list_members(self, conversation_id: int) -> list[Member]:
+        stmt = (
+            select(members)
+            .where(members.c.conversation_id == conversation_id)
+            .order_by(members.c.joined_at, members.c.user_id)
+        )
+        return await self._all("list_members", stmt, _member)
+
+    async def member_ids(self, conversation_id: int) -> list[int]:
+        stmt = (
+            select(members.c.user_id)
+            .where(members.c.conversation_id == conversation_id)
+            .order_by(members.c.user_id)
+        )
+        return await self._scalars("member_ids", stmt)
+
+    async def user_conversation_ids(self, user_id: int) -> list[int]:
+        stmt = (
+            select(members.c.conversation_id)
+            .where(members.c.user_id == user_id)
+            .order_by(members.c.conversation_id)
+        )
+        return await self._scalars("user_conversation_ids", stmt)
+
+    async def list_user_conversations(self, user_id: int) -> list[ConversationSummary]:
+        last = messages.alias("last")
+        everyone = members.alias("everyone")
+        member_count = (
+            select(func.count())
+            .where(everyone.c.conversation_id == conversations.c.id)
+            .scalar_subquery()
+        )
+        # Walks the (conversation_id, seq) index from the read cursor: the cost grows
+        # with the unread count, not with the length of the history.
+        unread = (
+            select(func.count())
+            .where(
+                messages.c.conversation_id == conversations.c.id,
+                messages.c.seq > members.c.read_seq,
+                messages.c.kind == MessageKind.TEXT.value,
+                messages.c.sender_id.is_distinct_from(user_id),
+            )
+            .scalar_subquery()
+        )
+        mine = and_(members.c.conversation_id == conversations.c.id, members.c.user_id == user_id)
+        # Sequences are gapless, so the last message is the one at last_seq (absent only
+        # when retention removed it).
+        latest = and_(
+            last.c.conversation_id == conversations.c.id, last.c.seq == conversations.c.last_seq
+        )
+        stmt = (
+            select(conversations, members, last, member_count.label("n"), unread.label("unread"))
+            .select_from(conversations.join(members, mine).outerjoin(last, latest))
+            .order_by(
+                func.coalesce(conversations.c.last_message_at, conversations.c.created_at).desc(),
+                conversations.c.id.desc(),
+            )
+            .set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL)
+        )
+
+        def summary(m: Row) -> ConversationSummary:
+            return ConversationSummary(
+                conversation=_conversation(m, "conversations_"),
+                member=_member(m, "members_"),
+                member_count=m["n"],
+                unread=m["unread"],
+                last_message=_message(m, "last_") if m["last_id"] is not None else None,
+            )
+
+        return await self._all("list_user_conversations", stmt, summary)
+
+    async def contacts(self, user_id: int) -> set[int]:
+        mine = members.alias("mine")
+        theirs = members.alias("theirs")
+        stmt = (
+            select(theirs.c.user_id)
+            .distinct()
+            .select_from(mine.join(theirs, theirs.c.conversation_id == mine.c.conversation_id))
+            .where(mine.c.user_id == user_id, theirs.c.user_id != user_id)
+        )
+        return set(await self._scalars("contacts", stmt))
+
+    # -- messages ----------------------------------------------------------------------
+
+    async def append_messages(self, batch: Sequence[NewMessage], at: int) -> list[Appended]:
+        if not batch:
+            return []
+
+        async def txn(conn: AsyncConnection) -> list[Appended]:
+            return await self._append(conn, batch, at)
+
+        try:
+            return await self._txn("append_messages", txn)
+        except PalaverError as exc:
+            if exc.code is not ErrorCode.CONFLICT or exc.field != "client_msg_id":
+                raise
+        # Another node committed one of these client ids between our lookup and our
+        # insert. Nothing of ours committed; the second attempt finds the original.
+        return await self._txn("append_messages", txn)
+
+    async def _append(
+        self, conn: AsyncConnection, batch: Sequence[NewMessage], at: int
+    ) -> list[Appended]:
+        existing = await self._find_client_ids(conn, batch)
+        results: list[Appended | None] = [None] * len(batch)
+        first: dict[tuple[int, str], int] = {}
+        copies: list[tuple[int, int]] = []  # (index, index of the first with that key)
+        fresh: list[int] = []
+        for index, new in enumerate(batch):
+            key = _dedup_key(new)
+            if key is not None and key in existing:
+                results[index] = Appended(existing[key], duplicate=True)
+            elif key is not None and key in first:
+                copies.append((index, first[key]))
+            else:
+                if key is not None:
+                    first[key] = index
+                fresh.append(index)
+
+        counts = Counter(batch[index].conversation_id for index in fresh)
+        next_seq: dict[int, int] = {}
+        # Row locks taken in id order, so two batches never wait on each other in a cycle.
+        for conversation_id in sorted(counts):
+            n = counts[conversation_id]
+            stmt = (
+                update(conversations)
+                .where(conversations.c.id == conversation_id)
+                .values(last_seq=conversations.c.last_seq + n, last_message_at=at)
+                .returning(conversations.c.last_seq)
+            )
+            last_seq = (await conn.execute(stmt)).scalar_one_or_none()
+            if last_seq is None:
+                # Rolls back every conversation already bumped for this batch.
+                raise not_found()
+            next_seq[conversation_id] = last_seq - n + 1
+
+        rows: list[dict[str, Any]] = []
+        for index in fresh:
+            new = batch[index]
+            seq = next_seq[new.conversation_id]
+            next_seq[new.conversation_id] = seq + 1
+            rows.append(
+                {
+                    "conversation_id": new.conversation_id,
+                    "seq": seq,
+                    "sender_id": new.sender_id,
+                    "kind": new.kind.value,
+                    "content": new.content,
+                    "client_msg_id": new.client_msg_id,
+                    "created_at": at,
+                }
+            )
+        if rows:
+            stmt2 = insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
+            ids = (await conn.execute(stmt2, rows)).scalars().all()
+            for index, row, message_id in zip(fresh, rows, ids, strict=True):
+                results[index] = Appended(_message({**row, "id": message_id}), duplicate=False)
+        for index, original in copies:
+            stored = results[original]
+            assert stored is not None
+            results[index] = Appended(stored.message, duplicate=True)
+        return [result for result in results if result is not None]
+
+    async def _find_client_ids(
+        self, conn: AsyncConnection, batch: Sequence[NewMessage]
+    ) -> dict[tuple[int, str], Message]:
+        keys = sorted({key for new in batch if (key := _dedup_key(new)) is not None})
+        found: dict[tuple[int, str], Message] = {}
+        for chunk in _chunks(keys):
+            # Two IN lists use the (sender_id, client_msg_id) index on both engines
+            # (row-value IN lists are not portable); only exact pairs are kept below.
+            stmt = select(messages).where(
+                messages.c.sender_id.in_({sender for sender, _ in chunk}),
+                messages.c.client_msg_id.in_({client_id for _, client_id in chunk}),
+            )
+            for row in await conn.execute(stmt):
+                found[(row.sender_id, row.client_msg_id)] = _message(row._mapping)
+        return {key: found[key] for key in keys if key in found}
+
+    async def get_messages(
+        self,
+        conversation_id: int,
+        *,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
+        limit: int = 50,
+    ) -> list[Message]:
+        stmt = select(messages).where(messages.c.conversation_id == conversation_id).limit(limit)
+        if before_seq is not None:
+            stmt = stmt.where(messages.c.seq < before_seq)
+        if after_seq is not None:
+            stmt = stmt.where(messages.c.seq > after_seq).order_by(messages.c.seq)
+            return await self._all("get_messages", stmt, _message)
+        newest_first = await self._all(
+            "get_messages", stmt.order_by(messages.c.seq.desc()), _message
+        )
+        return newest_first[::-1]
+
+    async def get_message(self, message_id: int) -> Message | None:
+        stmt = select(messages).where(messages.c.id == message_id)
+        return await self._one("get_message", stmt, _message)
+
+    async def advance_cursors(self, updates: Sequence[CursorUpdate]) -> list[Member]:
+        wanted: dict[tuple[int, int], tuple[int, int]] = {}
+        for up in updates:
+            key = (up.conversation_id, up.user_id)
+            read, delivered = wanted.get(key, (0, 0))
+            wanted[key] = (max(read, up.read_seq or 0), max(delivered, up.delivered_seq or 0))
+        keys = sorted(wanted)
+
+        async def txn(conn: AsyncConnection) -> list[Member]:
+            changed: list[Member] = []
+            for chunk in _chunks(keys):
+                stmt = (
+                    select(members, conversations.c.last_seq)
+                    .join(conversations, conversations.c.id == members.c.conversation_id)
+                    .where(
+                        members.c.conversation_id.in_({c for c, _ in chunk}),
+                        members.c.user_id.in_({u for _, u in chunk}),
+                    )
+                    .order_by(members.c.conversation_id, members.c.user_id)
+                    # Two concurrent advances of one member must not both read the old
+                    # cursor, or the slower one could write it backwards.
+                    .with_for_update(of=members)
+                )
+                for row in await conn.execute(stmt):
+                    old = _member(row._mapping)
+                    target = wanted.get((old.conversation_id, old.user_id))
+                    if target is None:
+                        continue
+                    read = max(old.read_seq, min(target[0], row.last_seq))
+                    # Reading a message implies it was delivered.
+                    delivered = max(old.delivered_seq, min(target[1], row.last_seq), read)
+                    if (read, delivered) != (old.read_seq, old.delivered_seq):
+                        changed.append(replace(old, read_seq=read, delivered_seq=delivered))
+            for member in changed:
+                await conn.execute(
+                    update(members)
+                    .where(
+                        members.c.conversation_id == member.conversation_id,
+                        members.c.user_id == member.user_id,
+                    )
+                    .values(read_seq=member.read_seq, delivered_seq=member.delivered_seq)
+                )
+            return changed
+
+        return await self._txn("advance_cursors", txn) if keys else []
+
+    async def purge_messages_before(self, cutoff: int) -> int:
+        async def txn(conn: AsyncConnection) -> int:
+            stmt = (
+                select(messages.c.conversation_id, func.max(messages.c.seq))
+                .where(messages.c.created_at < cutoff)
+                .group_by(messages.c.conversation_id)
+                .order_by(messages.c.conversation_id)
+            )
+            horizons = [(row[0], row[1]) for row in await conn.execute(stmt)]
+            deleted = 0
+            for conversation_id, max_seq in horizons:
+                await conn.execute(
+                    update(conversations)
+                    .where(
+                        conversations.c.id == conversation_id, conversations.c.min_seq <= max_seq
+                    )
+                    .values(min_seq=max_seq + 1)
+                )
+                # Everything up to the newest expired message goes, so what remains is
+                # one contiguous range [min_seq, last_seq] even when node clocks
+                # disagree a little about created_at.
+                result = await conn.execute(
+                    delete(messages).where(
+                        messages.c.conversation_id == conversation_id, messages.c.seq <= max_seq
+                    )
+                )
+                deleted += result.rowcount
+            return deleted
+
+        return await self._txn("purge_messages_before", txn)
+
+
+def _dedup_key(new: NewMessage) -> tuple[int, str] | None:
+    # Without a sender the unique constraint cannot apply (NULLs are distinct).
+    if new.sender_id is None or new.client_msg_id is None:
+        return None
+    return (new.sender_id, new.client_msg_id)
+
+
+def _conversation_values(
+    kind: ConversationKind, name: str | None, created_by: int | None, at: int
+) -> dict[str, Any]:
+    return {
+        "kind": kind.value,
+        "name": name,
+        # Only rooms are addressed by name; groups may share one.
+        "name_norm": name.lower() if kind is ConversationKind.ROOM and name else None,
+        "direct_key": None,
+        "topic": None,
+        "created_by": created_by,
+        "created_at": at,
+        "last_seq": 0,
+        "min_seq": 1,
+        "last_message_at": None,
+    }
+
+
+def _member_values(
+    conversation_id: int, user_id: int, role: Role, at: int, seq: int
+) -> dict[str, Any]:
+    return {
+        "conversation_id": conversation_id,
+        "user_id": user_id,
+        "role": role.value,
+        "joined_at": at,
+        "read_seq": seq,
+        "delivered_seq": seq,
+    }
+
+
+def alembic_config() -> Config:
+    """An Alembic configuration for the migrations shipped in this package."""
+    config = Config()
+    config.set_main_option("script_location", "palaver.store:migrations")
+    # Without it Alembic warns about legacy path splitting (there are no paths here).
+    config.set_main_option("path_separator", "os")
+    return config
+
+
+def _upgrade_head(connection: Connection) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")

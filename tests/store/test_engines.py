@@ -1,0 +1,208 @@
+"""Engine specifics: URLs, durability settings, errors, reconnection, timing hook."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from palaver.core.models import NewMessage
+from palaver.store import StoreUnavailable, create_store
+from palaver.store.postgres import PostgresStore
+from palaver.store.sql import SqlStore
+from palaver.store.sqlite import SqliteStore
+
+from .helpers import T0, room, user
+
+
+async def test_ping(store: SqlStore) -> None:
+    await store.ping()
+
+
+async def test_on_txn_observes_named_transactions(store: SqlStore) -> None:
+    seen: list[tuple[str, float]] = []
+    store.on_txn = lambda name, seconds: seen.append((name, seconds))
+    await user(store, "alice")
+    await store.get_user(1)
+    assert [name for name, _ in seen] == ["create_user", "get_user"]
+    assert all(seconds >= 0 for _, seconds in seen)
+
+
+async def test_failing_on_txn_hook_does_not_fail_the_write(
+    store: SqlStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(name: str, seconds: float) -> None:
+        raise RuntimeError("metrics down")
+
+    store.on_txn = broken
+    alice = await user(store, "alice")
+    store.on_txn = None
+    assert await store.get_user(alice.id) == alice
+    assert "on_txn hook failed for create_user" in caplog.text
+
+
+# -- create_store ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("sqlite:///var/p.db", SqliteStore),
+        ("sqlite:////tmp/p.db", SqliteStore),
+        ("sqlite:///:memory:", SqliteStore),
+        ("postgresql://u:pw@db:5432/palaver", PostgresStore),
+        ("postgres://u:pw@db/palaver", PostgresStore),
+        ("postgresql+asyncpg://u@db/palaver", PostgresStore),
+    ],
+)
+def test_create_store_schemes(url: str, kind: type[SqlStore]) -> None:
+    store = create_store(url, pool_size=3)
+    assert isinstance(store, kind)
+    if isinstance(store, PostgresStore):
+        assert store._url.drivername == "postgresql+asyncpg"
+        assert store._pool_size == 3
+
+
+@pytest.mark.parametrize("url", ["mysql://u:secret@h/db", "redis://h", "palaver.db", ""])
+def test_create_store_refuses_other_schemes(url: str) -> None:
+    with pytest.raises(ValueError, match=r"sqlite:///.*postgresql://.*postgres://") as caught:
+        create_store(url)
+    assert "secret" not in str(caught.value)
+
+
+# -- SQLite ----------------------------------------------------------------------------
+
+
+async def _roundtrip(url: str) -> None:
+    store = create_store(url)
+    await store.connect()
+    try:
+        await store.migrate()
+        alice = await user(store, "alice")
+        assert await store.get_user(alice.id) == alice
+    finally:
+        await store.close()
+
+
+async def test_sqlite_relative_path_creates_directories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    await _roundtrip("sqlite:///var/data/palaver.db")
+    assert (tmp_path / "var" / "data" / "palaver.db").is_file()
+
+
+async def test_sqlite_absolute_path(tmp_path: Path) -> None:
+    path = tmp_path / "abs" / "palaver.db"
+    await _roundtrip(f"sqlite:///{path}")  # sqlite:////tmp/...: four slashes
+    assert path.is_file()
+
+
+async def test_sqlite_memory_shares_one_database() -> None:
+    store = SqliteStore("sqlite:///:memory:")
+    await store.connect()
+    try:
+        await store.migrate()
+        alice = await user(store, "alice")
+        general = await room(store, "general", alice)
+
+        async def write(i: int) -> None:
+            await store.append_messages([NewMessage(general.id, alice.id, str(i))], T0)
+
+        await asyncio.gather(*(write(i) for i in range(10)), store.list_user_conversations(1))
+        assert [m.seq for m in await store.get_messages(general.id)] == list(range(1, 11))
+    finally:
+        await store.close()
+
+
+async def test_sqlite_durability_settings(tmp_path: Path) -> None:
+    store = SqliteStore(f"sqlite:///{tmp_path / 'p.db'}")
+    await store.connect()
+    try:
+        for write in (True, False):
+            async with store._connection(write=write) as conn:
+                assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+                assert (await conn.execute(text("PRAGMA synchronous"))).scalar() == 2  # FULL
+                assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+                assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() == 10_000
+    finally:
+        await store.close()
+
+
+async def test_sqlite_two_stores_on_one_file(tmp_path: Path) -> None:
+    """Two processes sharing a file wait for each other instead of failing."""
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    first, second = SqliteStore(url), SqliteStore(url)
+    await first.connect()
+    await second.connect()
+    try:
+        await first.migrate()
+        await second.migrate()
+        alice = await user(first, "alice")
+        general = await room(first, "general", alice)
+
+        async def write(s: SqliteStore, i: int) -> None:
+            await s.append_messages([NewMessage(general.id, alice.id, str(i))], T0)
+
+        await asyncio.gather(*(write((first, second)[i % 2], i) for i in range(30)))
+        assert [m.seq for m in await second.get_messages(general.id)] == list(range(1, 31))
+    finally:
+        await first.close()
+        await second.close()
+
+
+# -- PostgreSQL ------------------------------------------------------------------------
+
+
+async def test_postgres_unreachable_raises_store_unavailable(
+    unused_tcp_port: int,
+) -> None:
+    store = PostgresStore(
+        f"postgresql+asyncpg://postgres@127.0.0.1:{unused_tcp_port}/palaver", connect_timeout=2
+    )
+    await store.connect()
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.ping()
+        with pytest.raises(StoreUnavailable):
+            await store.get_user(1)
+        with pytest.raises(StoreUnavailable):
+            await store.append_messages([NewMessage(1, 1, "lost")], T0)
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_synchronous_commit_is_on(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url)
+    await store.connect()
+    try:
+        async with store.engine.connect() as conn:
+            assert (await conn.execute(text("SHOW synchronous_commit"))).scalar() == "on"
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_pool_recovers_after_connections_drop(postgres_url: str) -> None:
+    """What a server restart looks like to the pool: every connection is cut."""
+    store, admin = PostgresStore(postgres_url, pool_size=2), PostgresStore(postgres_url)
+    await store.connect()
+    await admin.connect()
+    try:
+        await asyncio.gather(store.ping(), store.ping())  # fill the pool
+        async with admin.engine.begin() as conn:
+            killed = await conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND application_name = 'palaver'"
+                )
+            )
+            assert len(killed.all()) >= 2
+        await asyncio.gather(store.ping(), store.ping())
+    finally:
+        await store.close()
+        await admin.close()

@@ -1,0 +1,202 @@
+from __future__ import annotations
+
+import pytest
+
+from palaver.core.errors import ErrorCode, PalaverError
+from palaver.core.models import Message, MessageKind, NewMessage
+from palaver.store.base import CursorUpdate
+from palaver.store.sql import SqlStore
+
+from .helpers import T0, room, send, user
+
+
+async def test_append_assigns_consecutive_seqs(store: SqlStore) -> None:
+    alice = await user(store, "alice")
+    general = await room(store, "general", alice)
+    first = await send(store, general, alice, "a", "b", at=T0 + 1)
+    second = await send(store, general, alice, "c", at=T0 + 2)
+    stored = [r.message for r in first + second]
+    assert [m.seq for m in stored] == [1, 2, 3]
+    assert [m.content for m in stored] == ["a", "b", "c"]
+    assert not any(r.duplicate for r in first + second)
+    assert stored[0].created_at == T0 + 1
+    assert stored[2].created_at == T0 + 2
+    assert stored[0].kind is MessageKind.TEXT
+    assert stored[0].sender_id == alice.id
+    assert len({m.id for m in stored}) == 3
+    conversation = await store.get_conversation(general.id)
+    assert conversation is not None
+    assert (conversation.last_seq, conversation.last_message_at) == (3, T0 + 2)
+    assert await store.append_messages([], T0) == []
+
+
+async def test_batch_across_conversations(store: SqlStore) -> None:
+    alice = await user(store, "alice")
+    one, two = await room(store, "one", alice), await room(store, "two", alice)
+    await send(store, two, alice, "earlier")
+    results = await store.append_messages(
+        [
+            NewMessage(one.id, alice.id, "1a"),
+            NewMessage(two.id, alice.id, "2a"),
+            NewMessage(one.id, None, "1b", kind=MessageKind.SYSTEM),
+            NewMessage(two.id, alice.id, "2b"),
+        ],
+        T0,
+    )
+    assert [(r.message.conversation_id, r.message.seq) for r in results] == [
+        (one.id, 1),
+        (two.id, 2),
+        (one.id, 2),
+        (two.id, 3),
+    ]
+    assert results[2].message.kind is MessageKind.SYSTEM
+    assert results[2].message.sender_id is None
+    assert [m.content for m in await store.get_messages(two.id)] == ["earlier", "2a", "2b"]
+
+
+async def test_client_msg_id_dedup_across_calls(store: SqlStore) -> None:
+    alice, bob = await user(store, "alice"), await user(store, "bob")
+    general = await room(store, "general", alice, bob)
+    [original] = await send(store, general, alice, "hello", client_ids=["c1"])
+    [retry] = await send(store, general, alice, "hello again", at=T0 + 9, client_ids=["c1"])
+    assert retry.duplicate
+    assert retry.message == original.message
+    # The same client id from another sender is another message.
+    [other] = await send(store, general, bob, "hi", client_ids=["c1"])
+    assert not other.duplicate
+    assert other.message.seq == 2
+    conversation = await store.get_conversation(general.id)
+    assert conversation is not None
+    assert conversation.last_seq == 2
+
+
+async def test_client_msg_id_dedup_within_a_batch(store: SqlStore) -> None:
+    alice = await user(store, "alice")
+    general = await room(store, "general", alice)
+    await send(store, general, alice, "old", client_ids=["c0"])
+    results = await send(
+        store,
+        general,
+        alice,
+        "a",
+        "a again",
+        "b",
+        "old retried",
+        "c",
+        client_ids=["c1", "c1", None, "c0", None],
+    )
+    assert [r.duplicate for r in results] == [False, True, False, True, False]
+    assert [r.message.seq for r in results] == [2, 2, 3, 1, 4]
+    assert results[1].message == results[0].message
+    assert results[3].message.content == "old"
+    conversation = await store.get_conversation(general.id)
+    assert conversation is not None
+    assert conversation.last_seq == 4
+    assert [m.seq for m in await store.get_messages(general.id)] == [1, 2, 3, 4]
+
+
+async def test_append_to_missing_conversation(store: SqlStore) -> None:
+    alice = await user(store, "alice")
+    general = await room(store, "general", alice)
+    with pytest.raises(PalaverError) as caught:
+        await store.append_messages(
+            [NewMessage(general.id, alice.id, "ok"), NewMessage(general.id + 100, alice.id, "x")],
+            T0,
+        )
+    assert caught.value.code is ErrorCode.NOT_FOUND
+    # Nothing of the batch committed and no sequence number was consumed.
+    conversation = await store.get_conversation(general.id)
+    assert conversation is not None
+    assert conversation.last_seq == 0
+    assert [r.message.seq for r in await send(store, general, alice, "next")] == [1]
+
+
+async def test_get_messages_pagination(store: SqlStore) -> None:
+    alice = await user(store, "alice")
+    general, other = await room(store, "general", alice), await room(store, "other", alice)
+    await send(store, general, alice, *(f"m{i}" for i in range(1, 11)))
+    await send(store, other, alice, "elsewhere")
+
+    def seqs(found: list[Message]) -> list[int]:
+        return [m.seq for m in found]
+
+    assert seqs(await store.get_messages(general.id)) == list(range(1, 11))
+    assert seqs(await store.get_messages(general.id, limit=3)) == [8, 9, 10]
+    assert seqs(await store.get_messages(general.id, before_seq=8, limit=3)) == [5, 6, 7]
+    assert seqs(await store.get_messages(general.id, before_seq=3)) == [1, 2]
+    assert seqs(await store.get_messages(general.id, after_seq=0, limit=3)) == [1, 2, 3]
+    assert seqs(await store.get_messages(general.id, after_seq=7)) == [8, 9, 10]
+    assert seqs(await store.get_messages(general.id, after_seq=10)) == []
+    assert seqs(await store.get_messages(general.id, after_seq=2, before_seq=6)) == [3, 4, 5]
+    assert await store.get_messages(general.id + 100) == []
+
+
+async def test_get_message(store: SqlStore) -> None:
+    alice = await user(store, "alice")
+    general = await room(store, "general", alice)
+    [sent] = await send(store, general, alice, "hello", client_ids=["c1"])
+    assert await store.get_message(sent.message.id) == sent.message
+    assert sent.message.client_msg_id == "c1"
+    assert await store.get_message(sent.message.id + 100) is None
+
+
+async def test_advance_cursors(store: SqlStore) -> None:
+    alice, bob = await user(store, "alice"), await user(store, "bob")
+    general = await room(store, "general", alice, bob)
+    await send(store, general, alice, *"abcde")
+
+    [moved] = await store.advance_cursors([CursorUpdate(general.id, bob.id, delivered_seq=4)])
+    assert (moved.read_seq, moved.delivered_seq) == (0, 4)
+    # Reading implies delivery; never past last_seq.
+    [moved] = await store.advance_cursors([CursorUpdate(general.id, bob.id, read_seq=99)])
+    assert (moved.read_seq, moved.delivered_seq) == (5, 5)
+    # Backwards is a no-op and is not reported.
+    assert await store.advance_cursors([CursorUpdate(general.id, bob.id, 1, 1)]) == []
+    member = await store.get_member(general.id, bob.id)
+    assert member is not None
+    assert (member.read_seq, member.delivered_seq) == (5, 5)
+
+
+async def test_advance_cursors_batch(store: SqlStore) -> None:
+    alice, bob = await user(store, "alice"), await user(store, "bob")
+    one, two = await room(store, "one", alice, bob), await room(store, "two", alice)
+    await send(store, one, alice, *"abc")
+    await send(store, two, alice, *"xy")
+    changed = await store.advance_cursors(
+        [
+            CursorUpdate(one.id, bob.id, read_seq=1),
+            CursorUpdate(one.id, bob.id, read_seq=2, delivered_seq=1),
+            CursorUpdate(two.id, alice.id, delivered_seq=2),
+            CursorUpdate(two.id, bob.id, read_seq=2),  # not a member: ignored
+            CursorUpdate(one.id, alice.id),  # nothing to move
+        ]
+    )
+    assert sorted((m.conversation_id, m.user_id, m.read_seq, m.delivered_seq) for m in changed) == [
+        (one.id, bob.id, 2, 2),
+        (two.id, alice.id, 0, 2),
+    ]
+    assert await store.get_member(two.id, bob.id) is None
+    assert await store.advance_cursors([]) == []
+
+
+async def test_purge_messages_before(store: SqlStore) -> None:
+    alice = await user(store, "alice")
+    one, two, three = [await room(store, n, alice) for n in ("one", "two", "three")]
+    await send(store, one, alice, "1", "2", at=T0)
+    await send(store, one, alice, "3", at=T0 + 10)
+    await send(store, two, alice, "old", at=T0)
+    await send(store, three, alice, "new", at=T0 + 10)
+
+    assert await store.purge_messages_before(T0 + 5) == 3
+    after = {c.id: await store.get_conversation(c.id) for c in (one, two, three)}
+    assert [(c.min_seq, c.last_seq) for c in after.values() if c] == [(3, 3), (2, 1), (1, 1)]
+    assert [m.content for m in await store.get_messages(one.id)] == ["3"]
+    assert await store.get_messages(two.id) == []
+    assert await store.purge_messages_before(T0 + 5) == 0
+    # Sequences carry on after the purged range.
+    assert [r.message.seq for r in await send(store, two, alice, "again")] == [2]
+    [summary] = [
+        s for s in await store.list_user_conversations(alice.id) if s.conversation.id == one.id
+    ]
+    assert summary.last_message is not None
+    assert summary.last_message.content == "3"
