@@ -46,7 +46,12 @@ class Subscription(abc.ABC):
 
 
 class Broker(abc.ABC):
-    """Publish/subscribe between nodes, node liveness, user presence and counters."""
+    """Publish/subscribe between nodes, node liveness, user presence and counters.
+
+    Any method may raise :class:`BrokerUnavailable` when the broker cannot be reached,
+    except the subscription methods: those keep the interest and it takes effect once
+    the broker is reachable again (publications in between are lost).
+    """
 
     node_id: str
 
@@ -86,7 +91,9 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def set_presence(self, user_id: int, status: PresenceStatus, ttl: float) -> None:
-        """Record this node's view of a user (``OFFLINE`` removes it)."""
+        """Record this node's view of a user for ``ttl`` seconds (``OFFLINE`` removes
+        it). Each ``node_heartbeat(ttl)`` resets all of this node's entries to expire
+        ``ttl`` seconds later, so pass the heartbeat's ttl here too."""
 
     @abc.abstractmethod
     async def get_presence(self, user_ids: Iterable[int]) -> dict[int, PresenceStatus]:
