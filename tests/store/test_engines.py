@@ -65,7 +65,9 @@ def test_create_store_schemes(url: str, kind: type[SqlStore]) -> None:
         assert store._pool_size == 3
 
 
-@pytest.mark.parametrize("url", ["mysql://u:secret@h/db", "redis://h", "palaver.db", ""])
+@pytest.mark.parametrize(
+    "url", ["mysql://u:secret@h/db", "redis://h", "palaver.db", "u:secret@h/db", ""]
+)
 def test_create_store_refuses_other_schemes(url: str) -> None:
     with pytest.raises(ValueError, match=r"sqlite:///.*postgresql://.*postgres://") as caught:
         create_store(url)

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from palaver.core.errors import ErrorCode, PalaverError
 from palaver.core.models import Message, MessageKind, NewMessage
@@ -200,3 +204,28 @@ async def test_purge_messages_before(store: SqlStore) -> None:
     ]
     assert summary.last_message is not None
     assert summary.last_message.content == "3"
+
+
+async def test_append_retries_once_after_losing_a_race(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another node stored the client id after our lookup: the retry returns its copy."""
+    alice = await user(store, "alice")
+    one, two = await room(store, "one", alice), await room(store, "two", alice)
+    [original] = await send(store, one, alice, "first", client_ids=["c1"])
+    lookup = store._find_client_ids
+    calls = 0
+
+    async def blind_first_time(conn: AsyncConnection, batch: Sequence[NewMessage]) -> Any:
+        nonlocal calls
+        calls += 1
+        return {} if calls == 1 else await lookup(conn, batch)
+
+    monkeypatch.setattr(store, "_find_client_ids", blind_first_time)
+    [retried] = await send(store, two, alice, "again", client_ids=["c1"])
+    assert calls == 2
+    assert retried.duplicate
+    assert retried.message == original.message
+    conversation = await store.get_conversation(two.id)
+    assert conversation is not None
+    assert conversation.last_seq == 0

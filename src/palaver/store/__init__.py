@@ -27,7 +27,8 @@ def create_store(url: str, *, pool_size: int = 10) -> Store:
 
         return PostgresStore(f"postgresql+asyncpg://{rest}", pool_size=pool_size)
     # Only the scheme is echoed: the rest of the URL may hold a password.
+    what = f"scheme {scheme!r}" if sep else "URL without a scheme"
     raise ValueError(
-        f"unsupported database URL scheme {scheme!r}: "
+        f"unsupported database {what}: "
         "use sqlite:///PATH or postgresql://USER@HOST/DB (postgres:// also accepted)"
     )

@@ -1,8 +1,8 @@
 """The PostgreSQL store (asyncpg): several processes and nodes share one database.
 
-Sequence numbers stay gapless across processes because :meth:`append_messages` bumps
-``conversations.last_seq`` with ``UPDATE … RETURNING``, whose row lock serializes the
-writers of one conversation until their commit.
+Sequence numbers stay gapless across processes because ``append_messages`` locks the
+conversation rows (``SELECT … FOR NO KEY UPDATE``, in id order) before it reads and bumps
+``last_seq``: writers of one conversation take turns until each one commits.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     and_,
+    bindparam,
     delete,
     exists,
     func,
@@ -836,11 +837,15 @@ class SqlStore(Store):
     async def _append(
         self, conn: AsyncConnection, batch: Sequence[NewMessage], at: int
     ) -> list[Appended]:
+        # Lock first: concurrent writers of these conversations (on any process) wait
+        # here until we commit, so last_seq below is final and sequences stay gapless,
+        # and a retried send racing its original finds it in the lookup that follows.
+        last_seq = await self._lock_conversations(conn, {new.conversation_id for new in batch})
         existing = await self._find_client_ids(conn, batch)
         results: list[Appended | None] = [None] * len(batch)
         first: dict[tuple[int, str], int] = {}
         copies: list[tuple[int, int]] = []  # (index, index of the first with that key)
-        fresh: list[int] = []
+        rows: list[dict[str, Any]] = []
         for index, new in enumerate(batch):
             key = _dedup_key(new)
             if key is not None and key in existing:
@@ -850,51 +855,53 @@ class SqlStore(Store):
             else:
                 if key is not None:
                     first[key] = index
-                fresh.append(index)
-
-        counts = Counter(batch[index].conversation_id for index in fresh)
-        next_seq: dict[int, int] = {}
-        # Row locks taken in id order, so two batches never wait on each other in a cycle.
-        for conversation_id in sorted(counts):
-            n = counts[conversation_id]
-            stmt = (
-                update(conversations)
-                .where(conversations.c.id == conversation_id)
-                .values(last_seq=conversations.c.last_seq + n, last_message_at=at)
-                .returning(conversations.c.last_seq)
-            )
-            last_seq = (await conn.execute(stmt)).scalar_one_or_none()
-            if last_seq is None:
-                # Rolls back every conversation already bumped for this batch.
-                raise not_found()
-            next_seq[conversation_id] = last_seq - n + 1
-
-        rows: list[dict[str, Any]] = []
-        for index in fresh:
-            new = batch[index]
-            seq = next_seq[new.conversation_id]
-            next_seq[new.conversation_id] = seq + 1
-            rows.append(
-                {
-                    "conversation_id": new.conversation_id,
-                    "seq": seq,
-                    "sender_id": new.sender_id,
-                    "kind": new.kind.value,
-                    "content": new.content,
-                    "client_msg_id": new.client_msg_id,
-                    "created_at": at,
-                }
-            )
+                last_seq[new.conversation_id] += 1
+                rows.append(_message_values(new, last_seq[new.conversation_id], at, index))
         if rows:
-            stmt2 = insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
-            ids = (await conn.execute(stmt2, rows)).scalars().all()
-            for index, row, message_id in zip(fresh, rows, ids, strict=True):
-                results[index] = Appended(_message({**row, "id": message_id}), duplicate=False)
+            bumped = Counter(row["conversation_id"] for row in rows)
+            await conn.execute(
+                update(conversations)
+                .where(conversations.c.id == bindparam("cid"))
+                .values(last_seq=conversations.c.last_seq + bindparam("n"), last_message_at=at),
+                [{"cid": cid, "n": n} for cid, n in sorted(bumped.items())],
+            )
+            # Matching ids by (conversation, seq) instead of asking for RETURNING in
+            # parameter order keeps this one multi-row INSERT on both engines (SQLite
+            # would otherwise fall back to one statement per message).
+            stmt = insert(messages).returning(
+                messages.c.id, messages.c.conversation_id, messages.c.seq
+            )
+            returned = (await conn.execute(stmt, rows)).all()
+            inserted = {(r.conversation_id, r.seq): r.id for r in returned}
+            for row in rows:
+                index = row.pop("index")
+                row["id"] = inserted[(row["conversation_id"], row["seq"])]
+                results[index] = Appended(_message(row), duplicate=False)
         for index, original in copies:
             stored = results[original]
             assert stored is not None
             results[index] = Appended(stored.message, duplicate=True)
         return [result for result in results if result is not None]
+
+    async def _lock_conversations(
+        self, conn: AsyncConnection, conversation_ids: set[int]
+    ) -> dict[int, int]:
+        """Lock the rows (in id order, so batches never deadlock) and read last_seq."""
+        ids = sorted(conversation_ids)
+        last_seq: dict[int, int] = {}
+        for chunk in _chunks(ids):
+            stmt = (
+                select(conversations.c.id, conversations.c.last_seq)
+                .where(conversations.c.id.in_(chunk))
+                .order_by(conversations.c.id)
+                # NO KEY UPDATE, the lock an UPDATE of last_seq takes anyway: it leaves
+                # foreign-key checks (new members of the conversation) unblocked.
+                .with_for_update(key_share=True)
+            )
+            last_seq.update((row.id, row.last_seq) for row in await conn.execute(stmt))
+        if len(last_seq) != len(ids):
+            raise not_found()
+        return last_seq
 
     async def _find_client_ids(
         self, conn: AsyncConnection, batch: Sequence[NewMessage]
@@ -968,14 +975,23 @@ class SqlStore(Store):
                     delivered = max(old.delivered_seq, min(target[1], row.last_seq), read)
                     if (read, delivered) != (old.read_seq, old.delivered_seq):
                         changed.append(replace(old, read_seq=read, delivered_seq=delivered))
-            for member in changed:
+            if changed:
                 await conn.execute(
                     update(members)
                     .where(
-                        members.c.conversation_id == member.conversation_id,
-                        members.c.user_id == member.user_id,
+                        members.c.conversation_id == bindparam("cid"),
+                        members.c.user_id == bindparam("uid"),
                     )
-                    .values(read_seq=member.read_seq, delivered_seq=member.delivered_seq)
+                    .values(read_seq=bindparam("read"), delivered_seq=bindparam("delivered")),
+                    [
+                        {
+                            "cid": m.conversation_id,
+                            "uid": m.user_id,
+                            "read": m.read_seq,
+                            "delivered": m.delivered_seq,
+                        }
+                        for m in changed
+                    ],
                 )
             return changed
 
@@ -1018,6 +1034,19 @@ def _dedup_key(new: NewMessage) -> tuple[int, str] | None:
     if new.sender_id is None or new.client_msg_id is None:
         return None
     return (new.sender_id, new.client_msg_id)
+
+
+def _message_values(new: NewMessage, seq: int, at: int, index: int) -> dict[str, Any]:
+    return {
+        "conversation_id": new.conversation_id,
+        "seq": seq,
+        "sender_id": new.sender_id,
+        "kind": new.kind.value,
+        "content": new.content,
+        "client_msg_id": new.client_msg_id,
+        "created_at": at,
+        "index": index,  # where the result goes; removed before it becomes a Message
+    }
 
 
 def _conversation_values(
