@@ -188,11 +188,13 @@ async def test_sessions_list_and_revoke(api: Api) -> None:
     assert sum(s["current"] for s in sessions) == 1
     assert {"device", "ip", "last_seen_at"} <= set(sessions[0])
     assert sessions[0]["ip"] == "203.0.113.7"
-    other = next(s for s in sessions if not s["current"])
+    seen_by_second = await api.http.get("/api/auth/sessions", headers=api.bearer(second["token"]))
+    second_id = next(s["id"] for s in seen_by_second.json() if s["current"])
     gone = await api.http.delete(
-        f"/api/auth/sessions/{other['id']}", headers=api.bearer(first["token"])
+        f"/api/auth/sessions/{second_id}", headers=api.bearer(first["token"])
     )
     assert gone.status_code == 204
+    assert (await api.http.get("/api/auth/me", headers=api.bearer(second["token"]))).status_code == 401
     remaining = await api.http.get("/api/auth/sessions", headers=api.bearer(first["token"]))
     assert len(remaining.json()) == 2
     everywhere = await api.http.delete("/api/auth/sessions", headers=api.bearer(third["token"]))

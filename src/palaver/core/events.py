@@ -17,7 +17,8 @@ def message(m: Message, sender: User | None) -> dict[str, Any]:
         "type": "message",
         "conversation_id": m.conversation_id,
         "seq": m.seq,
-        "id": m.id,
+        # Not "id": in server frames "id" only ever echoes a client command's id.
+        "message_id": m.id,
         "sender_id": m.sender_id,
         "sender": sender.username if sender else None,
         "sender_name": sender.handle if sender else None,

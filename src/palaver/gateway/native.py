@@ -132,7 +132,6 @@ class NativeHandler(GatewayHandler):
         if client is None or client.closed:
             return
         self.services.metrics.ws_frames_in.inc()
-        client.last_activity = time.monotonic()
         try:
             raw = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -145,8 +144,11 @@ class NativeHandler(GatewayHandler):
             client.send(events.error(cid if isinstance(cid, str | int) else None, exc))
             return
         if isinstance(command, protocol.Ping):
+            # A heartbeat, not activity: it must not turn an idle user back online.
             client.send(events.reply(command.id, "pong", timestamp=int(time.time() * 1000)))
             return
+        if not isinstance(command, protocol.SetPresence):
+            self.hub.touch(client)
         if slot.queue is None:
             slot.queue = deque()
         if len(slot.queue) >= MAX_PENDING_COMMANDS:

@@ -13,10 +13,22 @@ GATEWAY_STATE_KEY = "palaver.gateway"
 NATIVE_PATHS = frozenset({"/ws"})
 
 
+class PalaverWebSocketProtocol(LeanWebSocketProtocol):
+    """uvicorn's ``ws`` protocol for Palaver: the gateway comes from the lifespan state
+    of the process it runs in, so one importable class serves one process or many
+    workers, and nothing lives in a module global."""
+
+    __slots__ = ()
+
+    @property
+    def gateway(self) -> Gateway | None:  # type: ignore[override]
+        gateway = self._app_state.get(GATEWAY_STATE_KEY)
+        return gateway if isinstance(gateway, Gateway) else None
+
+
 def ws_protocol_class() -> type[LeanWebSocketProtocol]:
-    """The class for ``uvicorn.Config(ws=...)``: it finds each process's gateway in the
-    lifespan state, so the same class serves one process or many workers."""
-    return LeanWebSocketProtocol
+    """The class for ``uvicorn.Config(ws=...)``."""
+    return PalaverWebSocketProtocol
 
 
 async def start_gateway(services: Services) -> Gateway:

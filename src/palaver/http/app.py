@@ -13,8 +13,10 @@ from palaver import __version__
 from palaver.config import Settings, ensure_secret, load_settings
 from palaver.gateway.serve import GATEWAY_STATE_KEY, start_gateway, stop_gateway
 from palaver.http import auth_routes, conversation_routes, users_routes
+from palaver.http.asyncapi import asyncapi_router
 from palaver.http.errors import install_error_handlers
 from palaver.http.responses import JsonResponse
+from palaver.http.web import web_router
 from palaver.services.container import Services, build_services
 
 def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
@@ -54,6 +56,8 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.include_router(auth_routes.router)
     app.include_router(users_routes.router)
     app.include_router(conversation_routes.router)
+    app.include_router(web_router())
+    app.include_router(asyncapi_router())
     _install_ops(app, services)
     return app
 
@@ -73,11 +77,10 @@ def _install_ops(app: FastAPI, services: Services) -> None:
         ops_router(
             checks={"database": database, "broker": broker},
             metrics=services.metrics,
-            started_at=lambda: services.started_at,
-            node_id=lambda: services.node_id,
+            node_id=services.node_id,
         )
     )
-    app.include_router(docs_router(app))
+    app.include_router(docs_router())
     install_middleware(app, services.settings, services.metrics)
 
 

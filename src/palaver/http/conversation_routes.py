@@ -60,8 +60,10 @@ async def _render(
 ) -> list[dict[str, Any]]:
     if senders is None:
         senders = await _senders(services, found)
+    # REST resources carry their own id as "id", as REST clients expect.
     return [
-        events.message(m, senders.get(m.sender_id) if m.sender_id else None) for m in found
+        {"id": m.id, **events.message(m, senders.get(m.sender_id) if m.sender_id else None)}
+        for m in found
     ]
 
 
@@ -228,7 +230,11 @@ async def send(
     )
     if appended.duplicate:
         response.status_code = 200
-    return {**events.message(appended.message, principal.user), "duplicate": appended.duplicate}
+    return {
+        "id": appended.message.id,
+        **events.message(appended.message, principal.user),
+        "duplicate": appended.duplicate,
+    }
 
 
 @router.post("/api/conversations/{conversation_id}/read", status_code=204)

@@ -42,7 +42,9 @@ async def _palaver_error(_: Request, exc: Exception) -> JsonResponse:
 async def _validation_error(_: Request, exc: Exception) -> JsonResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
-    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    loc = [str(part) for part in first.get("loc", ())]
+    if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+        loc = loc[1:]
     field = ".".join(loc) or None
     message = first.get("msg", "invalid request")
     if first.get("type") == "json_invalid":

@@ -1,0 +1,243 @@
+"""The AsyncAPI 3 description of the native WebSocket protocol, served at /asyncapi.json.
+
+Kept beside ``docs/protocol.md``; a test checks that every client frame type the parser
+accepts is described here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from palaver import __version__
+
+INT = {"type": "integer"}
+STR = {"type": "string"}
+BOOL = {"type": "boolean"}
+ID = {"oneOf": [{"type": "string", "maxLength": 64}, {"type": "integer"}]}
+SEQ = {"type": "integer", "minimum": 0}
+MESSAGE_FIELDS = {
+    "conversation_id": INT,
+    "seq": SEQ,
+    "message_id": INT,
+    "sender_id": {"type": ["integer", "null"]},
+    "sender": {"type": ["string", "null"]},
+    "sender_name": {"type": ["string", "null"]},
+    "kind": {"enum": ["text", "system"]},
+    "content": STR,
+    "created_at": {"type": "integer", "description": "milliseconds since the epoch"},
+    "client_msg_id": {"type": ["string", "null"]},
+}
+
+# name: (summary, fields, required)
+CLIENT_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
+    "ping": ("Application heartbeat; answered by pong.", {}, []),
+    "auth": ("Renew the socket's access token in band.", {"token": STR}, ["token"]),
+    "resume": (
+        "Start delivery after the client's cursors (last seq held per conversation).",
+        {"cursors": {"type": "object", "additionalProperties": SEQ}},
+        [],
+    ),
+    "send": (
+        "Send a message to a conversation, or a direct message with `to`.",
+        {
+            "conversation_id": INT,
+            "to": {"oneOf": [INT, STR], "description": "user id or username"},
+            "content": {**STR, "maxLength": 5000},
+            "client_msg_id": {**STR, "maxLength": 64},
+        },
+        ["content"],
+    ),
+    "delivered": (
+        "Delivery cursor.",
+        {"conversation_id": INT, "seq": SEQ},
+        ["conversation_id", "seq"],
+    ),
+    "read": (
+        "Read cursor (implies delivered).",
+        {"conversation_id": INT, "seq": SEQ},
+        ["conversation_id", "seq"],
+    ),
+    "typing": ("Typing indicator.", {"conversation_id": INT, "typing": BOOL}, ["conversation_id"]),
+    "presence": ("Online or away.", {"status": {"enum": ["online", "away"]}}, ["status"]),
+    "history": (
+        "A page of history.",
+        {"conversation_id": INT, "before": SEQ, "after": SEQ, "limit": {**INT, "maximum": 200}},
+        ["conversation_id"],
+    ),
+    "join": ("Join a public room.", {"room": {"oneOf": [INT, STR]}}, ["room"]),
+    "leave": ("Leave a room or group.", {"conversation_id": INT}, ["conversation_id"]),
+    "create_room": ("Create a public room.", {"name": STR, "topic": STR}, ["name"]),
+    "list_rooms": ("List public rooms.", {}, []),
+    "get_online_users": ("Users you may see who are online.", {}, []),
+}
+
+SERVER_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
+    "hello": (
+        "First frame: the user, limits and conversations with cursors.",
+        {
+            "user": {"type": "object"},
+            "session_id": STR,
+            "server_time": INT,
+            "token_expires_at": INT,
+            "limits": {"type": "object"},
+            "conversations": {"type": "array"},
+        },
+        ["user", "conversations"],
+    ),
+    "ack": (
+        "A send was durably committed.",
+        {
+            "id": ID,
+            "message_id": INT,
+            "conversation_id": INT,
+            "seq": SEQ,
+            "client_msg_id": {"type": ["string", "null"]},
+            "created_at": INT,
+            "duplicate": BOOL,
+        },
+        ["message_id", "conversation_id", "seq"],
+    ),
+    "message": ("A message of a conversation.", MESSAGE_FIELDS, ["conversation_id", "seq"]),
+    "receipt": (
+        "A member's cursors moved.",
+        {
+            "conversation_id": INT,
+            "user_id": INT,
+            "read_seq": SEQ,
+            "delivered_seq": SEQ,
+        },
+        ["conversation_id", "user_id"],
+    ),
+    "typing": (
+        "Someone is typing.",
+        {
+            "conversation_id": INT,
+            "user_id": INT,
+            "typing": BOOL,
+            "expires_in": {"type": "number"},
+        },
+        ["conversation_id", "user_id", "typing"],
+    ),
+    "presence": (
+        "Presence of a user.",
+        {
+            "user_id": INT,
+            "status": {"enum": ["online", "away", "offline"]},
+            "last_seen_at": {"type": ["integer", "null"]},
+        },
+        ["user_id", "status"],
+    ),
+    "joined": ("This user joined a conversation.", {"conversation": {"type": "object"}}, []),
+    "left": ("This user left a conversation.", {"conversation_id": INT}, []),
+    "gap": (
+        "History removed by retention.",
+        {
+            "conversation_id": INT,
+            "from_seq": SEQ,
+            "to_seq": SEQ,
+            "code": STR,
+        },
+        ["conversation_id", "from_seq", "to_seq"],
+    ),
+    "pong": ("Answer to ping.", {"id": ID, "timestamp": INT}, ["timestamp"]),
+    "resumed": (
+        "Resume accepted; the backlog follows.",
+        {"id": ID, "cursors": {"type": "object"}},
+        [],
+    ),
+    "result": ("Answer to a command.", {"id": ID}, []),
+    "history": (
+        "A page of history.",
+        {"id": ID, "messages": {"type": "array"}, "has_more": BOOL},
+        [],
+    ),
+    "rooms": ("Public rooms.", {"id": ID, "rooms": {"type": "array"}}, []),
+    "online_users": ("Users online.", {"id": ID, "users": {"type": "array"}}, []),
+    "auth_ok": ("Token renewed.", {"id": ID, "token_expires_at": INT}, []),
+    "error": (
+        "A refused frame; the socket stays open.",
+        {
+            "id": ID,
+            "code": STR,
+            "message": STR,
+            "field": STR,
+            "retry_after": {"type": "number"},
+        },
+        ["code", "message"],
+    ),
+}
+
+
+def _message(name: str, spec: tuple[str, dict[str, Any], list[str]]) -> dict[str, Any]:
+    summary, fields, required = spec
+    return {
+        "name": name,
+        "summary": summary,
+        "contentType": "application/json",
+        "payload": {
+            "type": "object",
+            "properties": {"type": {"const": name}, "id": ID, **fields},
+            "required": ["type", *required],
+        },
+    }
+
+
+def document() -> dict[str, Any]:
+    """The AsyncAPI 3.0 document."""
+    client = {f"client.{n}": _message(n, s) for n, s in CLIENT_FRAMES.items()}
+    server = {f"server.{n}": _message(n, s) for n, s in SERVER_FRAMES.items()}
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "Palaver real-time protocol",
+            "version": __version__,
+            "description": "JSON text frames over WebSocket at /ws. See docs/protocol.md.",
+        },
+        "servers": {
+            "palaver": {
+                "host": "localhost:8000",
+                "protocol": "ws",
+                "pathname": "/ws",
+                "security": [{"$ref": "#/components/securitySchemes/bearer"}],
+            }
+        },
+        "channels": {
+            "ws": {
+                "address": "/ws",
+                "messages": {**client, **server},
+            }
+        },
+        "operations": {
+            "sendToServer": {
+                "action": "receive",
+                "channel": {"$ref": "#/channels/ws"},
+                "messages": [{"$ref": f"#/channels/ws/messages/{k}"} for k in client],
+            },
+            "receiveFromServer": {
+                "action": "send",
+                "channel": {"$ref": "#/channels/ws"},
+                "messages": [{"$ref": f"#/channels/ws/messages/{k}"} for k in server],
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "httpBearerToken",
+                    "description": "Authorization: Bearer header or ?token= query",
+                }
+            }
+        },
+    }
+
+
+def asyncapi_router() -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    cached = document()
+
+    @router.get("/asyncapi.json")
+    async def asyncapi() -> dict[str, Any]:
+        return cached
+
+    return router

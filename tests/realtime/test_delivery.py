@@ -1,0 +1,303 @@
+"""Delivery guarantees over a real server: every device, once, in order, across reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from palaver.core.models import now_ms
+from tests.realtime.conftest import Server
+
+
+def seqs(messages: list[dict[str, object]]) -> list[object]:
+    return [m["seq"] for m in messages]
+
+
+async def test_message_reaches_every_device_of_every_member(server: Server) -> None:
+    _, ada = await server.user("ada")
+    _, bob = await server.user("bob")
+    room = await server.room(ada, "general")
+    ada_phone = await server.connect(ada, resume={})
+    ada_laptop = await server.connect(ada, resume={})
+    bob_phone = await server.connect(bob, resume={})
+    await bob_phone.request({"type": "join", "room": "general"})
+    ack = await ada_phone.send_text(room, "hello", client_msg_id="c-1")
+    assert ack["type"] == "ack"
+    assert ack["seq"] == 2  # 1 is "bob joined"
+    for client in (ada_phone, ada_laptop, bob_phone):
+        got = await client.wait_messages(room, 2)
+        assert [m["content"] for m in got] == ["bob joined", "hello"]
+        assert got[1]["sender"] == "ada"
+        assert got[1]["client_msg_id"] == "c-1"
+    for client in (ada_phone, ada_laptop, bob_phone):
+        await client.close()
+
+
+async def test_retry_with_same_client_msg_id_is_not_stored_twice(server: Server) -> None:
+    _, ada = await server.user("ada")
+    room = await server.room(ada, "general")
+    client = await server.connect(ada, resume={})
+    first = await client.send_text(room, "once", client_msg_id="same")
+    again = await client.send_text(room, "once", client_msg_id="same")
+    assert first["duplicate"] is False
+    assert again["duplicate"] is True
+    assert (again["message_id"], again["seq"]) == (first["message_id"], first["seq"])
+    rest = await server.rest(
+        ada,
+        "POST",
+        f"/api/conversations/{room}/messages",
+        json={"content": "once", "client_msg_id": "same"},
+    )
+    assert rest.status_code == 200
+    assert rest.json()["duplicate"] is True
+    history = await server.rest(ada, "GET", f"/api/conversations/{room}/messages")
+    assert [m["content"] for m in history.json()["messages"]] == ["once"]
+    await asyncio.sleep(0.1)
+    assert len(client.messages) == 1
+    await client.close()
+
+
+async def test_resume_delivers_what_was_missed_once_in_order(server: Server) -> None:
+    _, ada = await server.user("ada")
+    _, bob = await server.user("bob")
+    room = await server.room(ada, "general")
+    sender = await server.connect(ada, resume={})
+    reader = await server.connect(bob, resume={})
+    await reader.request({"type": "join", "room": "general"})
+    for i in range(5):
+        await sender.send_text(room, f"before {i}")
+    received = await reader.wait_messages(room, 6)
+    cursor = received[-1]["seq"]
+    await reader.close()
+    for i in range(30):
+        await sender.send_text(room, f"while away {i}")
+    back = await server.connect(bob, resume={room: cursor})
+    missed = await back.wait_messages(room, 30)
+    await sender.send_text(room, "live again")
+    everything = await back.wait_messages(room, 31)
+    await asyncio.sleep(0.2)
+    assert seqs(back.messages) == list(range(cursor + 1, cursor + 32))
+    assert [m["content"] for m in missed[:2]] == ["while away 0", "while away 1"]
+    assert everything[-1]["content"] == "live again"
+    await sender.close()
+    await back.close()
+
+
+async def test_offline_user_receives_messages_on_next_connect(server: Server) -> None:
+    _, ada = await server.user("ada")
+    bob_id, bob = await server.user("bob")
+    sender = await server.connect(ada, resume={})
+    for i in range(3):
+        ack = await sender.request({"type": "send", "to": "bob", "content": f"dm {i}"}, "ack")
+        assert ack["type"] == "ack"
+    conversation = ack["conversation_id"]
+    # Bob was never connected; a simple client that sends no resume still gets them.
+    bob_socket = await server.connect(bob)
+    got = await bob_socket.wait_messages(conversation, 3)
+    assert [m["content"] for m in got] == ["dm 0", "dm 1", "dm 2"]
+    # Once acknowledged as delivered, the next connection starts after them.
+    await bob_socket.request({"type": "delivered", "conversation_id": conversation, "seq": 3})
+    await server.services.messaging.flush_receipts()
+    await bob_socket.close()
+    again = await server.connect(bob)
+    await asyncio.sleep(0.8)
+    assert again.messages == []
+    listing = await server.rest(bob, "GET", "/api/conversations")
+    item = listing.json()[0]
+    assert item["type"] == "direct"
+    assert item["name"] == "ada"
+    assert item["unread"] == 3
+    assert bob_id
+    await sender.close()
+    await again.close()
+
+
+async def test_receipts_and_server_side_unread_counts(server: Server) -> None:
+    ada_id, ada = await server.user("ada")
+    bob_id, bob = await server.user("bob")
+    sender = await server.connect(ada, resume={})
+    for i in range(4):
+        ack = await sender.request({"type": "send", "to": bob_id, "content": f"m{i}"}, "ack")
+    cid = ack["conversation_id"]
+    reader = await server.connect(bob, resume={})
+    await reader.wait_messages(cid, 4)
+    phone = await server.connect(bob, resume={})
+    listing = await server.rest(bob, "GET", "/api/conversations")
+    assert listing.json()[0]["unread"] == 4
+    await reader.request({"type": "read", "conversation_id": cid, "seq": 3})
+    receipt = await sender.next("receipt")
+    while receipt["user_id"] != bob_id:  # the sender's own cursor moved when it sent
+        receipt = await sender.next("receipt")
+    assert receipt == {
+        "type": "receipt",
+        "conversation_id": cid,
+        "user_id": bob_id,
+        "read_seq": 3,
+        "delivered_seq": 3,
+    }
+    # Every device of the reader learns it too, and the count agrees everywhere.
+    phone_receipt = await phone.next("receipt")
+    while phone_receipt["user_id"] != bob_id:
+        phone_receipt = await phone.next("receipt")
+    assert phone_receipt["read_seq"] == 3
+    listing = await server.rest(bob, "GET", "/api/conversations")
+    assert listing.json()[0]["unread"] == 1
+    # Cursors never move back.
+    await reader.request({"type": "read", "conversation_id": cid, "seq": 1})
+    await server.services.messaging.flush_receipts()
+    listing = await server.rest(bob, "GET", "/api/conversations")
+    assert listing.json()[0]["unread"] == 1
+    # Sending marks everything before one's own message as read.
+    await reader.send_text(cid, "reply")
+    await server.services.messaging.flush_receipts()
+    listing = await server.rest(bob, "GET", "/api/conversations")
+    assert listing.json()[0]["unread"] == 0
+    sender_view = await server.rest(ada, "GET", "/api/conversations")
+    assert sender_view.json()[0]["unread"] == 1
+    assert ada_id
+    for client in (sender, reader, phone):
+        await client.close()
+
+
+async def test_receipts_are_coalesced(server: Server) -> None:
+    _, ada = await server.user("ada")
+    bob_id, bob = await server.user("bob")
+    sender = await server.connect(ada, resume={})
+    for i in range(20):
+        ack = await sender.request({"type": "send", "to": "bob", "content": f"m{i}"}, "ack")
+    cid = ack["conversation_id"]
+    reader = await server.connect(bob, resume={})
+    await reader.wait_messages(cid, 20)
+    writes = 0
+    store = server.services.store
+    original = store.advance_cursors
+
+    async def counting(updates):  # type: ignore[no-untyped-def]
+        nonlocal writes
+        writes += 1
+        return await original(updates)
+
+    store.advance_cursors = counting  # type: ignore[method-assign]
+    for seq in range(1, 21):
+        await reader.ws.send(f'{{"type": "read", "conversation_id": {cid}, "seq": {seq}}}')
+    await asyncio.sleep(0.6)
+    assert 1 <= writes <= 3
+    member = await store.get_member(cid, bob_id)
+    assert member is not None
+    assert member.read_seq == 20
+    await sender.close()
+    await reader.close()
+
+
+async def test_typing_is_forwarded_throttled_and_not_stored(server: Server) -> None:
+    ada_id, ada = await server.user("ada")
+    _, bob = await server.user("bob")
+    room = await server.room(ada, "general")
+    typist = await server.connect(ada, resume={})
+    watcher = await server.connect(bob, resume={})
+    await watcher.request({"type": "join", "room": "general"})
+    for _ in range(5):
+        await typist.ws.send(f'{{"type": "typing", "conversation_id": {room}}}')
+    event = await watcher.next("typing")
+    assert event["user_id"] == ada_id
+    assert event["typing"] is True
+    assert 0 < event["expires_in"] <= 10
+    await asyncio.sleep(0.3)
+    assert all(f["type"] != "typing" for f in list(watcher.frames._queue))  # type: ignore[attr-defined]
+    await typist.ws.send(f'{{"type": "typing", "conversation_id": {room}, "typing": false}}')
+    stop = await watcher.next("typing")
+    assert stop["typing"] is False
+    history = await server.rest(ada, "GET", f"/api/conversations/{room}/messages")
+    assert [m["kind"] for m in history.json()["messages"]] == ["system"]
+    await typist.close()
+    await watcher.close()
+
+
+async def test_presence_online_away_offline_and_online_users(server: Server) -> None:
+    ada_id, ada = await server.user("ada")
+    bob_id, bob = await server.user("bob")
+    _, eve = await server.user("eve")
+    await server.room(ada, "general")
+    watcher = await server.connect(ada, resume={})
+    stranger = await server.connect(eve, resume={})
+    bob_socket = await server.connect(bob, resume={})
+    await bob_socket.request({"type": "join", "room": "general"})
+    bob_laptop = await server.connect(bob, resume={})
+    online = await watcher.request({"type": "get_online_users"}, "online_users")
+    assert [u["id"] for u in online["users"]] == [bob_id]
+    await bob_socket.request({"type": "presence", "status": "away"})
+    away = await watcher.next("presence")
+    while away["status"] != "away":
+        away = await watcher.next("presence")
+    assert away["user_id"] == bob_id
+    await bob_socket.close()
+    await bob_laptop.close()
+    offline = await watcher.next("presence")
+    while offline["status"] != "offline":
+        offline = await watcher.next("presence")
+    assert offline["last_seen_at"] >= now_ms() - 10_000
+    # Eve shares no conversation with Bob: she saw none of it.
+    await asyncio.sleep(0.1)
+    assert all(
+        f["type"] != "presence" or f["user_id"] != bob_id
+        for f in list(stranger.frames._queue)  # type: ignore[attr-defined]
+    )
+    none_left = await watcher.request({"type": "get_online_users"}, "online_users")
+    assert none_left["users"] == []
+    assert ada_id
+    await watcher.close()
+    await stranger.close()
+
+
+async def test_token_renewed_in_band_or_socket_closed_with_4001(server: Server) -> None:
+    user_id, token = await server.user("ada")
+    claims = server.services.tokens.verify(token)
+    ttl = server.services.tokens.ttl
+    short = server.services.tokens.issue(user_id, claims.session_id, now=time.time() - ttl + 2)
+    expiring = await server.connect(short)
+    renewed = await server.connect(short)
+    ok = await renewed.request({"type": "auth", "token": token}, "auth_ok")
+    assert ok["token_expires_at"] > now_ms()
+    assert await expiring.closed_with(timeout=10) == 4001
+    pong = await renewed.request({"type": "ping"}, "pong")
+    assert pong["type"] == "pong"
+    _, other = await server.user("bob")
+    refused = await renewed.request({"type": "auth", "token": other}, "auth_ok")
+    assert refused["code"] == "FORBIDDEN"
+    await renewed.close()
+
+
+async def test_history_paging_and_retention_gap(server: Server) -> None:
+    _, ada = await server.user("ada")
+    room = await server.room(ada, "general")
+    client = await server.connect(ada, resume={})
+    for i in range(10):
+        await client.send_text(room, f"m{i}")
+    page = await server.rest(ada, "GET", f"/api/conversations/{room}/messages?limit=4")
+    assert [m["seq"] for m in page.json()["messages"]] == [7, 8, 9, 10]
+    older = await server.rest(ada, "GET", f"/api/conversations/{room}/messages?before=7&limit=4")
+    assert [m["seq"] for m in older.json()["messages"]] == [3, 4, 5, 6]
+    newer = await server.rest(ada, "GET", f"/api/conversations/{room}/messages?after=8")
+    assert [m["seq"] for m in newer.json()["messages"]] == [9, 10]
+    over_socket = await client.request(
+        {"type": "history", "conversation_id": room, "after": 2, "limit": 3}, "history"
+    )
+    assert [m["seq"] for m in over_socket["messages"]] == [3, 4, 5]
+    # Retention removes the first five; asking for them says so explicitly.
+    store = server.services.store
+    cutoff_row = (await store.get_messages(room, after_seq=5, limit=1))[0]
+    deleted = await store.purge_messages_before(cutoff_row.created_at)
+    assert deleted >= 1
+    conversation = await store.get_conversation(room)
+    assert conversation is not None
+    gap_page = await server.rest(ada, "GET", f"/api/conversations/{room}/messages?after=0")
+    gap = gap_page.json()["gap"]
+    assert gap == {"from_seq": 1, "to_seq": conversation.min_seq - 1}
+    await client.close()
+    back = await server.connect(ada, resume={room: 0})
+    frame = await back.next("gap")
+    assert frame["from_seq"] == 1
+    assert frame["to_seq"] == conversation.min_seq - 1
+    got = await back.wait_messages(room, 10 - frame["to_seq"])
+    assert seqs(got) == list(range(frame["to_seq"] + 1, 11))
+    await back.close()
