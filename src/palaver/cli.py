@@ -47,9 +47,7 @@ def _run(coro_fn: Callable[[Settings], Coroutine[Any, Any, int]], settings: Sett
     return asyncio.run(coro_fn(settings))
 
 
-async def _with_services(
-    settings: Settings, fn: Callable[[Any], Coroutine[Any, Any, int]]
-) -> int:
+async def _with_services(settings: Settings, fn: Callable[[Any], Coroutine[Any, Any, int]]) -> int:
     from palaver.services.container import build_services
 
     services = build_services(settings)
@@ -171,12 +169,6 @@ def _overrides_only(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from palaver.bench import main as bench_main
-
-    return bench_main(args.bench_args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="palaver", description="Palaver chat server")
     parser.add_argument("--version", action="version", version=f"palaver {__version__}")
@@ -225,13 +217,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setting_flags(config)
     config.set_defaults(fn=cmd_config)
 
-    bench = sub.add_parser("bench", help="load generator (see `palaver bench --help`)")
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
-    bench.set_defaults(fn=cmd_bench)
+    sub.add_parser("bench", help="load generator (see `palaver bench --help`)", add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        # The load generator has its own options; hand them over untouched.
+        from palaver.bench import main as bench_main
+
+        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         result: int = args.fn(args)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-import socket
 import secrets
+import socket
 from collections.abc import AsyncIterator, Iterator
 from email import message_from_bytes
 from pathlib import Path
@@ -21,7 +21,7 @@ class Inbox:
     def __init__(self) -> None:
         self.messages: list[Any] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(message_from_bytes(envelope.content))
         return "250 OK"
 

@@ -38,9 +38,7 @@ class Server:
         """Register a user; return (id, access token)."""
         name = name or f"user{next(self._names)}"
         async with httpx.AsyncClient(base_url=self.base) as http:
-            r = await http.post(
-                "/api/auth/register", json={"username": name, "password": PASSWORD}
-            )
+            r = await http.post("/api/auth/register", json={"username": name, "password": PASSWORD})
             assert r.status_code == 201, r.text
             return r.json()["user"]["id"], r.json()["token"]
 
@@ -51,7 +49,9 @@ class Server:
             )
 
     async def room(self, token: str, name: str) -> int:
-        r = await self.rest(token, "POST", "/api/conversations", json={"type": "room", "name": name})
+        r = await self.rest(
+            token, "POST", "/api/conversations", json={"type": "room", "name": name}
+        )
         assert r.status_code == 201, r.text
         return int(r.json()["id"])
 
@@ -113,9 +113,9 @@ class Client:
             "ack",
         )
 
-    async def wait_messages(self, conversation_id: int, count: int, timeout: float = 5) -> list[
-        dict[str, Any]
-    ]:
+    async def wait_messages(
+        self, conversation_id: int, count: int, timeout: float = 5
+    ) -> list[dict[str, Any]]:
         async with asyncio.timeout(timeout):
             while True:
                 got = [m for m in self.messages if m["conversation_id"] == conversation_id]

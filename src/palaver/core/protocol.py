@@ -222,7 +222,8 @@ def _parse_receipt(read: bool) -> Any:
     def parse(raw: dict[str, Any], cid: str | int | None, _: int) -> Receipt:
         conversation = _int(raw, "conversation_id")
         seq = _int(raw, "seq")
-        assert conversation is not None and seq is not None
+        assert conversation is not None
+        assert seq is not None
         return Receipt(id=cid, conversation_id=conversation, seq=seq, read=read)
 
     return parse

@@ -357,7 +357,7 @@ class Hub:
         while True:
             now = time.monotonic()
             if now >= next_beat:
-                next_beat = now + PRESENCE_TTL / 3 * random.uniform(0.9, 1.1)  # noqa: S311
+                next_beat = now + PRESENCE_TTL / 3 * random.uniform(0.9, 1.1)
                 try:
                     await broker.node_heartbeat(PRESENCE_TTL)
                 except BrokerUnavailable as exc:

@@ -6,6 +6,7 @@ two sends from one device are committed in the order they were sent.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from typing import Any
@@ -119,10 +120,9 @@ class NativeHandler(GatewayHandler):
         self.hub.spawn(self._release(slot.ip))
 
     async def _release(self, ip: str) -> None:
-        try:
+        # When the broker is down the counter expires on its own.
+        with contextlib.suppress(BrokerUnavailable):
             await self.services.broker.incr_connections(f"conn:{ip}", -1, CONNECTION_COUNTER_TTL)
-        except BrokerUnavailable:
-            pass  # the counter expires on its own
 
     # -- frames ----------------------------------------------------------------------
 
@@ -184,9 +184,7 @@ class NativeHandler(GatewayHandler):
         except (StoreUnavailable, BrokerUnavailable):
             reply = events.error(
                 command.id,
-                PalaverError(
-                    ErrorCode.UNAVAILABLE, "storage unavailable; retry", retry_after=1
-                ),
+                PalaverError(ErrorCode.UNAVAILABLE, "storage unavailable; retry", retry_after=1),
             )
         except Exception:
             log.exception("command.failed", command=type(command).__name__)
@@ -196,7 +194,7 @@ class NativeHandler(GatewayHandler):
         if reply is not None:
             client.send(reply)
 
-    async def _execute(  # noqa: C901 - one dispatch over the protocol's commands
+    async def _execute(
         self, client: Client, command: protocol.Command
     ) -> dict[str, Any] | None:
         services = self.services
@@ -335,4 +333,3 @@ def _bearer(header: str | None) -> str | None:
 
 def _str_keys(cursors: dict[int, int]) -> dict[str, int]:
     return {str(k): v for k, v in cursors.items()}
-

@@ -5,10 +5,10 @@ from __future__ import annotations
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from palaver.http.responses import JsonResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from palaver.core.errors import ErrorCode, PalaverError
+from palaver.http.responses import JsonResponse
 from palaver.store.base import StoreUnavailable
 
 log = structlog.get_logger(__name__)

@@ -118,9 +118,7 @@ class AuthService:
             min_length=self.settings.password_min_length,
             require_classes=self.settings.password_require_classes,
         )
-        display = accounts.normalise_display_name(
-            display_name, name or (mail or "").split("@")[0]
-        )
+        display = accounts.normalise_display_name(display_name, name or (mail or "").split("@")[0])
         user = await self.store.create_user(
             username=name,
             email=mail,
@@ -258,9 +256,7 @@ class AuthService:
         revoked = await self.store.revoke_user_sessions(
             user_id, now_ms(), except_session=except_session
         )
-        await self.audit.record(
-            "session.revoked_all", actor_id=user_id, ip=ip, count=len(revoked)
-        )
+        await self.audit.record("session.revoked_all", actor_id=user_id, ip=ip, count=len(revoked))
         if revoked:
             await signals.revoke_sessions(self.broker, user_id, revoked)
         return revoked
@@ -374,9 +370,7 @@ class AuthService:
     ) -> None:
         """Anonymise the account (see :meth:`Store.anonymise_user`) after a password check."""
         if not await verify_password(principal.user.password_hash, password):
-            raise PalaverError(
-                ErrorCode.INVALID_CREDENTIALS, "password is wrong", field="password"
-            )
+            raise PalaverError(ErrorCode.INVALID_CREDENTIALS, "password is wrong", field="password")
         sessions = [s.id for s in await self.store.list_sessions(principal.user.id)]
         await self.store.anonymise_user(principal.user.id, now_ms())
         await self.audit.record("user.deleted", actor_id=principal.user.id, ip=ip)
@@ -393,4 +387,6 @@ class AuthService:
         await self.audit.record(action, actor_id=actor_id, target=str(user_id), ip=ip)
         if not active:
             await self.revoke_all(user_id, ip=ip)
+            # Every socket of the account, whatever session it was opened with.
+            await signals.revoke_sessions(self.broker, user_id, None)
         return user

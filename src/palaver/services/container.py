@@ -54,9 +54,7 @@ class Services:
 
 def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Services:
     """Wire the services for ``settings`` (the secret key must already be set)."""
-    store = create_store(
-        settings.effective_database_url, pool_size=settings.database_pool_size
-    )
+    store = create_store(settings.effective_database_url, pool_size=settings.database_pool_size)
     broker = create_broker(settings.redis_url)
     tokens = TokenService(
         settings.secret_key,
@@ -74,7 +72,9 @@ def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Ser
         store,
         broker,
         users,
-        on_batch=lambda size, seconds: metrics.db_transaction.labels("group_commit").observe(seconds),
+        on_batch=lambda size, seconds: metrics.db_transaction.labels("group_commit").observe(
+            seconds
+        ),
         on_rate_limited=lambda scope: metrics.rate_limited.labels(scope=scope).inc(),
     )
     conversations = ConversationService(store, broker, messaging, audit)

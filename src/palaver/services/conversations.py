@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from palaver.broker.base import Broker, BrokerUnavailable
@@ -165,9 +166,7 @@ class ConversationService:
         if member is None:
             raise PalaverError(ErrorCode.CONFLICT, "already a member", field="user_id")
         await self._tell_user(user.id, "joined", conversation_id, member.read_seq)
-        await self.messaging.post_system(
-            conversation_id, f"{actor.handle} added {user.handle}"
-        )
+        await self.messaging.post_system(conversation_id, f"{actor.handle} added {user.handle}")
         return member
 
     async def remove_member(self, actor: User, conversation_id: int, user_id: int) -> None:
@@ -198,11 +197,10 @@ class ConversationService:
         self, user_id: int, kind: str, conversation_id: int, seq: int | None
     ) -> None:
         """Tell every node that a user's sockets gained or lost a conversation."""
-        try:
+        # Without the broker the user's sockets learn of it on their next resume, which
+        # reads the store.
+        with contextlib.suppress(BrokerUnavailable):
             await self.broker.publish(
                 signals.user_channel(user_id),
                 signals.encode(kind, user_id=user_id, conversation_id=conversation_id, seq=seq),
             )
-        except BrokerUnavailable:
-            # The user's sockets learn of it on their next resume, which reads the store.
-            pass
