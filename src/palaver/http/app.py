@@ -19,6 +19,7 @@ from palaver.http.responses import JsonResponse
 from palaver.http.web import web_router
 from palaver.services.container import Services, build_services
 
+
 def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
     """Build the application for ``settings`` (a secret key is generated if missing).
 

@@ -118,9 +118,7 @@ async def refresh(
 
 
 @router.post("/logout", status_code=204)
-async def logout(
-    principal: PrincipalDep, request: Request, services: ServicesDep
-) -> Response:
+async def logout(principal: PrincipalDep, request: Request, services: ServicesDep) -> Response:
     """End this session: its access and refresh tokens stop working, its sockets close."""
     await services.auth.logout(principal, ip=client_ip(request))
     response = Response(status_code=204)

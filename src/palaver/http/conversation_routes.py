@@ -108,9 +108,7 @@ async def create_conversation(
     service = services.conversations
     if body.type == "direct":
         if body.user_id is None:
-            raise PalaverError(
-                ErrorCode.MISSING_RECIPIENT, "user_id is required", field="user_id"
-            )
+            raise PalaverError(ErrorCode.MISSING_RECIPIENT, "user_id is required", field="user_id")
         conversation, created = await service.direct(principal.user, body.user_id)
         if not created:
             response.status_code = 200
@@ -164,9 +162,7 @@ async def list_members(
 async def add_member(
     conversation_id: int, body: AddMemberIn, principal: PrincipalDep, services: ServicesDep
 ) -> dict[str, Any]:
-    member = await services.conversations.add_member(
-        principal.user, conversation_id, body.user_id
-    )
+    member = await services.conversations.add_member(principal.user, conversation_id, body.user_id)
     return {"user_id": member.user_id, "role": member.role.value}
 
 
