@@ -14,6 +14,7 @@ from typing import Any
 from palaver import __version__
 from palaver.config import ConfigError, Settings, ensure_secret, load_settings
 from palaver.core.errors import PalaverError
+from palaver.logging import configure_logging
 
 # Flags shared by every subcommand that reads settings; each maps to a setting name.
 _SETTING_FLAGS = {
@@ -40,7 +41,11 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     overrides = _overrides_only(args)
     overrides.update(extra)
-    return ensure_secret(load_settings(args.config, overrides=overrides))
+    settings = ensure_secret(load_settings(args.config, overrides=overrides))
+    # Logs go to standard error, so a command's own output (a token, a listing) stays
+    # clean for scripts.
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
 
 
 def _run(coro_fn: Callable[[Settings], Coroutine[Any, Any, int]], settings: Settings) -> int:
@@ -52,6 +57,8 @@ async def _with_services(settings: Settings, fn: Callable[[Any], Coroutine[Any, 
 
     services = build_services(settings)
     await services.start()
+    if settings.auto_migrate:
+        await services.store.migrate()
     try:
         return await fn(services)
     finally:

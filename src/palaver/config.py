@@ -17,6 +17,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ENV_PREFIX = "PALAVER_"
+# PALAVER_* variables that are not settings: read by the CLI, the load generator and the
+# test suite. Any other unknown PALAVER_* variable is refused as a likely typo.
+AUXILIARY_ENV = frozenset({"PALAVER_CONFIG", "PALAVER_NEW_PASSWORD", "PALAVER_BENCH_URL"})
 SECRET_FIELDS = frozenset({"secret_key", "smtp_password"})
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -185,7 +188,9 @@ def load_settings(
     elif config_file:
         raise ConfigError(f"config file {path} does not exist")
     for key, value in env.items():
-        if key.startswith(ENV_PREFIX) and key != "PALAVER_CONFIG":
+        if key.startswith(ENV_PREFIX) and not (
+            key in AUXILIARY_ENV or key.startswith("PALAVER_TEST_")
+        ):
             name = key[len(ENV_PREFIX) :].lower()
             if name not in Settings.model_fields:
                 raise ConfigError(f"unknown setting {key} in the environment")

@@ -79,6 +79,7 @@ class Client:
         """Encode and write one frame meant for this socket only."""
         if not self.closed:
             self.outlet.send_frame(self._hub.encode(orjson.dumps(frame)))
+            self._hub.services.metrics.ws_frames_out.inc()
 
     def send_encoded(self, frame: bytes) -> None:
         """Write a frame already encoded for the wire (shared by many sockets)."""

@@ -197,10 +197,14 @@ class Hub:
             cid, seq, body = message
             clients = self.by_conversation.get(cid)
             if clients:
+                started = time.perf_counter()
                 frame = self.encode(body)
                 for client in list(clients):
                     client.offer(cid, seq, frame)
-                self.services.metrics.deliveries.inc(len(clients))
+                metrics = self.services.metrics
+                metrics.deliveries.inc(len(clients))
+                metrics.ws_frames_out.inc(len(clients))
+                metrics.fanout_latency.observe(time.perf_counter() - started)
             return
         event = signals.decode_event(payload)
         if event is not None:

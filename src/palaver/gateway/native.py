@@ -21,7 +21,14 @@ from palaver.core.errors import ErrorCode, PalaverError
 from palaver.core.models import ConversationSummary
 from palaver.gateway.client import Client
 from palaver.gateway.hub import CLOSE_TOKEN_EXPIRED, Hub
-from palaver.gateway.lean import Accept, Connection, GatewayHandler, Reject, Request
+from palaver.gateway.lean import (
+    CLOSE_TOO_SLOW,
+    Accept,
+    Connection,
+    GatewayHandler,
+    Reject,
+    Request,
+)
 from palaver.http.middleware import client_ip
 from palaver.services.auth import Principal
 from palaver.services.container import Services
@@ -115,6 +122,8 @@ class NativeHandler(GatewayHandler):
 
     def on_close(self, conn: Connection, code: int) -> None:
         slot: Slot = conn.state  # type: ignore[assignment]
+        if code == CLOSE_TOO_SLOW:
+            self.services.metrics.slow_consumers_dropped.inc()
         if slot.client is not None:
             self.hub.detach(slot.client)
         self.hub.spawn(self._release(slot.ip))
@@ -194,9 +203,7 @@ class NativeHandler(GatewayHandler):
         if reply is not None:
             client.send(reply)
 
-    async def _execute(
-        self, client: Client, command: protocol.Command
-    ) -> dict[str, Any] | None:
+    async def _execute(self, client: Client, command: protocol.Command) -> dict[str, Any] | None:
         services = self.services
         user = client.principal.user
         match command:
