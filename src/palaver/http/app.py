@@ -35,6 +35,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         if settings.auto_migrate:
             await services.store.migrate()
         gateway = await start_gateway(services)
+        services.retention.start()
         services.started_at = time.monotonic()
         try:
             yield {"services": services, GATEWAY_STATE_KEY: gateway}

@@ -14,6 +14,7 @@ from palaver.services.auth import AuthService
 from palaver.services.conversations import ConversationService
 from palaver.services.mail import Mailer
 from palaver.services.messaging import MessagingService
+from palaver.services.retention import RetentionJob
 from palaver.services.tokens import TokenService
 from palaver.services.users import UserCache
 from palaver.store import create_store
@@ -34,6 +35,7 @@ class Services:
     users: UserCache
     messaging: MessagingService
     conversations: ConversationService
+    retention: RetentionJob
     metrics: Metrics
     started_at: float = field(default_factory=time.monotonic)
 
@@ -47,6 +49,7 @@ class Services:
         await self.broker.start()
 
     async def close(self) -> None:
+        await self.retention.stop()
         await self.messaging.close()
         await self.broker.close()
         await self.store.close()
@@ -89,5 +92,6 @@ def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Ser
         users=users,
         messaging=messaging,
         conversations=conversations,
+        retention=RetentionJob(store, settings.history_retention_days),
         metrics=metrics,
     )
