@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
+from palaver.config import Settings
 from palaver.core.models import now_ms
-from tests.realtime.conftest import Server
+from tests.realtime.conftest import Server, start_server
 
 
 def seqs(messages: list[dict[str, object]]) -> list[object]:
@@ -301,3 +304,23 @@ async def test_history_paging_and_retention_gap(server: Server) -> None:
     got = await back.wait_messages(room, 10 - frame["to_seq"])
     assert seqs(got) == list(range(frame["to_seq"] + 1, 11))
     await back.close()
+
+
+async def test_a_lost_wake_up_is_caught_by_the_sweep(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from palaver.core.models import NewMessage
+    from palaver.gateway import hub
+
+    monkeypatch.setattr(hub, "SWEEP_SECONDS", 0.2)
+    async for server in start_server(settings):
+        ada_id, ada = await server.user("ada")
+        room = await server.room(ada, "general")
+        client = await server.connect(ada, resume={})
+        # Stored but never announced: as if the broker lost the publication.
+        await server.services.store.append_messages(
+            [NewMessage(conversation_id=room, sender_id=ada_id, content="silent")], now_ms()
+        )
+        got = await client.wait_messages(room, 1, timeout=5)
+        assert got[0]["content"] == "silent"
+        await client.close()

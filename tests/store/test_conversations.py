@@ -200,3 +200,15 @@ async def test_list_user_conversations(store: SqlStore) -> None:
     assert set(bob_view) == {busy.id, direct.id}
     assert bob_view[busy.id].unread == 2  # alice's and carol's, not his own
     assert await store.list_user_conversations(999) == []
+
+
+async def test_last_seqs_of_many_conversations(store: SqlStore) -> None:
+    alice = await user(store, "alice")
+    rooms = [await room(store, f"r{i}", alice) for i in range(3)]
+    for i, r in enumerate(rooms):
+        for _ in range(i):
+            await send(store, r, alice, "x")
+    missing = rooms[-1].id + 100
+    found = await store.last_seqs([r.id for r in rooms] + [missing])
+    assert found == {rooms[0].id: 0, rooms[1].id: 1, rooms[2].id: 2}
+    assert await store.last_seqs([]) == {}

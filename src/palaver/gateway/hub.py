@@ -24,6 +24,7 @@ from palaver.gateway.client import Client, Outlet
 from palaver.services import signals
 from palaver.services.auth import Principal
 from palaver.services.container import Services
+from palaver.store.base import StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -32,6 +33,8 @@ PRESENCE_CHANNEL = "presence"
 PRESENCE_TTL = 30.0
 # Seconds between passes over the sockets (token expiry, idleness).
 MAINTENANCE_TICK = 1.0
+# Seconds between checks that no socket missed a wake-up.
+SWEEP_SECONDS = 5.0
 # Sockets that have not resumed within this delay start from their default cursors.
 RESUME_GRACE = 0.5
 # Close codes (documented in docs/protocol.md).
@@ -336,6 +339,21 @@ class Hub:
             if client.synced:
                 client.send_encoded(frame)
 
+    async def sweep(self) -> None:
+        """Catch up every socket that is behind its conversation's last sequence number.
+
+        Wake-ups travel at most once: one lost to a broker restart would otherwise go
+        unnoticed until the conversation's next message. This bounds the delay to
+        :data:`SWEEP_SECONDS`, with one query per sweep.
+        """
+        if not self.by_conversation:
+            return
+        last = await self.store.last_seqs(list(self.by_conversation))
+        for cid, seq in last.items():
+            for client in list(self.by_conversation.get(cid, ())):
+                if client.synced and client.cursors.get(cid, seq) < seq:
+                    client.catch_up(cid, upto=seq)
+
     def touch(self, client: Client) -> None:
         """The socket did something: its user is active again if they were away."""
         client.last_activity = time.monotonic()
@@ -358,8 +376,15 @@ class Hub:
         broker = self.services.broker
         away_after = self.services.settings.presence_away_after
         next_beat = 0.0
+        next_sweep = time.monotonic() + SWEEP_SECONDS
         while True:
             now = time.monotonic()
+            if now >= next_sweep:
+                next_sweep = now + SWEEP_SECONDS
+                try:
+                    await self.sweep()
+                except StoreUnavailable as exc:
+                    log.warning("sweep.failed", error=str(exc))
             if now >= next_beat:
                 next_beat = now + PRESENCE_TTL / 3 * random.uniform(0.9, 1.1)
                 try:

@@ -235,6 +235,10 @@ class Store(abc.ABC):
         """The conversation with this id."""
 
     @abc.abstractmethod
+    async def last_seqs(self, conversation_ids: Iterable[int]) -> dict[int, int]:
+        """Each existing conversation's ``last_seq``, keyed by id (one query)."""
+
+    @abc.abstractmethod
     async def get_room_by_name(self, name: str) -> Conversation | None:
         """The room with this name, case-insensitively."""
 

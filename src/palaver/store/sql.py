@@ -672,6 +672,17 @@ class SqlStore(Store):
         stmt = select(conversations).where(conversations.c.id == conversation_id)
         return await self._one("get_conversation", stmt, _conversation)
 
+    async def last_seqs(self, conversation_ids: Iterable[int]) -> dict[int, int]:
+        found: dict[int, int] = {}
+        for chunk in _chunks(list(conversation_ids)):
+            stmt = select(conversations.c.id, conversations.c.last_seq).where(
+                conversations.c.id.in_(chunk)
+            )
+            found.update(
+                await self._all("last_seqs", stmt, lambda row: (row["id"], row["last_seq"]))
+            )
+        return found
+
     async def get_room_by_name(self, name: str) -> Conversation | None:
         stmt = select(conversations).where(
             conversations.c.name_norm == name.lower(),
