@@ -1,0 +1,111 @@
+// Desktop notifications, per-conversation mute, and the unread total in the tab title.
+//
+// Permission is asked only when the user presses a button (browsers penalise prompts
+// on load, and people deny them). A notification is shown for a message from someone
+// else while the tab is hidden; a muted conversation stays silent except for messages
+// that @mention the user. Notifications are tagged per conversation, so a burst of
+// messages -- or the same message seen by several tabs -- shows one notification.
+
+import { mentions, store } from "./store.js";
+
+const DISMISS_KEY = "palaver.notify.dismissed";
+// Backlog delivered after a long absence is not worth a notification per message.
+const MAX_AGE_MS = 5 * 60_000;
+
+export const supported = typeof Notification !== "undefined";
+
+export function permission() {
+  return supported ? Notification.permission : "unsupported";
+}
+
+export async function requestPermission() {
+  if (!supported) return "unsupported";
+  try {
+    return await Notification.requestPermission();
+  } catch {
+    return Notification.permission;
+  }
+}
+
+/** Should the "turn on notifications" banner show? */
+export function bannerWanted() {
+  return supported && Notification.permission === "default" && localStorage.getItem(DISMISS_KEY) !== "1";
+}
+
+export function dismissBanner() {
+  try {
+    localStorage.setItem(DISMISS_KEY, "1");
+  } catch {
+    // shown again next time
+  }
+}
+
+// -- mute ---------------------------------------------------------------------------
+
+function muteKey() {
+  return `palaver.muted.${store.me?.id}`;
+}
+
+function mutedSet() {
+  try {
+    return new Set(JSON.parse(localStorage.getItem(muteKey()) || "[]"));
+  } catch {
+    return new Set();
+  }
+}
+
+export function isMuted(conversationId) {
+  return mutedSet().has(conversationId);
+}
+
+export function setMuted(conversationId, muted) {
+  const set = mutedSet();
+  if (muted) set.add(conversationId);
+  else set.delete(conversationId);
+  try {
+    localStorage.setItem(muteKey(), JSON.stringify([...set]));
+  } catch {
+    // not remembered
+  }
+  store.emit("conversations");
+}
+
+// -- title --------------------------------------------------------------------------
+
+/** "(3) Palaver": unread messages of conversations that are not muted. */
+export function updateTitle() {
+  const muted = mutedSet();
+  let total = 0;
+  for (const conversation of store.conversations.values()) {
+    if (!muted.has(conversation.id) || conversation.mentioned) total += conversation.unread;
+  }
+  document.title = total > 0 ? `(${total}) Palaver` : "Palaver";
+}
+
+// -- notifications ------------------------------------------------------------------
+
+/** Called for every new message from someone else. `open(id)` shows a conversation. */
+export function notifyIncoming({ conversation, message }, open) {
+  if (!supported || Notification.permission !== "granted") return;
+  if (document.visibilityState === "visible") return;
+  if (message.kind !== "text" || Date.now() - message.created_at > MAX_AGE_MS) return;
+  const mentioned = mentions(message.content, store.me?.username);
+  if (isMuted(conversation.id) && !mentioned) return;
+  const sender = message.sender_name || "Someone";
+  const title =
+    conversation.type === "direct" ? sender : `${sender} in ${conversation.title}${mentioned ? " (mentioned you)" : ""}`;
+  try {
+    const notification = new Notification(title, {
+      body: message.content.length > 240 ? `${message.content.slice(0, 240)}…` : message.content,
+      tag: `palaver-${conversation.id}`,
+      icon: document.querySelector('link[rel="icon"]')?.href,
+    });
+    notification.onclick = () => {
+      window.focus();
+      open(conversation.id);
+      notification.close();
+    };
+  } catch {
+    // Some platforms only allow notifications from a service worker; stay quiet.
+  }
+}

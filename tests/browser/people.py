@@ -1,0 +1,109 @@
+"""A person using the web client: the steps tests take, written once."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from playwright.sync_api import Locator, Page, expect
+
+PASSWORD = "Correct-Horse-9"
+
+
+@dataclass
+class Person:
+    page: Page
+    username: str
+    display_name: str
+    password: str = PASSWORD
+
+    # -- account ---------------------------------------------------------------------
+
+    def register(self) -> None:
+        page = self.page
+        page.locator("#auth").wait_for(state="visible")
+        page.get_by_role("tab", name="Create account").click()
+        form = page.locator("#register-form")
+        form.locator('input[name="username"]').fill(self.username)
+        form.locator('input[name="display_name"]').fill(self.display_name)
+        form.locator('input[name="password"]').fill(self.password)
+        form.get_by_role("button", name="Create account").click()
+        self.expect_online()
+
+    def expect_online(self, timeout: float = 15_000) -> None:
+        expect(self.page.locator("#chat")).to_be_visible(timeout=timeout)
+        expect(self.page.locator("#conn")).to_have_attribute(
+            "data-state", "online", timeout=timeout
+        )
+
+    def set_offline(self, offline: bool) -> None:
+        self.page.context.set_offline(offline)
+
+    # -- conversation list -----------------------------------------------------------
+
+    def conversation(self, title: str) -> Locator:
+        """The list entry of a conversation, by its exact title."""
+        name = self.page.locator(".conv-name", has_text=re.compile(f"^{re.escape(title)}$"))
+        return self.page.locator("#conv-list li.conv-item", has=name)
+
+    def unread_badge(self, title: str) -> Locator:
+        return self.conversation(title).locator(".badge.unread")
+
+    def open(self, title: str) -> None:
+        self.conversation(title).locator("button").click()
+        expect(self.page.locator("#conv-title")).to_have_text(title)
+
+    def create_room(self, name: str, topic: str = "") -> None:
+        page = self.page
+        page.get_by_role("button", name="Browse rooms").click()
+        dialog = page.locator("#rooms-dialog")
+        dialog.locator('input[name="name"]').fill(name)
+        if topic:
+            dialog.locator('input[name="topic"]').fill(topic)
+        dialog.get_by_role("button", name="Create room").click()
+        expect(dialog).to_be_hidden()
+        expect(page.locator("#conv-title")).to_have_text(name)
+
+    def join_room(self, name: str) -> None:
+        page = self.page
+        page.get_by_role("button", name="Browse rooms").click()
+        dialog = page.locator("#rooms-dialog")
+        dialog.get_by_role("button", name=f"Join {name}").click()
+        expect(dialog).to_be_hidden()
+        expect(page.locator("#conv-title")).to_have_text(name)
+
+    def start_direct(self, other: Person) -> None:
+        page = self.page
+        page.locator("#search").fill(other.username)
+        page.locator("#people-list").get_by_role(
+            "button", name=f"Message {other.display_name}"
+        ).click()
+        expect(page.locator("#conv-title")).to_have_text(other.display_name)
+
+    # -- messages --------------------------------------------------------------------
+
+    def send(self, text: str) -> None:
+        box = self.page.locator("#composer-input")
+        box.fill(text)
+        box.press("Enter")
+        expect(box).to_have_value("")
+
+    def messages(self) -> Locator:
+        """Message bubbles of the open conversation (system notices excluded)."""
+        return self.page.locator("#rows .row.msg")
+
+    def message(self, text: str) -> Locator:
+        exact = re.compile(f"^{re.escape(text)}$")
+        return self.page.locator("#rows .row.msg", has=self.page.locator(".text", has_text=exact))
+
+    def texts(self) -> list[str]:
+        return self.page.locator("#rows .row.msg .text").all_text_contents()
+
+    def seqs(self) -> list[int]:
+        values = self.page.locator("#rows .row.msg").evaluate_all(
+            "rows => rows.map(row => row.dataset.seq)"
+        )
+        return [int(value) for value in values if value]
+
+    def status(self, text: str) -> Locator:
+        return self.message(text)
