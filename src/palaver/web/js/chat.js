@@ -259,6 +259,11 @@ export class Chat extends Emitter {
       conversation.seenAt ??= Date.now();
       if (conversation.placeholder) unknown = true;
       if (conversation.cursor === null) conversation.cursor = item.last_seq;
+      // A read receipt written just before the connection died may never have arrived:
+      // the server's cursor says, and the receipt is sent again after the resume.
+      if (conversation.readSeq > item.read_seq) {
+        conversation.unsentRead = Math.max(conversation.unsentRead ?? 0, conversation.readSeq);
+      }
       conversation.readSeq = Math.max(conversation.readSeq, item.read_seq);
       conversation.deliveredSeq = Math.max(conversation.deliveredSeq, item.delivered_seq);
       conversation.syncUnread(item.unread, item.last_seq, this.me);
@@ -520,6 +525,7 @@ export class Chat extends Emitter {
     this.#saveOutbox();
     this.stopTyping(conversation);
     store.emit("messages", conversation.id);
+    store.emit("outbox");
     this.#trySend(entry);
     return entry;
   }
@@ -530,6 +536,7 @@ export class Chat extends Emitter {
     if (!entry) return;
     Object.assign(entry, { failed: false, error: null, retries: 0 });
     store.emit("messages", entry.conversation_id);
+    store.emit("outbox");
     this.#trySend(entry);
   }
 
@@ -540,6 +547,7 @@ export class Chat extends Emitter {
     store.outbox = store.outbox.filter((e) => e !== entry);
     this.#saveOutbox();
     store.emit("messages", entry.conversation_id);
+    store.emit("outbox");
   }
 
   #flushOutbox() {
@@ -585,6 +593,7 @@ export class Chat extends Emitter {
     entry.failed = true;
     entry.error = error.message || "could not be sent";
     store.emit("messages", entry.conversation_id);
+    store.emit("outbox");
   }
 
   #onAck(ack) {
@@ -622,7 +631,10 @@ export class Chat extends Emitter {
   #settle(clientMsgId) {
     const before = store.outbox.length;
     store.outbox = store.outbox.filter((e) => e.client_msg_id !== clientMsgId);
-    if (store.outbox.length !== before) this.#saveOutbox();
+    if (store.outbox.length !== before) {
+      this.#saveOutbox();
+      store.emit("outbox");
+    }
   }
 
   #outboxKey() {

@@ -255,9 +255,15 @@ class Store extends Emitter {
     return this.activeId === null ? null : this.conversation(this.activeId);
   }
 
-  /** Conversations, latest activity first. */
+  /** Conversations, latest activity first (a message still being sent counts). */
   sorted() {
-    return [...this.conversations.values()].sort((a, b) => b.lastActivity - a.lastActivity || b.id - a.id);
+    const activity = new Map();
+    for (const conversation of this.conversations.values()) activity.set(conversation, conversation.lastActivity);
+    for (const entry of this.outbox) {
+      const conversation = this.conversations.get(entry.conversation_id);
+      if (conversation) activity.set(conversation, Math.max(activity.get(conversation), entry.created_at));
+    }
+    return [...activity.keys()].sort((a, b) => activity.get(b) - activity.get(a) || b.id - a.id);
   }
 
   pending(conversationId) {
