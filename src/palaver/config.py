@@ -41,6 +41,9 @@ class Settings(BaseModel):
     database_pool_size: int = Field(10, ge=1, le=1000)
     auto_migrate: bool = Field(True, description="migrate the schema on start")
     redis_url: str = ""
+    redis_namespace: str = Field(
+        "palaver", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="prefix of keys and channels"
+    )
     secret_key: str = ""
     public_url: str = ""
     cors_origins: list[str] = Field(default_factory=list)

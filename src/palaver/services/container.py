@@ -58,7 +58,7 @@ class Services:
 def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Services:
     """Wire the services for ``settings`` (the secret key must already be set)."""
     store = create_store(settings.effective_database_url, pool_size=settings.database_pool_size)
-    broker = create_broker(settings.redis_url)
+    broker = create_broker(settings.redis_url, namespace=settings.redis_namespace)
     tokens = TokenService(
         settings.secret_key,
         issuer=settings.jwt_issuer,
