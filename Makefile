@@ -7,7 +7,7 @@ UV := $(PYTHON) -m uv
 endif
 export UV_LINK_MODE ?= copy
 
-.PHONY: run test check format install bootstrap browser-deps serve-deps bench clean
+.PHONY: run test check format install bootstrap browser-deps serve-deps service-deps bench clean
 
 bootstrap:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
@@ -35,7 +35,15 @@ browser-deps:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 		|| echo "WARNING: could not install chromium: browser tests will fail under CI"; }
 
-test: check browser-deps
+# Debian's nginx fronts two Palaver nodes in tests/ops/test_nginx.py (run as the test
+# user from a temporary prefix; the system service is never used).
+service-deps:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+		echo "installing Debian's nginx for the load-balancer tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null) \
+		|| echo "WARNING: could not install nginx: nginx tests will fail under CI"; }
+
+test: check browser-deps service-deps
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 bench: install
