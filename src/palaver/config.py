@@ -76,6 +76,9 @@ class Settings(BaseModel):
     max_connections_per_ip: int = Field(100, ge=1)
     presence_away_after: int = Field(300, ge=10, description="seconds")
     presence_visibility: Literal["shared", "everyone"] = "shared"
+    presence_ttl: float = Field(
+        30.0, ge=1, le=600, description="seconds a dead node's users stay online at most"
+    )
     ws_max_frame: int = Field(65536, ge=1024)
     ws_send_buffer: int = Field(1 << 20, ge=4096, description="bytes queued before a drop")
     ws_ping_interval: float = Field(20.0, gt=0)

@@ -29,8 +29,6 @@ from palaver.store.base import StoreUnavailable
 log = structlog.get_logger(__name__)
 
 PRESENCE_CHANNEL = "presence"
-# Presence entries outlive a node by at most this long (heartbeat every third of it).
-PRESENCE_TTL = 30.0
 # Seconds between passes over the sockets (token expiry, idleness).
 MAINTENANCE_TICK = 1.0
 # Seconds between checks that no socket missed a wake-up.
@@ -56,6 +54,8 @@ class Hub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._maintenance: asyncio.Task[None] | None = None
         self._status: dict[int, PresenceStatus] = {}
+        # Presence entries outlive a dead node by at most this (heartbeat every third).
+        self._presence_ttl = services.settings.presence_ttl
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -286,7 +286,7 @@ class Hub:
         self._status[user_id] = status
         broker = self.services.broker
         try:
-            await broker.set_presence(user_id, status, PRESENCE_TTL)
+            await broker.set_presence(user_id, status, self._presence_ttl)
             overall = (await broker.get_presence([user_id])).get(user_id, status)
             await self._publish_presence(user_id, overall, None)
         except BrokerUnavailable as exc:
@@ -299,7 +299,7 @@ class Hub:
         try:
             await self.store.update_user(user_id, last_seen_at=at)
             self.users.forget(user_id)
-            await broker.set_presence(user_id, PresenceStatus.OFFLINE, PRESENCE_TTL)
+            await broker.set_presence(user_id, PresenceStatus.OFFLINE, self._presence_ttl)
             overall = (await broker.get_presence([user_id])).get(user_id, PresenceStatus.OFFLINE)
             await self._publish_presence(user_id, overall, at)
         except BrokerUnavailable as exc:
@@ -386,9 +386,9 @@ class Hub:
                 except StoreUnavailable as exc:
                     log.warning("sweep.failed", error=str(exc))
             if now >= next_beat:
-                next_beat = now + PRESENCE_TTL / 3 * random.uniform(0.9, 1.1)
+                next_beat = now + self._presence_ttl / 3 * random.uniform(0.9, 1.1)
                 try:
-                    await broker.node_heartbeat(PRESENCE_TTL)
+                    await broker.node_heartbeat(self._presence_ttl)
                 except BrokerUnavailable as exc:
                     log.warning("heartbeat.failed", error=str(exc))
             now_wall = time.time()

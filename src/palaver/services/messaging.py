@@ -28,6 +28,7 @@ from palaver.core.models import (
     NewMessage,
     User,
 )
+from palaver.core.ratelimit import TokenBucket
 from palaver.services import signals
 from palaver.services.users import UserCache
 from palaver.services.writer import GroupCommitWriter
@@ -72,17 +73,30 @@ class MessagingService:
         self._receipts: dict[tuple[int, int], CursorUpdate] = {}
         self._receipt_task: asyncio.Task[None] | None = None
         self._typing_sent: dict[tuple[int, int], float] = {}
+        self._local_buckets: dict[int, TokenBucket] = {}
         self._on_rate_limited = on_rate_limited
 
     # -- sending -------------------------------------------------------------------------
 
     async def check_rate(self, user_id: int) -> None:
-        """Take a token from the user's message bucket or raise ``RATE_LIMITED``."""
-        wait = await self.broker.take_token(
-            f"msg:{user_id}",
-            self.settings.rate_messages_burst,
-            self.settings.rate_messages_per_second,
-        )
+        """Take a token from the user's message bucket or raise ``RATE_LIMITED``.
+
+        The bucket is shared by every node through the broker. While the broker is
+        unreachable this node keeps a bucket of its own, so messaging goes on (an outage
+        of Redis must not stop chat) and a flood is still refused.
+        """
+        burst = self.settings.rate_messages_burst
+        rate = self.settings.rate_messages_per_second
+        try:
+            wait = await self.broker.take_token(f"msg:{user_id}", burst, rate)
+        except BrokerUnavailable:
+            now = time.monotonic()
+            bucket = self._local_buckets.get(user_id)
+            if bucket is None:
+                bucket = self._local_buckets[user_id] = TokenBucket.full(burst, rate, now)
+            wait = bucket.take(now)
+            if len(self._local_buckets) > 100_000:
+                self._local_buckets.clear()
         if wait > 0:
             if self._on_rate_limited is not None:
                 self._on_rate_limited("messages")
