@@ -1,17 +1,37 @@
-"""Running Palaver under uvicorn: one process, or several sharing one port."""
+"""Running Palaver under uvicorn: one process, or several sharing one port.
+
+With ``workers`` above one, uvicorn's supervisor binds the port and spawns fresh Python
+processes that each build the application with :func:`create_worker_app` from the
+``PALAVER_*`` environment this process exports (see :func:`settings_to_env`). Each
+worker has its own hub and gateway; Redis carries wake-ups between them.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from typing import Any
 
 import uvicorn
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from palaver.config import ConfigError, Settings
-from palaver.logging import configure_logging
+from palaver.config import ConfigError, Settings, load_settings
+from palaver.logging import configure_logging, get_logger
+from palaver.metrics import MULTIPROC_ENV, mark_process_dead
 
 # Seconds in-flight requests get to finish after SIGTERM before connections are cut.
 GRACEFUL_SHUTDOWN = 10
+# Seconds a worker may take to answer the supervisor's first health ping. A worker
+# answers only once it has imported the application, which takes several seconds on a
+# busy machine; uvicorn's default (5 s) then kills and respawns workers in a loop.
+WORKER_HEALTHCHECK_TIMEOUT = 60
+# What workers read as their config file: nothing. Every setting reaches them through
+# the environment, so a ./palaver.yaml in the worker's directory cannot disagree with
+# the file (or flags) the supervisor was started with.
+_NO_CONFIG_FILE = os.devnull
+
+log = get_logger(__name__)
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -38,17 +58,52 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 
 def settings_to_env(settings: Settings) -> dict[str, str]:
-    """The settings as ``PALAVER_*`` variables, so worker processes rebuild the same
-    configuration. The secret stays out: workers read the same key file."""
-    env: dict[str, str] = {}
-    defaults = Settings()
+    """Every setting as a ``PALAVER_*`` variable, so worker processes rebuild exactly the
+    same configuration whatever files they could see.
+
+    The secret key is included: it may come from a config file the workers do not read,
+    and workers minting tokens with another key would reject every token the supervisor's
+    configuration issues. The environment of a process is readable by its owner only,
+    like the key file.
+    """
+    env: dict[str, str] = {"PALAVER_CONFIG": _NO_CONFIG_FILE}
     for name, value in settings.model_dump().items():
-        if name == "secret_key" or value == getattr(defaults, name):
-            continue
         if isinstance(value, list):
             value = ",".join(str(v) for v in value)
         env[f"PALAVER_{name.upper()}"] = str(value)
     return env
+
+
+def create_worker_app() -> ASGIApp:
+    """Factory for worker processes (``uvicorn --factory``): settings from the
+    environment, and logging configured in this process (uvicorn configures none in
+    workers when ``log_config`` is ``None``, so their logs would be lost)."""
+    from palaver.http.app import create_app
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return _MarkDeadOnShutdown(create_app(settings))
+
+
+class _MarkDeadOnShutdown:
+    """Drop this worker's live gauges from the shared metrics directory once its
+    application has shut down. It cannot wait for exit hooks: uvicorn ends a worker by
+    re-raising SIGTERM, which runs none."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_and_mark(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                mark_process_dead(os.getpid())
+            await send(message)
+
+        await self.app(scope, receive, send_and_mark)
 
 
 def serve(settings: Settings) -> int:
@@ -56,22 +111,37 @@ def serve(settings: Settings) -> int:
     configure_logging(settings.log_level, settings.log_format)
     options = uvicorn_options(settings)
     if settings.workers > 1:
-        if not settings.redis_url:
-            raise ConfigError(
-                "invalid setting workers = "
-                f"{settings.workers}: more than one worker needs redis_url (the in-process "
-                "broker cannot reach sockets held by other processes)"
-            )
-        os.environ.update(settings_to_env(settings))
-        uvicorn.run(
-            "palaver.http.app:create_app_from_env",
-            factory=True,
-            workers=settings.workers,
-            **options,
-        )
-        return 0
+        return _serve_workers(settings, options)
     from palaver.http.app import create_app
 
     server = uvicorn.Server(uvicorn.Config(create_app(settings), **options))
     server.run()
+    return 0
+
+
+def _serve_workers(settings: Settings, options: dict[str, Any]) -> int:
+    if not settings.redis_url:
+        raise ConfigError(
+            "invalid setting workers = "
+            f"{settings.workers}: more than one worker needs redis_url (the in-process "
+            "broker cannot reach sockets held by other processes)"
+        )
+    # Workers are spawned, not forked: each starts a fresh interpreter that reads its
+    # environment before importing prometheus_client, so the directory set here puts
+    # them in multiprocess mode and any worker answers /metrics for all. A fresh
+    # directory per run: samples left by an earlier run would be counted again.
+    metrics_dir = tempfile.mkdtemp(prefix="palaver-metrics-")
+    os.environ.update(settings_to_env(settings))
+    os.environ[MULTIPROC_ENV] = metrics_dir
+    log.info("server.workers", workers=settings.workers, metrics_dir=metrics_dir)
+    try:
+        uvicorn.run(
+            "palaver.server:create_worker_app",
+            factory=True,
+            workers=settings.workers,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT,
+            **options,
+        )
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
