@@ -38,7 +38,7 @@ from playwright.sync_api import (
 
 from tests.browser.people import Person
 
-CHROMIUM = os.environ.get("PALAVER_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("PALAVER_TEST_CHROMIUM", "/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps trying to reach Google's
 # services, which on a closed network stalls start-up and spams the logs.
 CHROMIUM_ARGS = [
@@ -95,8 +95,9 @@ def _free_port() -> int:
 class PalaverServer:
     """``palaver serve`` in a subprocess, restartable on the same port and data."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
+        self.env = env or {}
         self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
@@ -128,7 +129,7 @@ class PalaverServer:
             cwd=self.data_dir,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PALAVER_LOG_FORMAT": "console"},
+            env={**os.environ, "PALAVER_LOG_FORMAT": "console", **self.env},
         )
         deadline = time.monotonic() + SERVER_START_TIMEOUT
         while time.monotonic() < deadline:
@@ -173,8 +174,12 @@ class PalaverServer:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PalaverServer]:
-    instance = PalaverServer(tmp_path_factory.mktemp("palaver-browser"))
+def server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[PalaverServer]:
+    """One server per test module; a module's ``SERVER_ENV`` adds settings."""
+    env = getattr(request.module, "SERVER_ENV", None)
+    instance = PalaverServer(tmp_path_factory.mktemp("palaver-browser"), env)
     instance.start()
     try:
         yield instance

@@ -33,6 +33,8 @@ export class Chat extends Emitter {
   #typingTimers = new Map();
   #connectStartedAt = 0;
   #filling = new Set();
+  #sending = null; // the outbox entry waiting for its ack
+  #pumpTimer = 0;
 
   constructor() {
     super();
@@ -265,7 +267,9 @@ export class Chat extends Emitter {
         conversation.unsentRead = Math.max(conversation.unsentRead ?? 0, conversation.readSeq);
       }
       conversation.readSeq = Math.max(conversation.readSeq, item.read_seq);
-      conversation.deliveredSeq = Math.max(conversation.deliveredSeq, item.delivered_seq);
+      // What this device learnt over REST (the list, a history page) reached it too:
+      // acknowledge it, so the senders see two ticks.
+      conversation.deliveredSeq = item.delivered_seq;
       conversation.syncUnread(item.unread, item.last_seq, this.me);
       cursors[item.id] = conversation.cursor;
     }
@@ -281,10 +285,11 @@ export class Chat extends Emitter {
     }
     this.synced = true;
     store.emit("synced");
-    this.#flushOutbox();
+    this.#pump();
     this.#loadPresence();
     for (const conversation of store.conversations.values()) {
       if (conversation.unsentRead) this.#sendRead(conversation, conversation.unsentRead);
+      if ((conversation.cursor ?? 0) > conversation.deliveredSeq) this.#queueDelivered(conversation);
     }
     if (unknown) this.loadConversations().catch(() => {});
     // Receipts sent while we were away are not replayed: read the members' cursors.
@@ -518,7 +523,6 @@ export class Chat extends Emitter {
       pending: true,
       failed: false,
       error: null,
-      inflight: false,
       retries: 0,
     };
     store.outbox.push(entry);
@@ -526,7 +530,7 @@ export class Chat extends Emitter {
     this.stopTyping(conversation);
     store.emit("messages", conversation.id);
     store.emit("outbox");
-    this.#trySend(entry);
+    this.#pump();
     return entry;
   }
 
@@ -537,7 +541,7 @@ export class Chat extends Emitter {
     Object.assign(entry, { failed: false, error: null, retries: 0 });
     store.emit("messages", entry.conversation_id);
     store.emit("outbox");
-    this.#trySend(entry);
+    this.#pump();
   }
 
   /** Drop a message that could not be sent. */
@@ -550,15 +554,17 @@ export class Chat extends Emitter {
     store.emit("outbox");
   }
 
-  #flushOutbox() {
-    // In order: the server runs one socket's frames one after another, so messages
-    // queued offline keep the order they were written in.
-    for (const entry of store.outbox) this.#trySend(entry);
-  }
-
-  #trySend(entry) {
-    if (!this.synced || entry.inflight || entry.failed || !store.outbox.includes(entry)) return;
-    entry.inflight = true;
+  /**
+   * Send the outbox oldest first, one message at a time. One at a time keeps the order
+   * even when the server turns one away (rate limit, a storage blip) and would have
+   * taken the next: a later message never overtakes an earlier one. The cost is one
+   * round trip per message, which only shows when a long offline queue drains.
+   */
+  #pump() {
+    if (!this.synced || this.#sending || this.#pumpTimer) return;
+    const entry = store.outbox.find((e) => !e.failed);
+    if (!entry) return;
+    this.#sending = entry;
     this.socket
       .request(
         {
@@ -569,31 +575,45 @@ export class Chat extends Emitter {
         },
         { id: `s:${entry.client_msg_id}` },
       )
-      .then((ack) => this.#onAck(ack))
-      .catch((error) => this.#sendFailed(entry, error))
-      .finally(() => {
-        entry.inflight = false;
-      });
+      .then(
+        (ack) => {
+          this.#sending = null;
+          this.#onAck(ack);
+          this.#pump();
+        },
+        (error) => {
+          this.#sending = null;
+          this.#sendFailed(entry, error);
+        },
+      );
+  }
+
+  #pumpLater(ms) {
+    clearTimeout(this.#pumpTimer);
+    this.#pumpTimer = setTimeout(() => {
+      this.#pumpTimer = 0;
+      this.#pump();
+    }, ms);
   }
 
   #sendFailed(entry, error) {
-    entry.inflight = false;
     const code = error instanceof SocketError ? error.code : "INTERNAL_ERROR";
-    if (code === "DISCONNECTED") return; // resent after the next resume
+    if (code === "DISCONNECTED") return; // sent again after the next resume
     if (code === "RATE_LIMITED") {
-      const wait = Math.max(0.2, Number(error.frame?.retry_after) || 1) * 1000;
-      setTimeout(() => this.#trySend(entry), wait);
+      this.#pumpLater(Math.max(0.1, Number(error.frame?.retry_after) || 1) * 1000);
       return;
     }
     if (RETRYABLE.has(code) && entry.retries < MAX_SEND_RETRIES) {
       entry.retries += 1;
-      setTimeout(() => this.#trySend(entry), 1000 * 2 ** Math.min(entry.retries, 4));
+      this.#pumpLater(500 * 2 ** Math.min(entry.retries, 5));
       return;
     }
+    // Refused for good (too long, no longer a member): the user decides.
     entry.failed = true;
     entry.error = error.message || "could not be sent";
     store.emit("messages", entry.conversation_id);
     store.emit("outbox");
+    this.#pump();
   }
 
   #onAck(ack) {
@@ -666,7 +686,6 @@ export class Chat extends Emitter {
         pending: true,
         failed: false,
         error: null,
-        inflight: false,
         retries: 0,
       }));
     } catch {

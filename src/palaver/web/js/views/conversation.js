@@ -55,7 +55,7 @@ export function setupConversation({ back, toggleInfo }) {
 
   $("jump").addEventListener("click", () => {
     scrollToBottom(true);
-    input.focus();
+    input.focus({ preventScroll: true });
   });
   $("back").addEventListener("click", back);
   $("info-button").addEventListener("click", toggleInfo);
@@ -194,6 +194,7 @@ function buildRows(conversation) {
   const rows = [];
   let lastDay = null;
   let previous = null;
+  let markerPlaced = false;
   const push = (message, pending) => {
     const day = dayKey(message.created_at);
     if (day !== lastDay) {
@@ -201,8 +202,16 @@ function buildRows(conversation) {
       lastDay = day;
       previous = null;
     }
-    if (!pending && view.unreadFrom !== null && message.seq === view.unreadFrom) {
+    if (
+      !markerPlaced &&
+      !pending &&
+      view.unreadFrom !== null &&
+      message.seq >= view.unreadFrom &&
+      message.kind === "text" &&
+      message.sender_id !== me.id
+    ) {
       rows.push({ key: "unread", kind: "unread" });
+      markerPlaced = true;
       previous = null;
     }
     if (message.kind === "system") {
@@ -328,13 +337,17 @@ function render() {
   renderTyping(conversation);
 
   if (!view.initialScrollDone) {
-    if (conversation.loaded) {
+    if (!conversation.loaded) {
+      scrollToBottom();
+    } else if (markerNotLoaded(conversation)) {
+      // Open at the first unread message, as phone apps do: page back until it is here.
+      scrollToBottom();
+      chat.loadOlder(conversation);
+    } else {
       view.initialScrollDone = true;
       const marker = view.elements.get("unread");
       if (marker) marker.scrollIntoView({ block: "start" });
       else scrollToBottom();
-    } else {
-      scrollToBottom();
     }
   } else if (wasAtBottom) {
     scrollToBottom();
@@ -347,6 +360,21 @@ function render() {
   if (conversation.loaded && conversation.hasMoreBefore && box.scrollHeight <= box.clientHeight + LOAD_OLDER_PX) {
     chat.loadOlder(conversation);
   }
+}
+
+// Paging back to the first unread message stops here; beyond, the view opens at the
+// bottom and the reader scrolls.
+const MAX_PAGED_FOR_MARKER = 500;
+
+function markerNotLoaded(conversation) {
+  const oldest = conversation.oldestSeq;
+  return (
+    view.unreadFrom !== null &&
+    oldest !== null &&
+    oldest > view.unreadFrom &&
+    conversation.hasMoreBefore &&
+    conversation.messages.size < MAX_PAGED_FOR_MARKER
+  );
 }
 
 function renderHistoryStatus(conversation) {
@@ -388,9 +416,14 @@ function findAnchor() {
   return null;
 }
 
+const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
+
 function scrollToBottom(smooth = false) {
   const box = $("messages");
-  box.scrollTo({ top: box.scrollHeight, behavior: smooth ? "smooth" : "instant" });
+  // A long way down is a jump, not a ride.
+  const far = box.scrollHeight - box.scrollTop - box.clientHeight > 3 * box.clientHeight;
+  const behavior = smooth && !far && !reducedMotion.matches ? "smooth" : "instant";
+  box.scrollTo({ top: box.scrollHeight, behavior });
 }
 
 function onScroll() {
@@ -414,6 +447,7 @@ function updateJump(conversation) {
 function maybeMarkRead() {
   const conversation = store.active;
   if (!conversation || !conversation.loaded || document.visibilityState !== "visible") return;
+  if (!view.initialScrollDone) return;
   if ($("conversation").hidden || !atBottom()) return;
   chat.markRead(conversation);
 }
