@@ -1,4 +1,5 @@
-"""The ``palaver`` command: serve, migrate, manage users, mint tokens, show config."""
+"""The ``palaver`` command: serve, migrate, back up and restore, manage users, mint tokens,
+show config."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 from palaver import __version__
@@ -168,6 +170,37 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _database_url(args: argparse.Namespace) -> str:
+    # No secret is needed (or generated) to copy a database.
+    settings = load_settings(args.config, overrides=_overrides_only(args))
+    configure_logging(settings.log_level, settings.log_format)
+    return settings.effective_database_url
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from palaver.backup import BackupError, backup
+
+    try:
+        info = backup(_database_url(args), args.path)
+    except BackupError as exc:
+        print(f"palaver: backup failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"backed up the {info.engine} database to {info.path} ({info.size} bytes)")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from palaver.backup import BackupError, restore
+
+    try:
+        info = restore(_database_url(args), args.path, force=args.force)
+    except BackupError as exc:
+        print(f"palaver: restore failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"restored the {info.engine} database from {info.path}")
+    return 0
+
+
 def _overrides_only(args: argparse.Namespace) -> dict[str, Any]:
     return {
         name: getattr(args, flag[2:].replace("-", "_"), None)
@@ -223,6 +256,25 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="print the effective settings, secrets hidden")
     _add_setting_flags(config)
     config.set_defaults(fn=cmd_config)
+
+    backup_cmd = sub.add_parser(
+        "backup", help="write a consistent backup of the database (safe while serving)"
+    )
+    _add_setting_flags(backup_cmd)
+    backup_cmd.add_argument(
+        "path", type=Path, help="the file to write (SQLite file or pg_dump custom archive)"
+    )
+    backup_cmd.set_defaults(fn=cmd_backup)
+
+    restore_cmd = sub.add_parser("restore", help="replace the database with a backup")
+    _add_setting_flags(restore_cmd)
+    restore_cmd.add_argument("path", type=Path, help="a file written by `palaver backup`")
+    restore_cmd.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the database even while servers use it (restart them at once)",
+    )
+    restore_cmd.set_defaults(fn=cmd_restore)
 
     sub.add_parser("bench", help="load generator (see `palaver bench --help`)", add_help=False)
     return parser

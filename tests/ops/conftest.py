@@ -9,6 +9,7 @@ share the machine's PostgreSQL and Redis never see each other.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import secrets
@@ -16,7 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,26 +47,32 @@ def base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PALAVER_")}
 
 
-async def _admin(sql: str) -> None:
+def _admin(sql: str) -> None:
+    """Run one statement as the PostgreSQL administrator. It runs in a thread of its own,
+    so sync and async fixtures alike can call it."""
     import asyncpg  # type: ignore[import-untyped]
 
-    conn = await asyncpg.connect(POSTGRES_URL.replace("postgresql://", "postgres://", 1))
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+    async def run() -> None:
+        conn = await asyncpg.connect(POSTGRES_URL.replace("postgresql://", "postgres://", 1))
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result()
 
 
 @pytest.fixture
-async def make_database() -> AsyncIterator[Callable[[], Awaitable[str]]]:
-    """``await make_database()``: the URL of a new empty PostgreSQL database; every one
-    made is dropped after the test."""
+def make_database() -> Iterator[Callable[[], str]]:
+    """``make_database()``: the URL of a new empty PostgreSQL database; every one made is
+    dropped after the test."""
     require("PostgreSQL", POSTGRES_URL)
     made: list[str] = []
 
-    async def make() -> str:
+    def make() -> str:
         name = f"palaver_t_{secrets.token_hex(6)}"
-        await _admin(f'CREATE DATABASE "{name}"')
+        _admin(f'CREATE DATABASE "{name}"')
         made.append(name)
         return f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}"
 
@@ -73,7 +80,7 @@ async def make_database() -> AsyncIterator[Callable[[], Awaitable[str]]]:
         yield make
     finally:
         for name in made:
-            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def delete_namespace(namespace: str) -> None:
@@ -213,11 +220,9 @@ class Deployment:
 
 
 @pytest.fixture
-async def deployment(
-    make_database: Callable[[], Awaitable[str]], tmp_path: Path
-) -> AsyncIterator[Deployment]:
+async def deployment(make_database: Callable[[], str], tmp_path: Path) -> AsyncIterator[Deployment]:
     require("Redis", REDIS_URL)
-    database_url = await make_database()
+    database_url = make_database()
     namespace = f"palaver-t-{secrets.token_hex(6)}"
     found = Deployment(database_url, namespace, secrets.token_urlsafe(48), tmp_path)
     try:
