@@ -143,8 +143,9 @@ def _str(raw: dict[str, Any], name: str, *, max_length: int = 256) -> str | None
     return value
 
 
-def parse_send(raw: dict[str, Any], cid: str | int | None, max_length: int) -> Send:
-    content = raw.get("content")
+def check_content(content: object, max_length: int) -> str:
+    """The text of a message, or ``EMPTY_CONTENT``, ``INVALID_FORMAT`` or
+    ``CONTENT_TOO_LONG`` (which carries ``max_length``). Every way in uses this."""
     if not isinstance(content, str):
         if content is None:
             raise PalaverError(ErrorCode.EMPTY_CONTENT, "content is required", field="content")
@@ -158,6 +159,11 @@ def parse_send(raw: dict[str, Any], cid: str | int | None, max_length: int) -> S
             field="content",
             details={"max_length": max_length},
         )
+    return content
+
+
+def parse_send(raw: dict[str, Any], cid: str | int | None, max_length: int) -> Send:
+    content = check_content(raw.get("content"), max_length)
     to = raw.get("to")
     if to is not None and (isinstance(to, bool) or not isinstance(to, int | str)):
         raise PalaverError(ErrorCode.INVALID_FORMAT, "to must be a user id or a username")

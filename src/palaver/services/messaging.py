@@ -28,6 +28,7 @@ from palaver.core.models import (
     NewMessage,
     User,
 )
+from palaver.core.protocol import check_content
 from palaver.core.ratelimit import TokenBucket
 from palaver.services import signals
 from palaver.services.users import UserCache
@@ -113,19 +114,6 @@ class MessagingService:
             raise not_found()
         return member
 
-    def validate_content(self, content: str) -> str:
-        if not content.strip():
-            raise PalaverError(ErrorCode.EMPTY_CONTENT, "content is empty", field="content")
-        limit = self.settings.max_message_length
-        if len(content) > limit:
-            raise PalaverError(
-                ErrorCode.CONTENT_TOO_LONG,
-                f"content is longer than {limit} characters",
-                field="content",
-                details={"max_length": limit},
-            )
-        return content
-
     async def send(
         self,
         sender: User,
@@ -138,7 +126,7 @@ class MessagingService:
         """Durably append a message and wake every node; return it once committed.
 
         A repeated ``client_msg_id`` returns the original message (``duplicate``)."""
-        self.validate_content(content)
+        check_content(content, self.settings.max_message_length)
         await self.check_rate(sender.id)
         if not member_checked:
             await self.require_member(conversation_id, sender.id)
