@@ -277,3 +277,120 @@ def test_phone_layout(person: MakePerson) -> None:
     page.go_back()
     expect(sidebar).to_be_visible()
     expect(pane).to_be_hidden()
+
+
+def test_private_group_with_members(person: MakePerson) -> None:
+    alice = person("alice")
+    bob = person("bob")
+    carol = person("carol")
+    group = f"plans-{alice.username[-6:]}"
+
+    page = alice.page
+    page.get_by_role("button", name="New group").click()
+    dialog = page.locator("#group-dialog")
+    dialog.locator('input[name="name"]').fill(group)
+    dialog.locator("#group-search").fill(bob.username)
+    dialog.get_by_role("button", name=f"Add {bob.display_name} to the group").click()
+    expect(dialog.locator("#group-chosen li")).to_have_count(1)
+    dialog.get_by_role("button", name="Create group").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#conv-title")).to_have_text(group)
+    expect(page.locator("#conv-subtitle")).to_contain_text("2 members")
+
+    # Bob's list gains the group live; Carol, not a member, sees nothing.
+    expect(bob.conversation(group)).to_be_visible()
+    alice.send("Welcome to the group")
+    expect(bob.unread_badge(group)).to_have_text("1")
+    bob.open(group)
+    expect(bob.message("Welcome to the group")).to_be_visible()
+    expect(carol.conversation(group)).to_have_count(0)
+
+    # The owner adds Carol from the details panel.
+    page.get_by_role("button", name="Conversation details").click()
+    panel = page.locator("#info-panel")
+    expect(panel.locator("#members li")).to_have_count(2)
+    expect(panel.locator("#members li", has_text=alice.display_name).locator(".role")).to_have_text(
+        "owner"
+    )
+    panel.locator("#add-member-search").fill(carol.username)
+    panel.get_by_role("button", name=f"Add {carol.display_name}").click()
+    expect(panel.locator("#members li")).to_have_count(3)
+    expect(
+        page.locator("#rows .row.system", has_text=f"added {carol.display_name}")
+    ).to_be_visible()
+
+    # Carol gets the group and takes part; everyone sees her by name.
+    expect(carol.conversation(group)).to_be_visible()
+    carol.open(group)
+    carol.send("Thanks for having me")
+    for other in (alice, bob):
+        message = other.message("Thanks for having me")
+        expect(message).to_be_visible()
+        expect(message.locator(".sender")).to_have_text(carol.display_name)
+    # Bob is a plain member: he may not add people, but he may leave.
+    bob.page.get_by_role("button", name="Conversation details").click()
+    expect(bob.page.locator("#add-member")).to_be_hidden()
+    expect(bob.page.get_by_role("button", name="Leave group")).to_be_visible()
+
+
+def test_keyboard_only(person: MakePerson) -> None:
+    alice = person("alice")
+    bob = person("bob")
+    alice.start_direct(bob)
+    alice.send("Can you reply without a mouse?")
+    expect(bob.unread_badge(alice.display_name)).to_have_text("1")
+    page = bob.page
+    keyboard = page.keyboard
+
+    # Ctrl+K goes to the search box, arrows into the list, Enter opens.
+    keyboard.press("Control+k")
+    expect(page.locator("#search")).to_be_focused()
+    keyboard.press("ArrowDown")
+    item = bob.conversation(alice.display_name).locator("button")
+    expect(item).to_be_focused()
+    keyboard.press("Enter")
+    expect(page.locator("#conv-title")).to_have_text(alice.display_name)
+    expect(page.locator("#composer-input")).to_be_focused()
+    keyboard.type("Yes I can")
+    keyboard.press("Enter")
+    expect(alice.message("Yes I can")).to_be_visible()
+
+    # Esc leaves the conversation and puts focus back on it in the list.
+    keyboard.press("Escape")
+    expect(page.locator("#conversation")).to_be_hidden()
+    expect(item).to_be_focused()
+
+    # Dialogs open from the keyboard, close with Esc and give focus back.
+    rooms = page.get_by_role("button", name="Browse rooms")
+    rooms.focus()
+    keyboard.press("Enter")
+    expect(page.locator("#rooms-dialog")).to_be_visible()
+    expect(page.locator("#rooms-search")).to_be_focused()
+    keyboard.press("Escape")
+    expect(page.locator("#rooms-dialog")).to_be_hidden()
+    expect(rooms).to_be_focused()
+
+    # Tab reaches every control, and each has an accessible name.
+    bob.open(alice.display_name)
+    page.locator("#me-button").focus()
+    reached = []
+    for _ in range(40):
+        # Past the last control focus leaves the page for the browser's own UI.
+        if page.evaluate("() => document.activeElement !== document.body"):
+            focused = page.locator(":focus")
+            expect(focused).to_have_accessible_name(re.compile(r"\S"))
+            reached.append(focused.evaluate("el => el.id || el.dataset.conversationId"))
+        keyboard.press("Tab")
+    for control in (
+        "me-button",
+        "theme-toggle",
+        "rooms-button",
+        "group-button",
+        "search",
+        "mute-button",
+        "info-button",
+        "messages",
+        "composer-input",
+        "send-button",
+    ):
+        assert control in reached, (control, reached)

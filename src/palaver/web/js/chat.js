@@ -155,6 +155,20 @@ export class Chat extends Emitter {
     if (!conversation) return;
     if (!conversation.loaded) this.loadLatest(conversation);
     if (!conversation.members) this.loadMembers(conversation);
+    if (conversation.peer && !store.lastSeen.has(conversation.peer.id)) this.#loadLastSeen(conversation.peer.id);
+  }
+
+  /** "last seen ..." for the header of a direct conversation. */
+  async #loadLastSeen(userId) {
+    try {
+      const user = await api.get(`/api/users/${userId}`);
+      if (user.last_seen_at) {
+        store.lastSeen.set(userId, user.last_seen_at);
+        store.emit("presence", userId);
+      }
+    } catch {
+      // The header just says "offline".
+    }
   }
 
   async loadLatest(conversation) {
@@ -314,7 +328,7 @@ export class Chat extends Emitter {
         break;
       case "presence":
         store.presence.set(frame.user_id, frame.status);
-        if (frame.last_seen_at) store.lastSeen = { ...store.lastSeen, [frame.user_id]: frame.last_seen_at };
+        if (frame.last_seen_at) store.lastSeen.set(frame.user_id, frame.last_seen_at);
         store.emit("presence", frame.user_id);
         break;
       case "joined":
@@ -626,7 +640,7 @@ export class Chat extends Emitter {
           type: "message",
           conversation_id: ack.conversation_id,
           seq: ack.seq,
-          id: ack.message_id,
+          message_id: ack.message_id,
           sender_id: me.id,
           sender: me.username,
           sender_name: me.display_name,

@@ -142,6 +142,11 @@ function renderConnection() {
   }
   bar.querySelector(".conn-text").textContent = text;
   retry.hidden = state !== "reconnecting" && state !== "offline";
+  const dot = $("conn-dot");
+  dot.dataset.state = state;
+  const label = { online: "Online", connecting: "Connecting", reconnecting: "Reconnecting", offline: "Offline" }[state];
+  dot.setAttribute("aria-label", label ?? state);
+  dot.title = label ?? state;
 }
 
 // -- setup ----------------------------------------------------------------------------

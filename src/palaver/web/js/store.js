@@ -223,6 +223,7 @@ class Store extends Emitter {
   limits = { max_message_length: 5000 };
   conversations = new Map();
   presence = new Map(); // user id -> "online" | "away" | "offline"
+  lastSeen = new Map(); // user id -> ms, for people who are offline
   names = new Map(); // user id -> display name, learnt from messages and members
   activeId = null;
   connection = { state: "connecting", retryAt: 0 };
@@ -232,6 +233,7 @@ class Store extends Emitter {
     this.me = null;
     this.conversations.clear();
     this.presence.clear();
+    this.lastSeen.clear();
     this.names.clear();
     this.activeId = null;
     this.outbox = [];

@@ -172,7 +172,7 @@ function subtitle(conversation) {
     const status = store.presence.get(peer.id) ?? "offline";
     if (status === "online") return "online";
     if (status === "away") return "away";
-    return lastSeen(store.lastSeen?.[peer.id]);
+    return lastSeen(store.lastSeen.get(peer.id));
   }
   const count = conversation.members?.size ?? conversation.memberCount;
   const parts = [conversation.type === "room" ? "Room" : "Group"];
@@ -256,6 +256,7 @@ function buildRow(row, conversation) {
   const direct = conversation.type === "direct";
   const el = h("div", {
     class: `row msg ${row.own ? "own" : "other"}${row.grouped ? " grouped" : ""}`,
+    role: "article",
     dataset: {
       seq: m.seq === null ? "" : String(m.seq),
       clientId: m.client_msg_id ?? "",

@@ -82,8 +82,9 @@ function render() {
       items.delete(id);
     }
   }
-  // appendChild moves existing nodes, so this also reorders without rebuilding (and
-  // keeps keyboard focus on the button that had it).
+  // Items are updated in place and moved only when out of order: moving a node takes
+  // keyboard focus away from it, and the list re-renders on every message.
+  let previous = null;
   for (const conversation of shown) {
     let li = items.get(conversation.id);
     if (!li) {
@@ -91,7 +92,9 @@ function render() {
       items.set(conversation.id, li);
     }
     fill(li, conversation);
-    list.append(li);
+    const expected = previous ? previous.nextSibling : list.firstChild;
+    if (expected !== li) list.insertBefore(li, expected);
+    previous = li;
   }
   $("conv-empty").hidden = shown.length > 0 || Boolean(query);
 }
