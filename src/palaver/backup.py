@@ -370,6 +370,10 @@ def _pg_refuse_if_in_use(url: URL) -> None:
                 database=database,
                 timeout=10,
             )
+        except asyncpg.InvalidCatalogNameError:
+            raise BackupError(
+                f"database {database!r} does not exist: create it first (createdb {database})"
+            ) from None
         except (OSError, asyncpg.PostgresError) as exc:
             raise BackupError(f"cannot connect to database {database!r}: {exc}") from exc
         try:

@@ -262,10 +262,16 @@ async def room_with(base: str, owner: str, name: str, *members: str) -> int:
     return room
 
 
-async def connect(ws_url: str, token: str, *, resume: dict[int, int] | None = None) -> Client:
+async def connect(
+    ws_url: str, token: str, *, resume: dict[int, int] | None = None, origin: str | None = None
+) -> Client:
     """A socket client past ``hello``; resumed from ``resume`` when given (else the
     server resumes from the user's delivery cursors)."""
-    ws = await websockets.connect(f"{ws_url}?token={token}", max_size=2**22)
+    ws = await websockets.connect(
+        f"{ws_url}?token={token}",
+        max_size=2**22,
+        origin=origin,  # type: ignore[arg-type]
+    )
     client = Client(ws)
     client.hello = await client.next("hello", timeout=15)
     if resume is not None:

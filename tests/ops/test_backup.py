@@ -330,3 +330,14 @@ def test_sqlite_restore_discards_the_replaced_databases_write_ahead_log(
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     finally:
         conn.close()
+
+
+@pytest.mark.postgres
+def test_postgres_restore_into_a_missing_database_says_how_to_create_it(
+    make_database: Callable[[], str], tmp_path: Path
+) -> None:
+    missing = make_database().rsplit("/", 1)[0] + f"/palaver_t_missing_{secrets.token_hex(4)}"
+    dump = tmp_path / "pg.backup"
+    dump.write_bytes(b"PGDMP" + b"\0" * 64)
+    with pytest.raises(BackupError, match=r"does not exist: create it first \(createdb "):
+        restore(missing, dump)
