@@ -36,12 +36,17 @@ browser-deps:
 		|| echo "WARNING: could not install chromium: browser tests will fail under CI"; }
 
 # Debian's nginx fronts two Palaver nodes in tests/ops/test_nginx.py (run as the test
-# user from a temporary prefix; the system service is never used).
+# user from a temporary prefix; the system service is never used), and pg_dump and
+# pg_restore back `palaver backup` and `restore` in tests/ops/test_backup.py.
 service-deps:
 	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
 		echo "installing Debian's nginx for the load-balancer tests"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null) \
 		|| echo "WARNING: could not install nginx: nginx tests will fail under CI"; }
+	@command -v pg_dump >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_dump >/dev/null 2>&1 || { \
+		echo "installing Debian's postgresql-client for the backup tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-client >/dev/null) \
+		|| echo "WARNING: could not install postgresql-client: backup tests will fail under CI"; }
 
 test: check browser-deps service-deps
 	$(UV) run --frozen pytest $(PYTEST_ARGS)

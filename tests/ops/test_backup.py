@@ -28,6 +28,7 @@ from palaver.store import create_store
 from palaver.store.schema import metadata
 from palaver.store.sql import SqlStore
 from tests.ops.conftest import PASSWORD
+from tests.services import in_ci
 
 Snapshot = dict[str, list[tuple[Any, ...]]]
 
@@ -50,7 +51,21 @@ def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Databases:
             f"sqlite:///{tmp_path / 'fresh' / 'palaver.db'}",
         )
     make: Callable[[], str] = request.getfixturevalue("make_database")
+    require_pg_tools()
     return Databases("postgresql", make(), make())
+
+
+def require_pg_tools() -> None:
+    """Fail (CI) or loudly skip (elsewhere) without pg_dump and pg_restore."""
+    try:
+        for tool in ("pg_dump", "pg_restore"):
+            find_pg_binary(tool)
+    except BackupError as exc:
+        message = f"{exc} (`make service-deps` installs them)"
+        if in_ci():
+            pytest.fail(message + "; CI=true makes this a failure", pytrace=False)
+        print(f"\n*** SKIPPING: {message} ***", file=sys.stderr)
+        pytest.skip(f"*** {message} ***")
 
 
 @pytest.fixture
