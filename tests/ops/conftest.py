@@ -277,3 +277,15 @@ async def connect(
     if resume is not None:
         await client.request({"type": "resume", "cursors": resume}, "resumed")
     return client
+
+
+async def until_seq(
+    client: Client, conversation_id: int, seq: int, timeout: float = 10
+) -> list[dict[str, Any]]:
+    """The conversation's messages on ``client`` once it holds the one numbered ``seq``."""
+    async with asyncio.timeout(timeout):
+        while True:
+            got = [m for m in client.messages if m["conversation_id"] == conversation_id]
+            if got and got[-1]["seq"] >= seq:
+                return got
+            await asyncio.sleep(0.01)

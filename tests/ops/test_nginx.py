@@ -19,7 +19,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.ops.conftest import PASSWORD, Deployment, Node, connect, free_port, register, room_with
+from tests.ops.conftest import (
+    PASSWORD,
+    Deployment,
+    Node,
+    connect,
+    free_port,
+    register,
+    room_with,
+    until_seq,
+)
 from tests.services import in_ci
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
@@ -145,10 +154,11 @@ async def test_nginx_in_front_of_two_nodes(deployment: Deployment, tmp_path: Pat
         other = next(node for nid, node in nodes.items() if nid != ada_ws.hello["node"])
         bob_ws = await connect(other.ws_url, bob, resume={})
         sent = await ada_ws.send_text(room, "through nginx", client_msg_id="n-1")
-        got = await bob_ws.wait_messages(room, 1, timeout=10)
+        got = await until_seq(bob_ws, room, sent["seq"])
         assert (got[-1]["seq"], got[-1]["content"]) == (sent["seq"], "through nginx")
         reply = await bob_ws.send_text(room, "straight back", client_msg_id="n-2")
-        mine = await ada_ws.wait_messages(room, 2, timeout=10)
+        mine = await until_seq(ada_ws, room, reply["seq"])
+        assert [m["seq"] for m in mine] == [1, sent["seq"], reply["seq"]]
         assert (mine[-1]["seq"], mine[-1]["content"]) == (reply["seq"], "straight back")
 
         # least_conn: the next socket through nginx goes to the node without one.
@@ -165,7 +175,7 @@ async def test_nginx_in_front_of_two_nodes(deployment: Deployment, tmp_path: Pat
         await stopping.wait()
         moved = await connect(proxy_ws, bob, resume={room: reply["seq"]})
         assert moved.hello["node"] == ada_ws.hello["node"]
-        caught_up = await moved.wait_messages(room, 1, timeout=10)
+        caught_up = await until_seq(moved, room, meanwhile["seq"])
         assert [(m["seq"], m["content"]) for m in caught_up] == [
             (meanwhile["seq"], "while bob moved")
         ]
