@@ -124,7 +124,7 @@ def restore(database_url: str, path: Path, *, force: bool = False) -> BackupInfo
                 "--no-owner",
                 "--no-privileges",
                 f"--dbname={_pg_database(url)}",
-                str(path),
+                str(path.resolve()),  # absolute: a name starting with "-" is no option
             ],
             url,
             pass_database=False,

@@ -139,8 +139,24 @@ async def populate(services: Services) -> Population:
     await messaging.mark(bob.id, room.id, 12, read=True)
     await messaging.mark(cy.id, room.id, 7, read=False)
     await messaging.mark(bob.id, direct.id, 3, read=False)
-    await messaging.flush_receipts()
+    await settle_receipts(services)
     return Population(ada, bob, room.id, direct.id, group.id)
+
+
+async def settle_receipts(services: Services) -> None:
+    """Wait until every queued cursor move is written.
+
+    ``flush_receipts()`` alone is not enough: it returns at once while the background
+    flush it races with is still writing the moves it took, so wait for that task too.
+    """
+    messaging = services.messaging
+    while True:
+        task = messaging._receipt_task
+        if task is not None:
+            await asyncio.wait([task])
+        await messaging.flush_receipts()
+        if messaging._receipt_task is None and not messaging._receipts:
+            return
 
 
 async def snapshot(url: str) -> Snapshot:
@@ -200,7 +216,7 @@ async def test_round_trip_keeps_everything(
         for i in range(5):
             await services.messaging.send(people.bob, people.room, f"after {i}")
         await services.messaging.mark(people.ada.id, people.room, 25, read=True)
-        await services.messaging.flush_receipts()
+        await settle_receipts(services)
         await services.auth.register(username="late", email=None, password=PASSWORD)
 
         # The server still has the database open: a restore over it is refused.
