@@ -207,11 +207,13 @@ class Deployment:
         self.nodes.append(node)
         return node
 
-    def palaver(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """Run a ``palaver`` command against this deployment."""
+    def palaver(self, *args: str, stdin: str = PASSWORD + "\n") -> subprocess.CompletedProcess[str]:
+        """Run a ``palaver`` command against this deployment (``stdin`` answers
+        ``--password-stdin``)."""
         return subprocess.run(
             [sys.executable, "-m", "palaver.cli", *args],
             env=self.env(DATA_DIR=str(self.tmp / "cli")),
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=120,

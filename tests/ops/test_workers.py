@@ -49,12 +49,23 @@ def metric(text: str, name: str, labels: str = "") -> float:
 async def test_two_workers_share_a_port_and_deliver_across_processes(
     deployment: Deployment,
 ) -> None:
-    node = deployment.node("workers", "--workers", "2")
+    # The secret key comes from a config file given on the command line: the workers,
+    # which never see that file, must still check tokens with it.
+    config = deployment.tmp / "palaver.yaml"
+    config.write_text(f"secret_key: {deployment.secret}\n")
+    node = deployment.node("workers", "--workers", "2", "--config", str(config))
+    del node.env["PALAVER_SECRET_KEY"]
     await node.start()
     info_requests = await wait_for_workers(node, 2)
 
-    _, ada = await register(node.base, "ada")
     _, bob = await register(node.base, "bob")
+    created = await asyncio.to_thread(
+        deployment.palaver, "user", "create", "ada", "--password-stdin"
+    )
+    assert created.returncode == 0, created.stderr
+    minted = await asyncio.to_thread(deployment.palaver, "token", "ada")
+    assert minted.returncode == 0, minted.stderr
+    ada = minted.stdout.strip()
     room = await room_with(node.base, ada, "general", bob)
 
     sender = await connect(node.ws_url, ada)
