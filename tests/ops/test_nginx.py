@@ -76,9 +76,8 @@ def render_config(text: str, *, port: int, upstreams: tuple[int, int], prefix: P
 
 
 @contextlib.contextmanager
-def running_nginx(tmp_path: Path, upstreams: tuple[int, int]) -> Iterator[int]:
+def running_nginx(binary: str, tmp_path: Path, upstreams: tuple[int, int]) -> Iterator[int]:
     """nginx with the rendered configuration; yields its port."""
-    binary = nginx_binary()
     prefix = tmp_path / "nginx"
     prefix.mkdir()
     port = free_port()
@@ -117,12 +116,13 @@ async def node_id(node: Node) -> str:
 
 
 async def test_nginx_in_front_of_two_nodes(deployment: Deployment, tmp_path: Path) -> None:
+    binary = nginx_binary()
     a = deployment.node("a", trusted_proxies="127.0.0.1")
     b = deployment.node("b", trusted_proxies="127.0.0.1")
     await asyncio.gather(a.start(), b.start())
     nodes = {await node_id(a): a, await node_id(b): b}
 
-    with running_nginx(tmp_path, (a.port, b.port)) as port:
+    with running_nginx(binary, tmp_path, (a.port, b.port)) as port:
         proxy = f"http://127.0.0.1:{port}"
         proxy_ws = f"ws://127.0.0.1:{port}/ws"
 
