@@ -7,9 +7,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from palaver.config import Settings
+from palaver.config import ConfigError, Settings, ensure_secret, load_settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 NODES = ("palaver-a", "palaver-b")
@@ -88,7 +89,12 @@ def test_dockerfile_serves_as_an_unprivileged_user_with_a_health_check() -> None
 
 def test_env_example_names_real_settings_and_stays_out_of_git() -> None:
     example = env_file(DEPLOY / "palaver.env.example")
-    assert example["PALAVER_SECRET_KEY"]
+    # A deployment that keeps the placeholder key does not start.
+    placeholder = load_settings(
+        config_file=None, environ={"PALAVER_SECRET_KEY": example["PALAVER_SECRET_KEY"]}
+    )
+    with pytest.raises(ConfigError, match="secret_key"):
+        ensure_secret(placeholder)
     for key in example:
         if key.startswith("PALAVER_"):
             assert key[len("PALAVER_") :].lower() in Settings.model_fields, key

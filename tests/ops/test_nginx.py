@@ -62,6 +62,8 @@ def render_config(text: str, *, port: int, upstreams: tuple[int, int], prefix: P
         "server palaver-b:8000": f"server 127.0.0.1:{upstreams[1]}",
         "listen 80;": f"listen 127.0.0.1:{port};",
         "pid /var/run/nginx.pid;": f"pid {prefix}/nginx.pid;",
+        # One process of the current user: no user to switch to.
+        "user nginx;": "",
     }
     for old, new in replacements.items():
         assert text.count(old) == 1, f"deploy/nginx.conf no longer has {old!r} exactly once"
