@@ -72,6 +72,7 @@ class MessagingService:
         self.users = users
         self.writer = GroupCommitWriter(store, on_batch=on_batch)
         self._receipts: dict[tuple[int, int], CursorUpdate] = {}
+        self._announce: set[tuple[int, int]] = set()
         self._receipt_task: asyncio.Task[None] | None = None
         self._typing_sent: dict[tuple[int, int], float] = {}
         self._local_buckets: dict[int, TokenBucket] = {}
@@ -141,13 +142,16 @@ class MessagingService:
         if not appended.duplicate:
             await self.announce(appended.message, sender)
         # Writing a message means having read everything before it (Telegram, Slack).
+        # Nobody needs a receipt event for it: every member's socket gets the message
+        # itself, and the sender's devices count their own messages as read.
         self.queue_receipt(
             CursorUpdate(
                 conversation_id,
                 sender.id,
                 read_seq=appended.message.seq,
                 delivered_seq=appended.message.seq,
-            )
+            ),
+            announce=False,
         )
         return appended
 
@@ -206,9 +210,14 @@ class MessagingService:
 
     # -- receipts --------------------------------------------------------------------------
 
-    def queue_receipt(self, update: CursorUpdate) -> None:
-        """Merge a cursor move into the next flush (forward-only, so max wins)."""
+    def queue_receipt(self, update: CursorUpdate, *, announce: bool = True) -> None:
+        """Merge a cursor move into the next flush (forward-only, so max wins).
+
+        ``announce`` publishes a ``receipt`` event after the write; moves implied by the
+        user's own message are written quietly."""
         key = (update.conversation_id, update.user_id)
+        if announce:
+            self._announce.add(key)
         previous = self._receipts.get(key)
         if previous is not None:
             update = CursorUpdate(
@@ -235,15 +244,17 @@ class MessagingService:
         if not self._receipts:
             return
         pending, self._receipts = self._receipts, {}
+        announce, self._announce = self._announce, set()
         try:
             changed = await self.store.advance_cursors(list(pending.values()))
         except Exception:
             # Put them back (merged with anything newer) so a database blip loses none.
-            for update in pending.values():
-                self.queue_receipt(update)
+            for key, update in pending.items():
+                self.queue_receipt(update, announce=key in announce)
             raise
         for member in changed:
-            await self._publish_event(member.conversation_id, events.receipt(member))
+            if (member.conversation_id, member.user_id) in announce:
+                await self._publish_event(member.conversation_id, events.receipt(member))
 
     async def mark(self, user_id: int, conversation_id: int, seq: int, *, read: bool) -> None:
         """A device says it has received (or the user has read) up to ``seq``."""
