@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from pathlib import Path
 
@@ -198,3 +199,34 @@ async def test_retention_removes_old_history_and_says_so(tmp_path: Path) -> None
             f"/api/conversations/{rid}/messages", json={"content": "new"}, headers=ada
         )
         assert sent.json()["seq"] == 4
+
+
+async def test_cursor_moves_survive_shutdown_during_a_flush(api: Api) -> None:
+    users = await setup_users(api, "ada", "bob")
+    ada = api.bearer(users["ada"]["token"])
+    bob_id = users["bob"]["user"]["id"]  # type: ignore[index]
+    dm = await api.http.post(
+        "/api/conversations", json={"type": "direct", "user_id": bob_id}, headers=ada
+    )
+    cid = dm.json()["id"]
+    for i in range(3):
+        await api.http.post(
+            f"/api/conversations/{cid}/messages", json={"content": f"{i}"}, headers=ada
+        )
+    store = api.services.store
+    original = store.advance_cursors
+    entered = asyncio.Event()
+
+    async def slow(updates):  # type: ignore[no-untyped-def]
+        entered.set()
+        await asyncio.sleep(0.3)
+        return await original(updates)
+
+    store.advance_cursors = slow  # type: ignore[method-assign]
+    await api.services.messaging.mark(bob_id, cid, 3, read=True)
+    await entered.wait()  # the background flush has taken the move and is writing it
+    await api.services.messaging.close()
+    store.advance_cursors = original  # type: ignore[method-assign]
+    member = await store.get_member(cid, bob_id)
+    assert member is not None
+    assert member.read_seq == 3

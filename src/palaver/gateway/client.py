@@ -66,8 +66,9 @@ class Client:
         # Until the client resumes (or the grace period ends), nothing is written: a
         # message sent before the client said where it stands could arrive out of order.
         self.synced = False
-        # conversation id -> last sequence number known when the socket opened
-        self.last_seqs: dict[int, int] = {}
+        # conversation id -> last sequence number known when the socket opened; only
+        # needed until the first resume, then dropped (idle sockets must stay small)
+        self.last_seqs: dict[int, int] | None = {}
         self.closed = False
         self.last_activity = 0.0
 
@@ -173,15 +174,17 @@ class Client:
         already wrote further (those frames are on their way, in order); one it does not
         name resumes after the default the socket opened with.
         """
+        known = self.last_seqs or {}
         for conversation_id, current in self.cursors.items():
             given = cursors.get(conversation_id)
             if given is not None:
                 current = max(current, given) if self.synced else given
                 self.cursors[conversation_id] = current
             wanted = self._wanted.get(conversation_id, 0) if self._wanted else 0
-            if current < max(self.last_seqs.get(conversation_id, 0), wanted):
+            if current < max(known.get(conversation_id, 0), wanted):
                 self.catch_up(conversation_id, upto=wanted)
         self.synced = True
+        self.last_seqs = None
         if not self._catching:
             self._catching = self._wanted = None
 

@@ -8,6 +8,7 @@ lost costs nothing: nodes notice the sequence gap and read the range from the st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,6 +74,8 @@ class MessagingService:
         self.writer = GroupCommitWriter(store, on_batch=on_batch)
         self._receipts: dict[tuple[int, int], CursorUpdate] = {}
         self._announce: set[tuple[int, int]] = set()
+        self._flush_lock = asyncio.Lock()
+        self._closing = False
         self._receipt_task: asyncio.Task[None] | None = None
         self._typing_sent: dict[tuple[int, int], float] = {}
         self._local_buckets: dict[int, TokenBucket] = {}
@@ -215,6 +218,11 @@ class MessagingService:
 
         ``announce`` publishes a ``receipt`` event after the write; moves implied by the
         user's own message are written quietly."""
+        self._requeue(update, announce=announce)
+        if self._receipt_task is None and not self._closing:
+            self._receipt_task = asyncio.create_task(self._flush_receipts_later())
+
+    def _requeue(self, update: CursorUpdate, *, announce: bool) -> None:
         key = (update.conversation_id, update.user_id)
         if announce:
             self._announce.add(key)
@@ -227,8 +235,6 @@ class MessagingService:
                 delivered_seq=_max(previous.delivered_seq, update.delivered_seq),
             )
         self._receipts[key] = update
-        if self._receipt_task is None:
-            self._receipt_task = asyncio.create_task(self._flush_receipts_later())
 
     async def _flush_receipts_later(self) -> None:
         try:
@@ -236,21 +242,29 @@ class MessagingService:
             await self.flush_receipts()
         finally:
             self._receipt_task = None
-            if self._receipts:
+            if self._receipts and not self._closing:
                 self._receipt_task = asyncio.create_task(self._flush_receipts_later())
 
     async def flush_receipts(self) -> None:
-        """Write the merged cursor moves and tell the conversations about them."""
+        """Write the merged cursor moves and tell the conversations about them.
+
+        Returns once everything queued before the call is written, including moves a
+        background flush had already taken."""
+        async with self._flush_lock:
+            await self._flush()
+
+    async def _flush(self) -> None:
         if not self._receipts:
             return
         pending, self._receipts = self._receipts, {}
         announce, self._announce = self._announce, set()
         try:
             changed = await self.store.advance_cursors(list(pending.values()))
-        except Exception:
-            # Put them back (merged with anything newer) so a database blip loses none.
+        except BaseException:
+            # Put them back (merged with anything newer) so neither a database blip nor
+            # a cancellation at shutdown loses one.
             for key, update in pending.items():
-                self.queue_receipt(update, announce=key in announce)
+                self._requeue(update, announce=key in announce)
             raise
         for member in changed:
             if (member.conversation_id, member.user_id) in announce:
@@ -299,10 +313,14 @@ class MessagingService:
             log.warning("broker.publish_failed", error=str(exc))
 
     async def close(self) -> None:
+        """Commit queued messages and write every pending cursor move."""
+        self._closing = True
         await self.writer.close()
-        if self._receipt_task is not None:
-            self._receipt_task.cancel()
-            self._receipt_task = None
+        task, self._receipt_task = self._receipt_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.flush_receipts()
 
 
