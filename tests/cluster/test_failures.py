@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import signal
 import subprocess
 from typing import Any
 
@@ -13,7 +14,8 @@ import orjson
 import pytest
 
 from tests.broker.proxy import TcpProxy
-from tests.cluster.conftest import Cluster, Node, free_port
+from tests.cluster.conftest import Cluster
+from tests.deployment import Deployment, Node, free_port
 from tests.realtime.conftest import Client
 from tests.services import in_ci
 
@@ -103,7 +105,7 @@ async def test_sigkill_mid_burst_loses_and_duplicates_nothing(make_cluster: Make
             async with asyncio.timeout(10):
                 while len(acks_of(sender)) < 20:
                     await asyncio.sleep(0.01)
-            a.kill()
+            a.send_signal(signal.SIGKILL)
             break
     await a.wait()
     acked = acks_of(sender)
@@ -168,7 +170,7 @@ async def test_redis_restart_during_traffic_loses_nothing(make_cluster: Make) ->
     redis, port = await _own_redis()
     try:
         cluster: Cluster = await make_cluster(
-            2, redis_url=f"redis://127.0.0.1:{port}/0", env={"PALAVER_PRESENCE_TTL": "3"}
+            2, redis_url=f"redis://127.0.0.1:{port}/0", presence_ttl="3"
         )
         a, b = cluster.nodes
         _, ada = await cluster.user("ada")
@@ -215,13 +217,14 @@ async def test_redis_restart_during_traffic_loses_nothing(make_cluster: Make) ->
 
 
 async def test_postgres_cut_gives_retryable_errors_and_the_pool_recovers(
-    make_cluster: Make, fresh_database: str
+    make_cluster: Make, deployment: Deployment
 ) -> None:
-    host_port = fresh_database.split("@", 1)[1].split("/", 1)[0]
+    database = deployment.database_url
+    host_port = database.split("@", 1)[1].split("/", 1)[0]
     host, port = host_port.split(":")
     proxy = TcpProxy(host, int(port))
     await proxy.start()
-    via_proxy = fresh_database.replace(host_port, f"127.0.0.1:{proxy.port}")
+    via_proxy = database.replace(host_port, f"127.0.0.1:{proxy.port}")
     try:
         cluster: Cluster = await make_cluster(1, database_url=via_proxy)
         (node,) = cluster.nodes

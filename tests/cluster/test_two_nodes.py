@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from typing import Any
 
 from tests.cluster.conftest import Cluster
@@ -77,8 +78,9 @@ async def test_logout_on_one_node_closes_sockets_on_every_node(make_cluster: Mak
 
 
 async def test_rate_limits_are_shared_across_nodes(make_cluster: Make) -> None:
-    strict = {"PALAVER_RATE_MESSAGES_BURST": "10", "PALAVER_RATE_MESSAGES_PER_SECOND": "0.1"}
-    cluster: Cluster = await make_cluster(2, env=strict)
+    cluster: Cluster = await make_cluster(
+        2, rate_messages_burst="10", rate_messages_per_second="0.1"
+    )
     a, b = cluster.nodes
     _, ada = await cluster.user("ada")
     room = await cluster.rest(
@@ -100,7 +102,7 @@ async def test_rate_limits_are_shared_across_nodes(make_cluster: Make) -> None:
 
 
 async def test_presence_expires_when_a_node_dies(make_cluster: Make) -> None:
-    cluster: Cluster = await make_cluster(2, env={"PALAVER_PRESENCE_TTL": "2"})
+    cluster: Cluster = await make_cluster(2, presence_ttl="2")
     a, b = cluster.nodes
     _, ada = await cluster.user("ada")
     bob_id, bob = await cluster.user("bob")
@@ -111,7 +113,7 @@ async def test_presence_expires_when_a_node_dies(make_cluster: Make) -> None:
     await cluster.connect(b, bob)
     online = await watcher.request({"type": "get_online_users"}, "online_users")
     assert [u["id"] for u in online["users"]] == [bob_id]
-    b.kill()
+    b.send_signal(signal.SIGKILL)
     await b.wait()
     # Nobody said goodbye: the presence entry expires with the dead node's heartbeat.
     async with asyncio.timeout(15):

@@ -27,7 +27,7 @@ from palaver.services.container import Services, build_services
 from palaver.store import create_store
 from palaver.store.schema import metadata
 from palaver.store.sql import SqlStore
-from tests.ops.conftest import PASSWORD
+from tests.deployment import PASSWORD
 from tests.services import in_ci
 
 Snapshot = dict[str, list[tuple[Any, ...]]]

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.ops.conftest import (
+from tests.deployment import (
     PASSWORD,
     Deployment,
     Node,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.ops.conftest import Deployment, Node, connect, register, rest, room_with
+from tests.deployment import Deployment, Node, connect, register, rest, room_with
 from tests.realtime.conftest import Client
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]

@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.ops.conftest import Deployment, Node, connect, register, room_with, until_seq
+from tests.deployment import Deployment, Node, connect, register, room_with, until_seq
 from tests.realtime.conftest import Client
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]

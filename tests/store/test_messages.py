@@ -1,15 +1,17 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import text
 
 from palaver.core.errors import ErrorCode, PalaverError
-from palaver.core.models import Message, MessageKind, NewMessage
+from palaver.core.models import Appended, Conversation, Message, MessageKind, NewMessage
 from palaver.store.base import CursorUpdate
 from palaver.store.sql import SqlStore
+from palaver.store.sqlite import SqliteStore
 
 from .helpers import T0, room, send, user
 
@@ -212,20 +214,140 @@ async def test_append_retries_once_after_losing_a_race(
     """Another node stored the client id after our lookup: the retry returns its copy."""
     alice = await user(store, "alice")
     one, two = await room(store, "one", alice), await room(store, "two", alice)
-    [original] = await send(store, one, alice, "first", client_ids=["c1"])
-    lookup = store._find_client_ids
-    calls = 0
+    attempts = 0
 
-    async def blind_first_time(conn: AsyncConnection, batch: Sequence[NewMessage]) -> Any:
-        nonlocal calls
-        calls += 1
-        return {} if calls == 1 else await lookup(conn, batch)
+    def count(name: str, _seconds: float) -> None:
+        nonlocal attempts
+        attempts += name == "append_messages"
 
-    monkeypatch.setattr(store, "_find_client_ids", blind_first_time)
-    [retried] = await send(store, two, alice, "again", client_ids=["c1"])
-    assert calls == 2
+    if isinstance(store, SqliteStore):
+        [original] = await send(store, one, alice, "first", client_ids=["c1"])
+        lookup = store._find_client_ids_sync
+        calls = 0
+
+        def blind_first_time(db: Any, batch: Sequence[NewMessage]) -> Any:
+            nonlocal calls
+            calls += 1
+            return {} if calls == 1 else lookup(db, batch)
+
+        monkeypatch.setattr(store, "_find_client_ids_sync", blind_first_time)
+        store.on_txn = count
+        [retried] = await send(store, two, alice, "again", client_ids=["c1"])
+    else:
+        # A real race: the original is inserted by another connection that commits
+        # only once our statement has looked (and waits on the unique key).
+        async with store.engine.connect() as other:
+            await other.execute(
+                text(
+                    "INSERT INTO messages (conversation_id, seq, sender_id, kind, content, "
+                    "client_msg_id, created_at) VALUES (:c, 1, :s, 'text', 'first', 'c1', :t)"
+                ),
+                {"c": one.id, "s": alice.id, "t": T0},
+            )
+            await other.execute(
+                text("UPDATE conversations SET last_seq = 1 WHERE id = :c"), {"c": one.id}
+            )
+            store.on_txn = count
+            sending = asyncio.create_task(send(store, two, alice, "again", client_ids=["c1"]))
+            await _until_a_backend_waits_for_a_lock(store)
+            await other.commit()
+        [retried] = await sending
+        [original_message] = await store.get_messages(one.id)
+        original = Appended(original_message, duplicate=False)
+    assert attempts == 2
     assert retried.duplicate
     assert retried.message == original.message
     conversation = await store.get_conversation(two.id)
     assert conversation is not None
     assert conversation.last_seq == 0
+
+
+async def _until_a_backend_waits_for_a_lock(store: SqlStore) -> None:
+    async with store.engine.connect() as conn:
+        for _ in range(500):
+            waiting = await conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+            await conn.rollback()
+            if waiting:
+                return
+            await asyncio.sleep(0.01)
+    raise AssertionError("the append never waited for the other transaction")
+
+
+async def test_append_mixed_batch(store: SqlStore) -> None:
+    """Stored duplicates, repeats within the batch, messages without a sender or a
+    client id, several conversations: one result per input, in order."""
+    alice, bob = await user(store, "alice"), await user(store, "bob")
+    one, two = await room(store, "one", alice, bob), await room(store, "two", alice, bob)
+    [stored] = await send(store, two, bob, "stored", client_ids=["s"])
+    batch = [
+        NewMessage(one.id, alice.id, "a1", client_msg_id="a"),
+        NewMessage(two.id, bob.id, "s again", client_msg_id="s"),  # stored
+        NewMessage(two.id, alice.id, "plain"),
+        NewMessage(one.id, alice.id, "a1 again", client_msg_id="a"),  # repeat
+        NewMessage(one.id, None, "notice", kind=MessageKind.SYSTEM, client_msg_id="a"),
+        NewMessage(two.id, bob.id, "s third", client_msg_id="s"),  # stored, repeated
+        NewMessage(one.id, bob.id, "b1", client_msg_id="a"),  # another sender's "a"
+        NewMessage(two.id, alice.id, "a in two", client_msg_id="a"),  # repeat elsewhere
+    ]
+    results = await store.append_messages(batch, T0 + 5)
+    summary = [
+        (r.message.conversation_id, r.message.seq, r.message.content, r.duplicate) for r in results
+    ]
+    assert summary == [
+        (one.id, 1, "a1", False),
+        (two.id, 1, "stored", True),
+        (two.id, 2, "plain", False),
+        (one.id, 1, "a1", True),
+        (one.id, 2, "notice", False),
+        (two.id, 1, "stored", True),
+        (one.id, 3, "b1", False),
+        (one.id, 1, "a1", True),
+    ]
+    assert results[1].message == stored.message
+    assert results[4].message.sender_id is None
+    assert results[4].message.kind is MessageKind.SYSTEM
+    assert results[4].message.client_msg_id == "a"
+    fresh = [r.message for r in results if not r.duplicate]
+    assert all(m.created_at == T0 + 5 for m in fresh)
+    for message in fresh:
+        assert await store.get_message(message.id) == message
+    assert [(c.last_seq, c.last_message_at) for c in await _conversations(store, one, two)] == [
+        (3, T0 + 5),
+        (2, T0 + 5),
+    ]
+
+
+async def test_append_only_duplicates_leaves_the_conversation(store: SqlStore) -> None:
+    alice = await user(store, "alice")
+    general = await room(store, "general", alice)
+    [original] = await send(store, general, alice, "hi", at=T0, client_ids=["c1"])
+    [again] = await send(store, general, alice, "hi", at=T0 + 9, client_ids=["c1"])
+    assert again == Appended(original.message, duplicate=True)
+    [conversation] = await _conversations(store, general)
+    assert (conversation.last_seq, conversation.last_message_at) == (1, T0)
+
+
+async def test_append_large_batch(store: SqlStore) -> None:
+    """More messages and client ids than one IN list takes."""
+    alice = await user(store, "alice")
+    rooms = [await room(store, f"r{i}", alice) for i in range(3)]
+    batch = [
+        NewMessage(rooms[i % 3].id, alice.id, str(i), client_msg_id=f"c{i}") for i in range(1200)
+    ]
+    first = await store.append_messages(batch, T0)
+    assert [r.message.seq for r in first] == [i // 3 + 1 for i in range(1200)]
+    again = await store.append_messages(batch[::-1], T0)
+    assert all(r.duplicate for r in again)
+    assert [r.message for r in again] == [r.message for r in first][::-1]
+    assert [c.last_seq for c in await _conversations(store, *rooms)] == [400, 400, 400]
+
+
+async def _conversations(store: SqlStore, *rooms: Conversation) -> list[Conversation]:
+    found = [await store.get_conversation(r.id) for r in rooms]
+    assert all(c is not None for c in found)
+    return [c for c in found if c is not None]
