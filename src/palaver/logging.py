@@ -204,6 +204,9 @@ def configure_logging(
             uvicorn_logger.removeHandler(old)
         uvicorn_logger.setLevel(logging.NOTSET)
         uvicorn_logger.propagate = True
+    # Alembic announces each of its plugins at INFO on every start; the migrations it
+    # runs ("Running upgrade ...") stay visible.
+    logging.getLogger("alembic.runtime.plugins").setLevel(max(numeric, logging.WARNING))
 
     structlog.configure(
         processors=[
