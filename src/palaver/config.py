@@ -74,7 +74,7 @@ class Settings(BaseModel):
     rate_messages_burst: int = Field(30, ge=1)
     rate_messages_per_second: float = Field(30.0, gt=0)
     max_connections_per_ip: int = Field(100, ge=1)
-    presence_away_after: int = Field(300, ge=10, description="seconds")
+    presence_away_after: int = Field(300, ge=1, description="seconds")
     presence_visibility: Literal["shared", "everyone"] = "shared"
     presence_ttl: float = Field(
         30.0, ge=1, le=600, description="seconds a dead node's users stay online at most"

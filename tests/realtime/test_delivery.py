@@ -324,3 +324,49 @@ async def test_a_lost_wake_up_is_caught_by_the_sweep(
         got = await client.wait_messages(room, 1, timeout=5)
         assert got[0]["content"] == "silent"
         await client.close()
+
+
+async def test_idle_user_turns_away_and_back_online(settings: Settings) -> None:
+    quick = settings.model_copy(update={"presence_away_after": 1})
+    async for server in start_server(quick):
+        ada_id, ada = await server.user("ada")
+        bob_id, bob = await server.user("bob")
+        await server.rest(
+            ada, "POST", "/api/conversations", json={"type": "direct", "user_id": bob_id}
+        )
+        watcher = await server.connect(ada, resume={})
+        idle = await server.connect(bob, resume={})
+
+        async def status_of_bob() -> str:
+            frame = await watcher.next("presence", timeout=10)
+            while frame["user_id"] != bob_id:
+                frame = await watcher.next("presence", timeout=10)
+            return str(frame["status"])
+
+        assert await status_of_bob() == "online"
+        # Neither socket of Bob does anything (the watcher keeps pinging: pings are
+        # heartbeats, not activity).
+        while (status := await status_of_bob()) != "away":
+            assert status == "online"
+        await idle.request({"type": "history", "conversation_id": 1}, "history")
+        assert await status_of_bob() == "online"
+        assert ada_id
+        await watcher.close()
+        await idle.close()
+
+
+async def test_presence_visible_to_everyone_when_configured(settings: Settings) -> None:
+    wide = settings.model_copy(update={"presence_visibility": "everyone"})
+    async for server in start_server(wide):
+        _, eve = await server.user("eve")
+        bob_id, bob = await server.user("bob")
+        stranger = await server.connect(eve, resume={})
+        bob_socket = await server.connect(bob, resume={})
+        frame = await stranger.next("presence")
+        while frame["user_id"] != bob_id:
+            frame = await stranger.next("presence")
+        assert frame["status"] == "online"
+        online = await stranger.request({"type": "get_online_users"}, "online_users")
+        assert bob_id in [u["id"] for u in online["users"]]
+        await stranger.close()
+        await bob_socket.close()
