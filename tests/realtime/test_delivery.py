@@ -9,7 +9,7 @@ import pytest
 
 from palaver.config import Settings
 from palaver.core.models import now_ms
-from tests.realtime.conftest import Server, start_server
+from tests.realtime.conftest import Client, Server, start_server
 
 
 def seqs(messages: list[dict[str, object]]) -> list[object]:
@@ -326,6 +326,14 @@ async def test_a_lost_wake_up_is_caught_by_the_sweep(
         await client.close()
 
 
+async def presence_of(watcher: Client, user_id: int) -> str:
+    """The status in the next presence frame about ``user_id``."""
+    frame = await watcher.next("presence", timeout=10)
+    while frame["user_id"] != user_id:
+        frame = await watcher.next("presence", timeout=10)
+    return str(frame["status"])
+
+
 async def test_idle_user_turns_away_and_back_online(settings: Settings) -> None:
     quick = settings.model_copy(update={"presence_away_after": 1})
     async for server in start_server(quick):
@@ -337,19 +345,13 @@ async def test_idle_user_turns_away_and_back_online(settings: Settings) -> None:
         watcher = await server.connect(ada, resume={})
         idle = await server.connect(bob, resume={})
 
-        async def status_of_bob() -> str:
-            frame = await watcher.next("presence", timeout=10)
-            while frame["user_id"] != bob_id:
-                frame = await watcher.next("presence", timeout=10)
-            return str(frame["status"])
-
-        assert await status_of_bob() == "online"
+        assert await presence_of(watcher, bob_id) == "online"
         # Neither socket of Bob does anything (the watcher keeps pinging: pings are
         # heartbeats, not activity).
-        while (status := await status_of_bob()) != "away":
+        while (status := await presence_of(watcher, bob_id)) != "away":
             assert status == "online"
         await idle.request({"type": "history", "conversation_id": 1}, "history")
-        assert await status_of_bob() == "online"
+        assert await presence_of(watcher, bob_id) == "online"
         assert ada_id
         await watcher.close()
         await idle.close()
