@@ -6,6 +6,8 @@ import asyncio
 import signal
 from typing import Any
 
+import pytest
+
 from tests.cluster.conftest import Cluster
 
 Make = Any
@@ -123,3 +125,19 @@ async def test_presence_expires_when_a_node_dies(make_cluster: Make) -> None:
                 break
             await asyncio.sleep(1)
     await watcher.close()
+
+
+async def test_connection_limit_per_ip_is_shared_across_nodes(make_cluster: Make) -> None:
+    import websockets
+
+    cluster: Cluster = await make_cluster(2, max_connections_per_ip="2")
+    a, b = cluster.nodes
+    _, token = await cluster.user("ada")
+    on_a = await cluster.connect(a, token)
+    on_b = await cluster.connect(b, token)
+    for node in (a, b):
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(f"{node.ws_url}?token={token}")
+        assert refused.value.response.status_code == 429
+    await on_a.close()
+    await on_b.close()
