@@ -190,13 +190,16 @@ def server(
 # -- the browser -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while the sync API is started its event loop counts as
+# the thread's running loop, and pytest-asyncio cannot run the async tests of other
+# modules until it is stopped again.
+@pytest.fixture(scope="module")
 def playwright_instance() -> Iterator[Playwright]:
     with sync_playwright() as playwright:
         yield playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_instance: Playwright) -> Iterator[Browser]:
     problem = None
     if not Path(CHROMIUM).exists():

@@ -327,6 +327,15 @@ def test_private_group_with_members(person: MakePerson) -> None:
         message = other.message("Thanks for having me")
         expect(message).to_be_visible()
         expect(message.locator(".sender")).to_have_text(carol.display_name)
+    # The search box filters the list by name.
+    alice.start_direct(bob)
+    expect(page.locator("#conv-list li")).to_have_count(2)
+    page.locator("#search").fill(group[:8])
+    expect(page.locator("#conv-list li")).to_have_count(1)
+    expect(alice.conversation(group)).to_be_visible()
+    page.locator("#search").press("Escape")
+    expect(page.locator("#conv-list li")).to_have_count(2)
+
     # Bob is a plain member: he may not add people, but he may leave.
     bob.page.get_by_role("button", name="Conversation details").click()
     expect(bob.page.locator("#add-member")).to_be_hidden()

@@ -154,7 +154,7 @@ export class Chat extends Emitter {
     store.emit("active");
     if (!conversation) return;
     if (!conversation.loaded) this.loadLatest(conversation);
-    if (!conversation.members) this.loadMembers(conversation);
+    if (!conversation.members || conversation.membersStale) this.loadMembers(conversation);
     if (conversation.peer && !store.lastSeen.has(conversation.peer.id)) this.#loadLastSeen(conversation.peer.id);
   }
 
@@ -240,6 +240,7 @@ export class Chat extends Emitter {
 
   async loadMembers(conversation) {
     conversation.membersLoading = true;
+    conversation.membersStale = false;
     try {
       const members = await api.get(`/api/conversations/${conversation.id}/members`);
       conversation.members = new Map();
@@ -306,9 +307,14 @@ export class Chat extends Emitter {
       if ((conversation.cursor ?? 0) > conversation.deliveredSeq) this.#queueDelivered(conversation);
     }
     if (unknown) this.loadConversations().catch(() => {});
-    // Receipts sent while we were away are not replayed: read the members' cursors.
+    // Receipts sent while we were away are not replayed: members' cursors are read
+    // again, now for the open conversation, on opening for the others.
+    for (const conversation of store.conversations.values()) conversation.membersStale = true;
     const active = store.active;
-    if (active) this.loadMembers(active);
+    if (active) {
+      this.loadMembers(active);
+      if (!active.loaded) this.loadLatest(active); // its first load failed offline
+    }
   }
 
   #onFrame(frame) {

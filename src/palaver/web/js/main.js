@@ -49,6 +49,10 @@ function applyRoute() {
   if (!store.me) return;
   const id = routeId();
   const known = id !== null && store.conversation(id) !== null;
+  if (id !== null && !known) {
+    // Left, or never a member: back to the list.
+    history.replaceState(null, "", location.pathname + location.search);
+  }
   if (store.activeId !== (known ? id : null)) chat.open(known ? id : null);
   $("chat").classList.toggle("conversation-open", known);
 }
@@ -182,6 +186,8 @@ function setup() {
   store.on("conversations", notify.updateTitle);
   store.on("active", () => {
     if (store.activeId !== null) $("conv-list").dataset.lastOpened = String(store.activeId);
+    // The open conversation went away (left on another device): follow it in the URL.
+    else if (routeId() !== null) applyRoute();
   });
   $("conn").querySelector(".conn-retry").addEventListener("click", () => chat.socket.reconnectNow());
 

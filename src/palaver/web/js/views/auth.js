@@ -64,7 +64,7 @@ export function setupAuth(onSignedIn) {
         form.reset();
         onSignedIn(user);
       } catch (failure) {
-        error.textContent = failure instanceof ApiError ? failure.message : "Something went wrong. Try again.";
+        error.textContent = failure instanceof ApiError ? sentence(failure.message) : "Something went wrong. Try again.";
         const field = failure instanceof ApiError && failure.field ? form.elements.namedItem(failure.field) : null;
         if (field) {
           field.setAttribute("aria-invalid", "true");
@@ -75,6 +75,14 @@ export function setupAuth(onSignedIn) {
       }
     });
   }
+}
+
+/** Server messages are lower-case fragments ("password needs a digit"): make a sentence. */
+function sentence(text) {
+  const trimmed = String(text).trim();
+  if (!trimmed) return trimmed;
+  const capital = trimmed[0].toUpperCase() + trimmed.slice(1);
+  return /[.!?]$/.test(capital) ? capital : `${capital}.`;
 }
 
 export function showAuth() {
