@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 
@@ -130,3 +131,54 @@ def test_lost_ack_is_retried_and_shown_once(person: MakePerson) -> None:
     alice.expect_online()
     expect(alice.messages()).to_have_count(3)
     assert alice.texts() == ["start", "doomed ack", "next one"]
+
+
+def test_refused_message_can_be_retried_or_deleted(person: MakePerson) -> None:
+    alice, bob = _chatting(person)
+    refuse = {"on": True}
+
+    def route(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if refuse["on"] and frame.get("type") == "send":
+                # The server says no for good (as it would to a muted member).
+                ws.send(
+                    json.dumps(
+                        {
+                            "type": "error",
+                            "code": "FORBIDDEN",
+                            "message": "you may not post here",
+                            "id": frame["id"],
+                        }
+                    )
+                )
+                return
+            server.send(message)
+
+        ws.on_message(from_page)
+
+    alice.page.route_web_socket(re.compile(r"/ws\?"), route)
+    alice.page.reload()
+    alice.expect_online()
+
+    alice.send("try again later")
+    failed = alice.message("try again later")
+    expect(failed).to_have_attribute("data-status", "failed")
+    expect(failed).to_contain_text("Not sent: you may not post here")
+    alice.send("never mind")
+    expect(alice.message("never mind")).to_have_attribute("data-status", "failed")
+
+    # Deleting drops it; retrying (once the server accepts again) sends it.
+    alice.message("never mind").get_by_role("button", name="Delete").click()
+    expect(alice.message("never mind")).to_have_count(0)
+    refuse["on"] = False
+    failed.get_by_role("button", name="Retry").click()
+    expect(alice.message("try again later")).to_have_attribute("data-status", SETTLED)
+    expect(bob.message("try again later")).to_be_visible()
+    expect(bob.message("never mind")).to_have_count(0)
+    # Nothing is left in the outbox to be sent after a reload.
+    alice.page.reload()
+    alice.expect_online()
+    assert alice.texts() == ["start", "try again later"]

@@ -495,7 +495,9 @@ export class Chat extends Emitter {
 
   /** The user has seen everything in `conversation` up to the newest held message. */
   markRead(conversation) {
-    const seq = Math.max(conversation.cursor ?? 0, conversation.oldestSeq === null ? 0 : conversation.list().at(-1).seq);
+    // Up to the cursor, not the newest message held: an ack can place one's own
+    // message above a gap that someone else's message has yet to fill.
+    const seq = conversation.cursor ?? 0;
     if (seq <= conversation.readSeq) return;
     conversation.markRead(seq, this.me);
     this.#sendRead(conversation, seq);

@@ -29,7 +29,13 @@ export async function requestPermission() {
 
 /** Should the "turn on notifications" banner show? */
 export function bannerWanted() {
-  return supported && Notification.permission === "default" && localStorage.getItem(DISMISS_KEY) !== "1";
+  let dismissed = false;
+  try {
+    dismissed = localStorage.getItem(DISMISS_KEY) === "1";
+  } catch {
+    // storage disabled: ask (politely) every time
+  }
+  return supported && Notification.permission === "default" && !dismissed;
 }
 
 export function dismissBanner() {

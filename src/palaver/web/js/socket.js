@@ -65,6 +65,7 @@ export class Socket extends Emitter {
       // The browser knows the network is gone before TCP does: drop the socket now and
       // show it, instead of writing into a dead connection for a minute.
       if (this.state === "stopped") return;
+      clearTimeout(this.#retryTimer);
       this.#drop();
       this.#setState("offline");
     });
@@ -151,8 +152,13 @@ export class Socket extends Emitter {
     } finally {
       this.#preparing = false;
     }
+    // Stopped, or the network went away while the token was being checked.
+    if (this.state === "stopped" || this.state === "offline") return;
     const token = this.#getToken();
-    if (this.state === "stopped" || !token) return;
+    if (!token) {
+      this.#scheduleReconnect(true);
+      return;
+    }
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(`${scheme}//${location.host}${ROOT}/ws?token=${encodeURIComponent(token)}`);
     this.#ws = ws;
