@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from palaver.core.errors import ErrorCode, PalaverError
 from palaver.core.models import NewMessage
 from palaver.store import StoreUnavailable, create_store
 from palaver.store.postgres import PostgresStore
@@ -133,6 +135,78 @@ async def test_sqlite_durability_settings(tmp_path: Path) -> None:
         await store.close()
 
 
+async def test_sqlite_append_connection_settings(tmp_path: Path) -> None:
+    """The append path's own connection is as durable as the engine's."""
+    store = SqliteStore(f"sqlite:///{tmp_path / 'p.db'}")
+    await store.connect()
+    try:
+        db = store._appender
+        assert db is not None
+        pragmas = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+        assert [db.execute(f"PRAGMA {name}").fetchone()[0] for name in pragmas] == [
+            "wal",
+            2,  # FULL
+            1,
+            10_000,
+        ]
+    finally:
+        await store.close()
+    assert store._appender is None
+
+
+async def test_sqlite_append_waits_for_another_writer(tmp_path: Path) -> None:
+    """A write transaction of another process holds the file: the append waits for it
+    (busy_timeout) and numbers after what it committed."""
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    store = SqliteStore(url)
+    await store.connect()
+    try:
+        await store.migrate()
+        alice = await user(store, "alice")
+        general = await room(store, "general", alice)
+        other = sqlite3.connect(tmp_path / "p.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("UPDATE conversations SET last_seq = 7 WHERE id = ?", (general.id,))
+        sending = asyncio.create_task(
+            store.append_messages([NewMessage(general.id, alice.id, "x")], T0)
+        )
+        await asyncio.sleep(0.2)
+        assert not sending.done()
+        other.execute("COMMIT")
+        other.close()
+        [sent] = await sending
+        assert sent.message.seq == 8
+    finally:
+        await store.close()
+
+
+async def test_sqlite_append_integrity_error_is_a_conflict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A unique violation on the append path is a CONFLICT on client_msg_id, and the
+    transaction is rolled back."""
+    store = SqliteStore(f"sqlite:///{tmp_path / 'p.db'}")
+    await store.connect()
+    try:
+        await store.migrate()
+        alice = await user(store, "alice")
+        general = await room(store, "general", alice)
+        await store.append_messages([NewMessage(general.id, alice.id, "a", client_msg_id="c")], T0)
+        monkeypatch.setattr(store, "_find_client_ids_sync", lambda db, batch: {})
+        with pytest.raises(PalaverError) as caught:
+            await store.append_messages(
+                [NewMessage(general.id, alice.id, "b", client_msg_id="c")], T0
+            )
+        assert (caught.value.code, caught.value.field) == (ErrorCode.CONFLICT, "client_msg_id")
+        conversation = await store.get_conversation(general.id)
+        assert conversation is not None
+        assert conversation.last_seq == 1
+        assert store._appender is not None
+        assert not store._appender.in_transaction
+    finally:
+        await store.close()
+
+
 async def test_sqlite_two_stores_on_one_file(tmp_path: Path) -> None:
     """Two processes sharing a file wait for each other instead of failing."""
     url = f"sqlite:///{tmp_path / 'p.db'}"
@@ -183,6 +257,61 @@ async def test_postgres_synchronous_commit_is_on(postgres_url: str) -> None:
     try:
         async with store.engine.connect() as conn:
             assert (await conn.execute(text("SHOW synchronous_commit"))).scalar() == "on"
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_append_recovers_after_connections_drop(postgres_url: str) -> None:
+    """The append path keeps its connection between batches; a server restart (every
+    connection cut) must not fail the next append."""
+    store, admin = PostgresStore(postgres_url, pool_size=2), PostgresStore(postgres_url)
+    await store.connect()
+    await admin.connect()
+    try:
+        async with admin.engine.begin() as conn:
+            await conn.execute(text("TRUNCATE users, conversations RESTART IDENTITY CASCADE"))
+        alice = await user(store, "alice")
+        general = await room(store, "general", alice)
+        await store.append_messages([NewMessage(general.id, alice.id, "before")], T0)
+        async with admin.engine.begin() as conn:
+            killed = await conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND application_name = 'palaver'"
+                )
+            )
+            assert len(killed.all()) >= 1
+        kept = store._appender
+        assert kept is not None
+        driver = (await kept.get_raw_connection()).driver_connection
+        assert driver is not None
+        for _ in range(500):  # until the client has noticed the closed socket
+            if driver.is_closed():
+                break
+            await asyncio.sleep(0.01)
+        [sent] = await store.append_messages([NewMessage(general.id, alice.id, "after")], T0)
+        assert sent.message.seq == 2
+    finally:
+        await store.close()
+        await admin.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_append_with_a_pool_of_one(postgres_url: str) -> None:
+    """With one connection the append path gives it back after each batch."""
+    store = PostgresStore(postgres_url, pool_size=1)
+    await store.connect()
+    try:
+        async with store.engine.begin() as conn:
+            await conn.execute(text("TRUNCATE users, conversations RESTART IDENTITY CASCADE"))
+        alice = await user(store, "alice")
+        general = await room(store, "general", alice)
+        for i in range(3):
+            await store.append_messages([NewMessage(general.id, alice.id, str(i))], T0)
+            assert await store.get_conversation(general.id) is not None
+        assert [m.seq for m in await store.get_messages(general.id)] == [1, 2, 3]
     finally:
         await store.close()
 

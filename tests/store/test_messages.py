@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import pytest
@@ -278,9 +279,15 @@ async def _until_a_backend_waits_for_a_lock(store: SqlStore) -> None:
     raise AssertionError("the append never waited for the other transaction")
 
 
-async def test_append_mixed_batch(store: SqlStore) -> None:
+@pytest.mark.parametrize("path", ["engine", "portable"])
+async def test_append_mixed_batch(
+    store: SqlStore, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Stored duplicates, repeats within the batch, messages without a sender or a
-    client id, several conversations: one result per input, in order."""
+    client id, several conversations: one result per input, in order. Both the
+    engine's own append path and the portable SQLAlchemy one (SQLite in memory)."""
+    if path == "portable":
+        monkeypatch.setattr(store, "_append_batch", partial(SqlStore._append_batch, store))
     alice, bob = await user(store, "alice"), await user(store, "bob")
     one, two = await room(store, "one", alice, bob), await room(store, "two", alice, bob)
     [stored] = await send(store, two, bob, "stored", client_ids=["s"])

@@ -3,13 +3,18 @@
 Sequence numbers stay gapless across processes because ``append_messages`` locks the
 conversation rows (``SELECT … FOR NO KEY UPDATE``, in id order) before it reads and bumps
 ``last_seq``: writers of one conversation take turns until each one commits.
+
+``append_messages`` is one statement, in one round trip, committed on its own (see
+:data:`_APPEND`), on a connection it keeps checked out of the pool between batches.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import Table, func, select
@@ -19,7 +24,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import Insert
 
-from palaver.store.sql import SqlStore
+from palaver.core.errors import not_found
+from palaver.core.models import Appended, Message, MessageKind, NewMessage
+from palaver.store.sql import AppendPlan, SqlStore
 
 # Any fixed 64-bit key works; this one spells "palaver" so that another application
 # sharing the database is unlikely to pick it.
@@ -52,6 +59,9 @@ class PostgresStore(SqlStore):
         self._pool_size = max(1, pool_size)
         self._connect_timeout = connect_timeout
         self._engine: AsyncEngine | None = None
+        # The append path's connection, kept between batches (see _append_connection).
+        self._appender: AsyncConnection | None = None
+        self._append_lock = asyncio.Lock()
 
     @property
     def engine(self) -> AsyncEngine:
@@ -80,6 +90,7 @@ class PostgresStore(SqlStore):
         )
 
     async def close(self) -> None:
+        await self._release_appender(invalidate=False)
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
@@ -89,11 +100,108 @@ class PostgresStore(SqlStore):
         async with self.engine.begin() as conn:
             yield conn
 
+    async def _append_batch(self, batch: Sequence[NewMessage], at: int) -> list[Appended]:
+        # Repeats of a client id within the batch are answered from their first copy
+        # (AppendPlan below): the statement sees each key once.
+        seen: set[tuple[int, str]] = set()
+        rows: list[NewMessage] = []
+        for new in batch:
+            if new.sender_id is not None and new.client_msg_id is not None:
+                key = (new.sender_id, new.client_msg_id)
+                if key in seen:
+                    continue
+                seen.add(key)
+            rows.append(new)
+        conversation_ids = sorted({new.conversation_id for new in batch})
+        args = (
+            [new.conversation_id for new in rows],
+            [new.sender_id for new in rows],
+            [new.kind.value for new in rows],
+            [new.content for new in rows],
+            [new.client_msg_id for new in rows],
+            conversation_ids,
+            at,
+        )
+        async with self._guard("append_messages"), self._append_lock:
+            driver = await self._append_connection()
+            try:
+                returned = await driver.fetch(_APPEND if seen else _APPEND_NO_CLIENT_IDS, *args)
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                raise IntegrityError("append_messages", None, exc) from exc
+            except asyncpg.PostgresError:
+                raise  # answered by the server: the connection is fine
+            except BaseException:
+                # Lost or interrupted mid-statement: never reuse that connection.
+                await self._release_appender(invalidate=True)
+                raise
+            finally:
+                if not self._keep_appender:
+                    await self._release_appender(invalidate=False)
+        existing: dict[tuple[int, str], Message] = {}
+        ids: dict[tuple[int, int], int] = {}
+        first_seq: dict[int, int] = {}
+        for row in returned:
+            what, row_id, cid, seq = row[0], row[1], row[2], row[3]
+            if what == _MISSING:
+                raise not_found()
+            if what == _INSERTED:
+                ids[(cid, seq)] = row_id
+                first_seq[cid] = min(first_seq.get(cid, seq), seq)
+            else:
+                existing[(row[4], row[7])] = _message(row)
+        # Each conversation's new messages got consecutive numbers in input order from
+        # just above its old last_seq: the plan replays that to place each row.
+        start = {cid: first_seq.get(cid, 1) - 1 for cid in conversation_ids}
+        plan = AppendPlan(batch, start, existing)
+        if len(plan.fresh) != len(ids):
+            raise RuntimeError("append_messages: inserted rows do not match the batch")
+        plan.stored(ids, at)
+        return plan.results()
+
+    @property
+    def _keep_appender(self) -> bool:
+        # With a pool of one, keeping it would starve every other query.
+        return self._pool_size > 1
+
+    async def _append_connection(self) -> Any:
+        """The asyncpg connection of the append path.
+
+        Kept checked out between batches, so a batch costs no pool checkout (whose
+        pre-ping is three more round trips). One the server has closed (a restart, an
+        idle timeout) is replaced before use, as the pre-ping would have done.
+        """
+        conn = self._appender
+        if conn is not None:
+            driver = (await conn.get_raw_connection()).driver_connection
+            if driver is not None and not driver.is_closed():
+                return driver
+            await self._release_appender(invalidate=True)
+        conn = await self.engine.connect()
+        try:
+            raw = await conn.get_raw_connection()
+        except BaseException:
+            await conn.close()
+            raise
+        self._appender = conn
+        return raw.driver_connection
+
+    async def _release_appender(self, *, invalidate: bool) -> None:
+        conn, self._appender = self._appender, None
+        if conn is None:
+            return
+        with suppress(Exception):
+            if invalidate:
+                await conn.invalidate()
+            await conn.close()
+
     def _insert_ignore(self, table: Table, *index_elements: str) -> Insert:
         return pg_insert(table).on_conflict_do_nothing(index_elements=list(index_elements))
 
     def _constraint_name(self, exc: IntegrityError) -> str | None:
-        name = getattr(exc.orig.__cause__, "constraint_name", None) if exc.orig else None
+        # asyncpg's own error (the append path), or SQLAlchemy's adapter around it.
+        name = getattr(exc.orig, "constraint_name", None)
+        if name is None and exc.orig is not None:
+            name = getattr(exc.orig.__cause__, "constraint_name", None)
         if isinstance(name, str):
             return name
         match = _CONSTRAINT.search(str(exc.orig))
@@ -103,3 +211,107 @@ class PostgresStore(SqlStore):
         # Held until the migration commits: a second process starting at the same time
         # waits, then finds the schema at head and does nothing.
         await conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+
+
+# -- the append statement --------------------------------------------------------------
+#
+# One statement, so one round trip that also commits (no BEGIN/COMMIT around it):
+#
+# * ``locked`` takes the conversations' row locks in id order (batches never deadlock)
+#   and ``found`` checks every one exists; without that, nothing is written and the
+#   statement answers ``_MISSING`` (NOT_FOUND);
+# * ``stored`` finds messages that already carry a client id of the batch (duplicates);
+# * ``bumped`` raises each conversation's last_seq by its count of new messages. It runs
+#   after the locks, and under READ COMMITTED it updates the newest committed row
+#   version, so the numbers it hands out follow whatever a concurrent writer committed:
+#   gapless;
+# * ``inserted`` numbers the new messages in input order from the old last_seq.
+#
+# ``stored`` reads the snapshot taken when the statement started, before it waited for
+# a lock: a concurrent copy committed meanwhile makes the insert fail on the unique
+# (sender_id, client_msg_id) key, nothing commits, and append_messages' retry finds it.
+
+# The first column of each answer row: what the row is.
+_INSERTED, _STORED, _MISSING = 0, 1, 2
+
+_HEAD = """
+WITH input AS (
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::varchar[])
+        WITH ORDINALITY AS i(conversation_id, sender_id, kind, content, client_msg_id, ord)
+),
+locked AS (
+    SELECT id FROM conversations WHERE id = ANY($6::bigint[]) ORDER BY id FOR NO KEY UPDATE
+),
+found AS (
+    SELECT count(*) = cardinality($6::bigint[]) AS ok FROM locked
+),"""
+
+_STORED_CTE = """
+stored AS (
+    -- LATERAL ... LIMIT 1 keeps this one probe of the unique index per message (the
+    -- planner would hash the whole table while it is small, and costs it so for long).
+    SELECT m.* FROM input i CROSS JOIN LATERAL (
+        SELECT id, conversation_id, seq, sender_id, kind, content, client_msg_id, created_at
+        FROM messages
+        WHERE sender_id = i.sender_id AND client_msg_id = i.client_msg_id
+        LIMIT 1
+    ) m
+),"""
+
+_NEW = """
+new AS (
+    SELECT i.*, row_number() OVER (PARTITION BY i.conversation_id ORDER BY i.ord) AS k
+    FROM input i
+    WHERE (SELECT ok FROM found) /* and not stored */
+),"""
+
+_NOT_STORED = """
+      AND NOT EXISTS (SELECT 1 FROM stored s
+                      WHERE s.sender_id = i.sender_id AND s.client_msg_id = i.client_msg_id)"""
+
+_TAIL = """
+bumped AS (
+    UPDATE conversations c SET last_seq = c.last_seq + n.count, last_message_at = $7::bigint
+    FROM (SELECT conversation_id, count(*) AS count FROM new GROUP BY conversation_id) n
+    WHERE c.id = n.conversation_id
+    RETURNING c.id, c.last_seq - n.count AS base
+),
+inserted AS (
+    INSERT INTO messages
+        (conversation_id, seq, sender_id, kind, content, client_msg_id, created_at)
+    SELECT n.conversation_id, b.base + n.k, n.sender_id, n.kind, n.content,
+           n.client_msg_id, $7::bigint
+    FROM new n JOIN bumped b ON b.id = n.conversation_id
+    ORDER BY n.ord
+    RETURNING id, conversation_id, seq
+)
+SELECT 0, id, conversation_id, seq, NULL::bigint, NULL::text, NULL::text, NULL::text,
+       NULL::bigint
+FROM inserted
+UNION ALL
+SELECT 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM found WHERE NOT ok"""
+
+_ANSWER_STORED = """
+UNION ALL
+SELECT 1, id, conversation_id, seq, sender_id, kind, content, client_msg_id, created_at
+FROM stored"""
+
+_APPEND = (
+    _HEAD + _STORED_CTE + _NEW.replace("/* and not stored */", _NOT_STORED) + _TAIL + _ANSWER_STORED
+)
+
+#: Without client ids there is nothing to deduplicate against.
+_APPEND_NO_CLIENT_IDS = _HEAD + _NEW + _TAIL
+
+
+def _message(row: Any) -> Message:
+    return Message(
+        id=row[1],
+        conversation_id=row[2],
+        seq=row[3],
+        sender_id=row[4],
+        kind=MessageKind(row[5]),
+        content=row[6],
+        client_msg_id=row[7],
+        created_at=row[8],
+    )

@@ -12,9 +12,8 @@ from __future__ import annotations
 import abc
 import logging
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -117,7 +116,8 @@ def _unique_fields() -> dict[str, str]:
 UNIQUE_FIELDS = _unique_fields()
 
 
-def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
+def chunks(items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
+    """``items`` in slices small enough for an IN list of bound parameters."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -249,10 +249,16 @@ class SqlStore(Store):
         ``CONFLICT`` naming the field. ``write=False`` lets an engine route the work to
         a reader connection.
         """
+        async with self._guard(name), self._connection(write=write) as conn:
+            return await fn(conn)
+
+    @asynccontextmanager
+    async def _guard(self, name: str) -> AsyncIterator[None]:
+        """Time the block as transaction ``name`` and translate driver errors (what
+        :meth:`_txn` does around its connection; engine fast paths use it directly)."""
         start = time.perf_counter()
         try:
-            async with self._connection(write=write) as conn:
-                return await fn(conn)
+            yield
         except IntegrityError as exc:
             raise self._integrity_error(exc) from exc
         except (*_UNAVAILABLE, *self.unavailable_errors) as exc:
@@ -357,7 +363,7 @@ class SqlStore(Store):
 
         async def txn(conn: AsyncConnection) -> dict[int, User]:
             found: dict[int, User] = {}
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 for row in await conn.execute(select(users).where(users.c.id.in_(chunk))):
                     found[row.id] = _user(row._mapping)
             return found
@@ -674,7 +680,7 @@ class SqlStore(Store):
 
     async def last_seqs(self, conversation_ids: Iterable[int]) -> dict[int, int]:
         found: dict[int, int] = {}
-        for chunk in _chunks(list(conversation_ids)):
+        for chunk in chunks(list(conversation_ids)):
             stmt = select(conversations.c.id, conversations.c.last_seq).where(
                 conversations.c.id.in_(chunk)
             )
@@ -832,17 +838,22 @@ class SqlStore(Store):
     async def append_messages(self, batch: Sequence[NewMessage], at: int) -> list[Appended]:
         if not batch:
             return []
-
-        async def txn(conn: AsyncConnection) -> list[Appended]:
-            return await self._append(conn, batch, at)
-
         try:
-            return await self._txn("append_messages", txn)
+            return await self._append_batch(batch, at)
         except PalaverError as exc:
             if exc.code is not ErrorCode.CONFLICT or exc.field != "client_msg_id":
                 raise
         # Another node committed one of these client ids between our lookup and our
         # insert. Nothing of ours committed; the second attempt finds the original.
+        return await self._append_batch(batch, at)
+
+    async def _append_batch(self, batch: Sequence[NewMessage], at: int) -> list[Appended]:
+        """One attempt at :meth:`append_messages` in one transaction. Engines override
+        it with a path that skips SQLAlchemy; this one is the portable reference."""
+
+        async def txn(conn: AsyncConnection) -> list[Appended]:
+            return await self._append(conn, batch, at)
+
         return await self._txn("append_messages", txn)
 
     async def _append(
@@ -853,29 +864,15 @@ class SqlStore(Store):
         # and a retried send racing its original finds it in the lookup that follows.
         last_seq = await self._lock_conversations(conn, {new.conversation_id for new in batch})
         existing = await self._find_client_ids(conn, batch)
-        results: list[Appended | None] = [None] * len(batch)
-        first: dict[tuple[int, str], int] = {}
-        copies: list[tuple[int, int]] = []  # (index, index of the first with that key)
-        rows: list[dict[str, Any]] = []
-        for index, new in enumerate(batch):
-            key = _dedup_key(new)
-            if key is not None and key in existing:
-                results[index] = Appended(existing[key], duplicate=True)
-            elif key is not None and key in first:
-                copies.append((index, first[key]))
-            else:
-                if key is not None:
-                    first[key] = index
-                last_seq[new.conversation_id] += 1
-                rows.append(_message_values(new, last_seq[new.conversation_id], at, index))
-        if rows:
-            bumped = Counter(row["conversation_id"] for row in rows)
+        plan = AppendPlan(batch, last_seq, existing)
+        if plan.fresh:
             await conn.execute(
                 update(conversations)
                 .where(conversations.c.id == bindparam("cid"))
-                .values(last_seq=conversations.c.last_seq + bindparam("n"), last_message_at=at),
-                [{"cid": cid, "n": n} for cid, n in sorted(bumped.items())],
+                .values(last_seq=bindparam("seq"), last_message_at=at),
+                [{"cid": cid, "seq": seq} for cid, seq in plan.bumped()],
             )
+            rows = [_message_values(batch[index], seq, at) for index, seq in plan.fresh]
             # Matching ids by (conversation, seq) instead of asking for RETURNING in
             # parameter order keeps this one multi-row INSERT on both engines (SQLite
             # would otherwise fall back to one statement per message).
@@ -883,16 +880,8 @@ class SqlStore(Store):
                 messages.c.id, messages.c.conversation_id, messages.c.seq
             )
             returned = (await conn.execute(stmt, rows)).all()
-            inserted = {(r.conversation_id, r.seq): r.id for r in returned}
-            for row in rows:
-                index = row.pop("index")
-                row["id"] = inserted[(row["conversation_id"], row["seq"])]
-                results[index] = Appended(_message(row), duplicate=False)
-        for index, original in copies:
-            stored = results[original]
-            assert stored is not None
-            results[index] = Appended(stored.message, duplicate=True)
-        return [result for result in results if result is not None]
+            plan.stored({(r.conversation_id, r.seq): r.id for r in returned}, at)
+        return plan.results()
 
     async def _lock_conversations(
         self, conn: AsyncConnection, conversation_ids: set[int]
@@ -900,7 +889,7 @@ class SqlStore(Store):
         """Lock the rows (in id order, so batches never deadlock) and read last_seq."""
         ids = sorted(conversation_ids)
         last_seq: dict[int, int] = {}
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             stmt = (
                 select(conversations.c.id, conversations.c.last_seq)
                 .where(conversations.c.id.in_(chunk))
@@ -919,7 +908,7 @@ class SqlStore(Store):
     ) -> dict[tuple[int, str], Message]:
         keys = sorted({key for new in batch if (key := _dedup_key(new)) is not None})
         found: dict[tuple[int, str], Message] = {}
-        for chunk in _chunks(keys):
+        for chunk in chunks(keys):
             # Two IN lists use the (sender_id, client_msg_id) index on both engines
             # (row-value IN lists are not portable); only exact pairs are kept below.
             stmt = select(messages).where(
@@ -963,7 +952,7 @@ class SqlStore(Store):
 
         async def txn(conn: AsyncConnection) -> list[Member]:
             changed: list[Member] = []
-            for chunk in _chunks(keys):
+            for chunk in chunks(keys):
                 stmt = (
                     select(members, conversations.c.last_seq)
                     .join(conversations, conversations.c.id == members.c.conversation_id)
@@ -1047,7 +1036,76 @@ def _dedup_key(new: NewMessage) -> tuple[int, str] | None:
     return (new.sender_id, new.client_msg_id)
 
 
-def _message_values(new: NewMessage, seq: int, at: int, index: int) -> dict[str, Any]:
+class AppendPlan:
+    """What one attempt at :meth:`Store.append_messages` stores, engine-independent.
+
+    Built from the batch, each conversation's ``last_seq`` (read under its row lock)
+    and the stored messages with the batch's client ids: a message whose client id is
+    stored is answered with the original, a repeat within the batch with its first
+    copy, and the rest (:attr:`fresh`, as ``(index, seq)`` in input order) get the next
+    sequence numbers of their conversation. :meth:`stored` takes the new rows' ids,
+    :meth:`results` answers in input order.
+    """
+
+    __slots__ = ("_batch", "_copies", "_results", "_start", "fresh", "last_seq")
+
+    def __init__(
+        self,
+        batch: Sequence[NewMessage],
+        last_seq: dict[int, int],
+        existing: Mapping[tuple[int, str], Message],
+    ) -> None:
+        self._batch = batch
+        self._start = dict(last_seq)
+        self.last_seq = last_seq
+        self._results: list[Appended | None] = [None] * len(batch)
+        self._copies: list[tuple[int, int]] = []  # (index, index of the first with its key)
+        self.fresh: list[tuple[int, int]] = []
+        first: dict[tuple[int, str], int] = {}
+        for index, new in enumerate(batch):
+            key = _dedup_key(new)
+            if key is not None:
+                if key in existing:
+                    self._results[index] = Appended(existing[key], duplicate=True)
+                    continue
+                if key in first:
+                    self._copies.append((index, first[key]))
+                    continue
+                first[key] = index
+            seq = last_seq[new.conversation_id] + 1
+            last_seq[new.conversation_id] = seq
+            self.fresh.append((index, seq))
+
+    def bumped(self) -> list[tuple[int, int]]:
+        """``(conversation_id, new last_seq)`` of each conversation that got messages,
+        in id order."""
+        return sorted((cid, seq) for cid, seq in self.last_seq.items() if seq != self._start[cid])
+
+    def stored(self, ids: Mapping[tuple[int, int], int], at: int) -> None:
+        """Record the inserted rows' ids, keyed by ``(conversation_id, seq)``."""
+        for index, seq in self.fresh:
+            new = self._batch[index]
+            message = Message(
+                id=ids[(new.conversation_id, seq)],
+                conversation_id=new.conversation_id,
+                seq=seq,
+                sender_id=new.sender_id,
+                kind=new.kind,
+                content=new.content,
+                created_at=at,
+                client_msg_id=new.client_msg_id,
+            )
+            self._results[index] = Appended(message, duplicate=False)
+
+    def results(self) -> list[Appended]:
+        for index, original in self._copies:
+            stored = self._results[original]
+            assert stored is not None
+            self._results[index] = Appended(stored.message, duplicate=True)
+        return [result for result in self._results if result is not None]
+
+
+def _message_values(new: NewMessage, seq: int, at: int) -> dict[str, Any]:
     return {
         "conversation_id": new.conversation_id,
         "seq": seq,
@@ -1056,7 +1114,6 @@ def _message_values(new: NewMessage, seq: int, at: int, index: int) -> dict[str,
         "content": new.content,
         "client_msg_id": new.client_msg_id,
         "created_at": at,
-        "index": index,  # where the result goes; removed before it becomes a Message
     }
 
 
