@@ -182,3 +182,35 @@ def test_refused_message_can_be_retried_or_deleted(person: MakePerson) -> None:
     alice.page.reload()
     alice.expect_online()
     assert alice.texts() == ["start", "try again later"]
+
+
+def test_pending_message_survives_a_reload(person: MakePerson) -> None:
+    """The socket cannot connect (HTTP still works): a message written meanwhile stays
+    pending across a reload of the tab and is sent once the socket is back."""
+    alice, bob = _chatting(person)
+    blocked = {"on": True}
+
+    def route(ws: WebSocketRoute) -> None:
+        if blocked["on"]:
+            ws.close(code=1011, reason="blocked by the test")
+        else:
+            ws.connect_to_server()  # forwards both ways by itself
+
+    alice.page.route_web_socket(re.compile(r"/ws\?"), route)
+    alice.page.reload()
+    expect(alice.page.locator("#conn")).to_have_attribute("data-state", "reconnecting")
+    alice.open(bob.display_name)
+    alice.send("kept across a reload")
+    expect(alice.message("kept across a reload")).to_have_attribute("data-status", "pending")
+
+    alice.page.reload()
+    expect(alice.page.locator("#conv-title")).to_have_text(bob.display_name)
+    expect(alice.message("kept across a reload")).to_have_attribute("data-status", "pending")
+
+    blocked["on"] = False
+    alice.page.get_by_role("button", name="Retry now").click()
+    alice.expect_online()
+    expect(alice.message("kept across a reload")).to_have_attribute("data-status", SETTLED)
+    expect(bob.message("kept across a reload")).to_be_visible()
+    expect(bob.messages()).to_have_count(2)
+    expect(alice.messages()).to_have_count(2)

@@ -87,7 +87,11 @@ export class Chat extends Emitter {
 
   /** Forget everything this user had locally (at sign-out). */
   forget() {
-    if (store.me) localStorage.removeItem(this.#outboxKey());
+    try {
+      if (store.me) sessionStorage.removeItem(this.#outboxKey());
+    } catch {
+      // storage disabled: nothing was kept
+    }
   }
 
   async #beforeConnect(failedBefore) {
@@ -684,7 +688,8 @@ export class Chat extends Emitter {
   }
 
   // The outbox survives a reload, so a message typed offline is not lost when the tab
-  // is reloaded before the network comes back. It is removed at sign-out.
+  // is reloaded before the network comes back. It lives in sessionStorage, which is
+  // per tab: two tabs never overwrite each other's queue. Removed at sign-out.
   #saveOutbox() {
     try {
       const entries = store.outbox.map(({ client_msg_id, conversation_id, content, created_at }) => ({
@@ -693,8 +698,8 @@ export class Chat extends Emitter {
         content,
         created_at,
       }));
-      if (entries.length) localStorage.setItem(this.#outboxKey(), JSON.stringify(entries));
-      else localStorage.removeItem(this.#outboxKey());
+      if (entries.length) sessionStorage.setItem(this.#outboxKey(), JSON.stringify(entries));
+      else sessionStorage.removeItem(this.#outboxKey());
     } catch {
       // Storage full or disabled: the outbox still lives in memory.
     }
@@ -702,7 +707,7 @@ export class Chat extends Emitter {
 
   #loadOutbox() {
     try {
-      const saved = JSON.parse(localStorage.getItem(this.#outboxKey()) || "[]");
+      const saved = JSON.parse(sessionStorage.getItem(this.#outboxKey()) || "[]");
       store.outbox = saved.map((entry) => ({
         ...entry,
         pending: true,
