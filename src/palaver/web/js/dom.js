@@ -49,12 +49,6 @@ function append(el, children) {
   }
 }
 
-/** Remove every child of `el`. */
-export function clear(el) {
-  el.replaceChildren();
-  return el;
-}
-
 /** An icon from the page's sprite (`name` as in `#i-name`). */
 export function icon(name, className = "icon") {
   const svg = document.createElementNS(SVG_NS, "svg");

@@ -197,6 +197,11 @@ function setup() {
   chat.on("ended", sessionEnded);
   api.on("ended", () => sessionEnded("Your session has ended. Please sign in again."));
 
+  // Icon-only buttons: the accessible name doubles as the mouse tooltip.
+  for (const button of document.querySelectorAll(".icon-button[aria-label]:not([title])")) {
+    button.title = button.getAttribute("aria-label");
+  }
+
   theme.on("change", renderThemeButton);
   renderThemeButton();
   $("theme-toggle").addEventListener("click", () => theme.toggle());

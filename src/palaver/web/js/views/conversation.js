@@ -380,6 +380,9 @@ function markerNotLoaded(conversation) {
 
 function renderHistoryStatus(conversation) {
   const status = $("history-status");
+  // While a page of history is inserted, screen readers should not read it all out.
+  const loading = conversation.loadingOlder || conversation.loadingLatest;
+  $("messages").setAttribute("aria-busy", String(Boolean(loading)));
   if (conversation.loadingOlder || (conversation.loadingLatest && !conversation.loaded)) {
     status.textContent = "Loading messages…";
   } else if (conversation.loaded && !conversation.hasMoreBefore) {
