@@ -372,3 +372,33 @@ async def test_presence_visible_to_everyone_when_configured(settings: Settings) 
         assert bob_id in [u["id"] for u in online["users"]]
         await stranger.close()
         await bob_socket.close()
+
+
+async def test_a_client_that_keeps_cursors_is_never_resumed_for_it(server: Server) -> None:
+    import websockets
+
+    from tests.realtime.conftest import Client
+
+    _, ada = await server.user("ada")
+    _, bob = await server.user("bob")
+    room = await server.room(ada, "general")
+    phone = await server.connect(bob, resume={})
+    await phone.request({"type": "join", "room": "general"})
+    sender = await server.connect(ada, resume={})
+    for i in range(3):
+        await sender.send_text(room, f"m{i}")
+    await phone.wait_messages(room, 4)
+    # The phone acknowledges delivery of everything: the account's cursor is now 4.
+    await phone.request({"type": "delivered", "conversation_id": room, "seq": 4})
+    await server.services.messaging.flush_receipts()
+    # A laptop that holds only the join notice connects, and is slow to resume.
+    ws = await websockets.connect(f"{server.ws_url}?resume=1&token={bob}")
+    laptop = Client(ws)
+    await laptop.next("hello")
+    await asyncio.sleep(1.0)  # longer than the grace period
+    assert laptop.messages == []
+    await laptop.request({"type": "resume", "cursors": {room: 1}}, "resumed")
+    got = await laptop.wait_messages(room, 3)
+    assert [m["seq"] for m in got] == [2, 3, 4]
+    for client in (phone, sender, laptop):
+        await client.close()

@@ -92,12 +92,19 @@ class Hub:
     # -- sockets ---------------------------------------------------------------------
 
     def attach(
-        self, outlet: Outlet, principal: Principal, summaries: list[ConversationSummary]
+        self,
+        outlet: Outlet,
+        principal: Principal,
+        summaries: list[ConversationSummary],
+        *,
+        auto_resume: bool = True,
     ) -> Client:
         """Register an authenticated socket and greet it with ``hello``.
 
         ``summaries`` are the user's conversations read during the handshake, so the
-        socket is registered synchronously, before its first frame can arrive.
+        socket is registered synchronously, before its first frame can arrive. With
+        ``auto_resume`` a socket that sends no ``resume`` within :data:`RESUME_GRACE`
+        starts from the account's delivery cursors; without it, it waits for its own.
         """
         user_id = principal.user.id
         # Sockets opened with one token share one principal: thousands of a bot's or a
@@ -153,7 +160,8 @@ class Hub:
                 ],
             }
         )
-        asyncio.get_running_loop().call_later(RESUME_GRACE, self._auto_resume, client)
+        if auto_resume:
+            asyncio.get_running_loop().call_later(RESUME_GRACE, self._auto_resume, client)
         self.spawn(self._presence_changed(user_id))
         return client
 

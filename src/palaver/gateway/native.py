@@ -117,7 +117,12 @@ class NativeHandler(GatewayHandler):
     def on_open(self, conn: Connection) -> None:
         slot: Slot = conn.state  # type: ignore[assignment]
         assert slot.summaries is not None
-        slot.client = self.hub.attach(conn, slot.principal, slot.summaries)
+        # ?resume=1: a client that keeps cursors; it must not be resumed from the
+        # account's delivery cursor (another device's) because its resume came late.
+        explicit = conn.request.query.get("resume", "") in ("1", "true", "wait")
+        slot.client = self.hub.attach(
+            conn, slot.principal, slot.summaries, auto_resume=not explicit
+        )
         slot.summaries = None
 
     def on_close(self, conn: Connection, code: int) -> None:

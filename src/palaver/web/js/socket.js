@@ -160,7 +160,11 @@ export class Socket extends Emitter {
       return;
     }
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(`${scheme}//${location.host}${ROOT}/ws?token=${encodeURIComponent(token)}`);
+    // resume=1: this client always sends its cursors, so the server must wait for them
+    // rather than start from the account's delivery cursor after a grace period.
+    const ws = new WebSocket(
+      `${scheme}//${location.host}${ROOT}/ws?resume=1&token=${encodeURIComponent(token)}`,
+    );
     this.#ws = ws;
     let opened = false;
     ws.onopen = () => {
