@@ -380,6 +380,12 @@ export class Chat extends Emitter {
     if (message.sender_id === me.id) {
       conversation.markRead(message.seq, me); // sending implies having read (server too)
     } else {
+      // A member's own message means they have read everything before it; the server
+      // sends no receipt frame for that (the protocol says so), so note it here.
+      if (message.kind === "text") {
+        conversation.noteCursor(message.sender_id, message.seq - 1, message.seq - 1);
+        store.emit("messages", conversation.id);
+      }
       this.#queueDelivered(conversation);
       this.emit("incoming", { conversation, message });
     }
