@@ -16,6 +16,7 @@ import uvicorn
 import websockets
 
 from palaver.config import Settings
+from palaver.gateway.serve import GATEWAY_STATE_KEY
 from palaver.http.app import create_app
 from palaver.server import uvicorn_options
 from palaver.services.container import Services
@@ -28,6 +29,7 @@ class Server:
     base: str
     services: Services
     settings: Settings
+    gateway: Any = None
     _names: itertools.count[int] = field(default_factory=itertools.count)
 
     @property
@@ -147,7 +149,8 @@ async def start_server(settings: Settings) -> AsyncIterator[Server]:
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield Server(f"http://127.0.0.1:{port}", app.state.services, settings)
+        gateway = server.lifespan.state.get(GATEWAY_STATE_KEY)  # type: ignore[attr-defined]
+        yield Server(f"http://127.0.0.1:{port}", app.state.services, settings, gateway)
     finally:
         server.should_exit = True
         await task

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import orjson
@@ -199,3 +200,26 @@ def test_asyncapi_describes_every_client_frame() -> None:
     assert set(CLIENT_FRAMES) == set(_PARSERS)
     messages = document()["channels"]["ws"]["messages"]
     assert {f"client.{name}" for name in _PARSERS} <= set(messages)
+
+
+async def test_open_sockets_keep_no_credentials(server: Server) -> None:
+    from palaver.gateway.handshake import Request
+
+    _, token = await server.user("ada")
+    client = await server.connect(token)
+    hub_clients = [c for clients in _hub(server).by_user.values() for c in clients]
+    assert len(hub_clients) == 1
+    request = hub_clients[0].outlet.request  # type: ignore[attr-defined]
+    assert isinstance(request, Request)
+    assert request.path == "/ws"
+    assert token not in repr(request._head)
+    assert request.query == {}
+    await client.close()
+
+
+def _hub(server: Server) -> Any:
+    from palaver.gateway.native import NativeHandler
+
+    gateway = server.gateway
+    assert isinstance(gateway.handler, NativeHandler)
+    return gateway.handler.hub

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,12 @@ class Headers(Mapping[str, str]):
 
     def __repr__(self) -> str:
         return f"Headers({self._items!r})"
+
+
+@functools.lru_cache(maxsize=64)
+def _slim_head(method: str, target: str) -> bytes:
+    # Shared by every socket on the same path: one bytes object, not one per socket.
+    return f"{method} {target} HTTP/1.1\r\n\r\n".encode("latin-1")
 
 
 class Request:
@@ -140,6 +147,12 @@ class Request:
             return None
         peer = self._transport.get_extra_info("peername")
         return (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
+
+    def forget_head(self) -> None:
+        """Keep only the method and path: an open connection needs no more, and its
+        headers and query (a token, say) would cost memory on every idle socket."""
+        self._head = _slim_head(self.method, self.target.partition("?")[0])
+        self._headers = None
 
     def cache_headers(self, keep: bool) -> None:
         """Keep parsed headers around while ``keep`` (the handshake), drop them after."""

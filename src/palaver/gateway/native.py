@@ -120,6 +120,7 @@ class NativeHandler(GatewayHandler):
         # ?resume=1: a client that keeps cursors; it must not be resumed from the
         # account's delivery cursor (another device's) because its resume came late.
         explicit = conn.request.query.get("resume", "") in ("1", "true", "wait")
+        conn.request.forget_head()
         slot.client = self.hub.attach(
             conn, slot.principal, slot.summaries, auto_resume=not explicit
         )
