@@ -402,3 +402,49 @@ async def test_a_client_that_keeps_cursors_is_never_resumed_for_it(server: Serve
     assert [m["seq"] for m in got] == [2, 3, 4]
     for client in (phone, sender, laptop):
         await client.close()
+
+
+async def test_bursts_reach_sockets_in_order_without_reading_the_store(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from palaver.gateway import hub
+
+    monkeypatch.setattr(hub, "SWEEP_SECONDS", 3600.0)
+    relaxed = settings.model_copy(
+        update={"rate_messages_burst": 10_000, "rate_messages_per_second": 10_000.0}
+    )
+    async for server in start_server(relaxed):
+        _, ada = await server.user("ada")
+        _, bob = await server.user("bob")
+        _, cat = await server.user("cat")
+        room = await server.room(ada, "general")
+        for token in (bob, cat):
+            await server.rest(token, "POST", f"/api/conversations/{room}/join")
+        senders = [await server.connect(t, resume={}) for t in (ada, bob)]
+        reader = await server.connect(cat, resume={})
+        store = server.services.store
+        # First let every socket catch up on the join notices (that reads the store).
+        joined = (await store.get_conversation(room)).last_seq  # type: ignore[union-attr]
+        for client in (*senders, reader):
+            async with asyncio.timeout(5):
+                while not client.messages or client.messages[-1]["seq"] < joined:
+                    await asyncio.sleep(0.01)
+        reads = 0
+        original = store.get_messages
+
+        async def counting(*args, _original=original, **kwargs):  # type: ignore[no-untyped-def]
+            nonlocal reads
+            reads += 1
+            return await _original(*args, **kwargs)
+
+        store.get_messages = counting  # type: ignore[method-assign]
+        # Many sends in flight at once from two sockets: group commits carry several
+        # messages of the same conversation.
+        await asyncio.gather(*(s.send_text(room, f"{i}") for i in range(100) for s in senders))
+        last = (await store.get_conversation(room)).last_seq  # type: ignore[union-attr]
+        got = await reader.wait_messages(room, 200)
+        store.get_messages = original  # type: ignore[method-assign]
+        assert [m["seq"] for m in got] == list(range(got[0]["seq"], last + 1))
+        assert reads == 0, "wake-ups arrived out of order and sockets read the store"
+        for client in (*senders, reader):
+            await client.close()

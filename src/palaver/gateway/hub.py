@@ -211,18 +211,20 @@ class Hub:
     # -- broker ----------------------------------------------------------------------
 
     def _on_broker(self, channel: str, payload: bytes) -> None:
-        message = signals.decode_message(payload)
-        if message is not None:
-            cid, seq, body = message
+        wake_up = signals.decode_messages(payload)
+        if wake_up is not None:
+            cid, messages = wake_up
             clients = self.by_conversation.get(cid)
             if clients:
                 started = time.perf_counter()
-                frame = self.encode(body)
-                for client in list(clients):
-                    client.offer(cid, seq, frame)
+                for seq, body in messages:
+                    frame = self.encode(body)
+                    for client in list(clients):
+                        client.offer(cid, seq, frame)
+                count = len(clients) * len(messages)
                 metrics = self.services.metrics
-                metrics.deliveries.inc(len(clients))
-                metrics.ws_frames_out.inc(len(clients))
+                metrics.deliveries.inc(count)
+                metrics.ws_frames_out.inc(count)
                 metrics.fanout_latency.observe(time.perf_counter() - started)
             return
         event = signals.decode_event(payload)

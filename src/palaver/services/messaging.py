@@ -78,6 +78,8 @@ class MessagingService:
         self._closing = False
         self._receipt_task: asyncio.Task[None] | None = None
         self._typing_sent: dict[tuple[int, int], float] = {}
+        self._to_announce: list[Message] = []
+        self._announcer: asyncio.Task[None] | None = None
         self._local_buckets: dict[int, TokenBucket] = {}
         self._on_rate_limited = on_rate_limited
 
@@ -143,7 +145,8 @@ class MessagingService:
             )
         )
         if not appended.duplicate:
-            await self.announce(appended.message, sender)
+            self.users.put(sender)
+            self._announce_later(appended.message)
         # Writing a message means having read everything before it (Telegram, Slack).
         # Nobody needs a receipt event for it: every member's socket gets the message
         # itself, and the sender's devices count their own messages as read.
@@ -168,20 +171,54 @@ class MessagingService:
                 kind=MessageKind.SYSTEM,
             )
         )
-        await self.announce(appended.message, None)
+        self._announce_later(appended.message)
         return appended.message
 
-    async def announce(self, message: Message, sender: User | None) -> None:
-        """Publish a committed message. Never raises: the store already has it, and
-        nodes that miss the wake-up catch up on the next message or resume."""
-        frame = orjson.dumps(events.message(message, sender))
+    def _announce_later(self, message: Message) -> None:
+        """Queue a committed message for publication.
+
+        Called with no await between the commit and the call, so the queue holds
+        messages in commit (sequence) order; one task publishes them in that order,
+        one wake-up per conversation per round. Publishing from each sender's
+        coroutine instead let two messages of one batch race, and every socket of the
+        conversation then saw a gap and read it back from the store.
+        """
+        self._to_announce.append(message)
+        if self._announcer is None:
+            self._announcer = asyncio.create_task(self._announce_queued())
+
+    async def _announce_queued(self) -> None:
+        try:
+            while self._to_announce:
+                batch, self._to_announce = self._to_announce, []
+                by_conversation: dict[int, list[tuple[int, bytes]]] = {}
+                for message in batch:
+                    sender = (
+                        await self.users.get(message.sender_id)
+                        if message.sender_id is not None
+                        else None
+                    )
+                    frame = orjson.dumps(events.message(message, sender))
+                    by_conversation.setdefault(message.conversation_id, []).append(
+                        (message.seq, frame)
+                    )
+                for conversation_id, messages in by_conversation.items():
+                    await self._publish_messages(conversation_id, messages)
+        finally:
+            self._announcer = None
+
+    async def _publish_messages(
+        self, conversation_id: int, messages: list[tuple[int, bytes]]
+    ) -> None:
+        """Publish committed messages. Never raises: the store already has them, and
+        nodes that miss the wake-up catch up on the next message, the sweep or resume."""
         try:
             await self.broker.publish(
-                signals.conversation_channel(message.conversation_id),
-                signals.encode_message(message.conversation_id, message.seq, frame),
+                signals.conversation_channel(conversation_id),
+                signals.encode_messages(conversation_id, messages),
             )
         except BrokerUnavailable as exc:
-            log.warning("broker.publish_failed", error=str(exc), seq=message.seq)
+            log.warning("broker.publish_failed", error=str(exc), seq=messages[-1][0])
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -316,6 +353,8 @@ class MessagingService:
         """Commit queued messages and write every pending cursor move."""
         self._closing = True
         await self.writer.close()
+        if self._announcer is not None:
+            await self._announcer
         task, self._receipt_task = self._receipt_task, None
         if task is not None:
             task.cancel()

@@ -46,8 +46,11 @@ _MESSAGE_TAG = b"M"
 _EVENT_TAG = b"E"
 
 
-def encode_message(conversation_id: int, seq: int, frame: bytes) -> bytes:
-    return b"M%d %d\n%s" % (conversation_id, seq, frame)
+def encode_messages(conversation_id: int, messages: list[tuple[int, bytes]]) -> bytes:
+    """One wake-up for several messages of a conversation, in sequence order:
+    ``M<conversation> <seq>:<length> ...\n`` then the frames back to back."""
+    header = b" ".join(b"%d:%d" % (seq, len(frame)) for seq, frame in messages)
+    return b"M%d %s\n%s" % (conversation_id, header, b"".join(f for _, f in messages))
 
 
 def encode_event(event: dict[str, Any]) -> bytes:
@@ -55,13 +58,20 @@ def encode_event(event: dict[str, Any]) -> bytes:
     return _EVENT_TAG + orjson.dumps(event)
 
 
-def decode_message(payload: bytes) -> tuple[int, int, bytes] | None:
-    """``(conversation_id, seq, frame)`` of a message wake-up, else ``None``."""
+def decode_messages(payload: bytes) -> tuple[int, list[tuple[int, bytes]]] | None:
+    """``(conversation_id, [(seq, frame), ...])`` of a message wake-up, else ``None``."""
     if not payload.startswith(_MESSAGE_TAG):
         return None
-    header, _, frame = payload.partition(b"\n")
-    conversation, _, seq = header[1:].partition(b" ")
-    return int(conversation), int(seq), frame
+    header, _, body = payload.partition(b"\n")
+    conversation, *entries = header[1:].split(b" ")
+    messages = []
+    offset = 0
+    for entry in entries:
+        seq, _, length = entry.partition(b":")
+        end = offset + int(length)
+        messages.append((int(seq), body[offset:end]))
+        offset = end
+    return int(conversation), messages
 
 
 def decode_event(payload: bytes) -> bytes | None:
