@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from palaver.config import Settings, load_settings
-from tests.services import POSTGRES_URL, require
+from tests.services import POSTGRES_URL, create_database, drop_database, require
 
 
 @pytest.fixture(scope="session")
@@ -20,22 +19,9 @@ def postgres_admin_url() -> str:
 @pytest.fixture(scope="session")
 def postgres_database(postgres_admin_url: str) -> Iterator[str]:
     """A database of its own for this test run, dropped at the end."""
-    import asyncpg  # type: ignore[import-untyped]
-
-    name = f"palaver_t_{secrets.token_hex(4)}"
-    admin = postgres_admin_url.replace("postgresql://", "postgres://", 1)
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    base = postgres_admin_url.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    url = create_database()
+    yield url
+    drop_database(url)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ share the machine's PostgreSQL and Redis never see each other.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import os
 import secrets
@@ -27,7 +26,14 @@ import pytest
 import websockets
 
 from tests.realtime.conftest import Client
-from tests.services import POSTGRES_URL, REDIS_URL, require
+from tests.services import (
+    POSTGRES_URL,
+    REDIS_URL,
+    create_database,
+    delete_namespace,
+    drop_database,
+    require,
+)
 
 PASSWORD = "Sup3r-secret"
 # A loaded machine (browser tests, benchmarks) can take tens of seconds to import and
@@ -47,22 +53,6 @@ def base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PALAVER_")}
 
 
-def _admin(sql: str) -> None:
-    """Run one statement as the PostgreSQL administrator. It runs in a thread of its own,
-    so sync and async fixtures alike can call it."""
-    import asyncpg  # type: ignore[import-untyped]
-
-    async def run() -> None:
-        conn = await asyncpg.connect(POSTGRES_URL.replace("postgresql://", "postgres://", 1))
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, run()).result()
-
-
 @pytest.fixture
 def make_database() -> Iterator[Callable[[], str]]:
     """``make_database()``: the URL of a new empty PostgreSQL database; every one made is
@@ -71,29 +61,15 @@ def make_database() -> Iterator[Callable[[], str]]:
     made: list[str] = []
 
     def make() -> str:
-        name = f"palaver_t_{secrets.token_hex(6)}"
-        _admin(f'CREATE DATABASE "{name}"')
-        made.append(name)
-        return f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}"
+        url = create_database()
+        made.append(url)
+        return url
 
     try:
         yield make
     finally:
-        for name in made:
-            _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-async def delete_namespace(namespace: str) -> None:
-    """Delete this test's keys from the shared Redis (never anything else)."""
-    from redis.asyncio import Redis
-
-    client = Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{namespace}:*", count=500)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+        for url in made:
+            drop_database(url)
 
 
 @dataclass

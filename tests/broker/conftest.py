@@ -14,12 +14,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
-from redis.asyncio import Redis
 
 from palaver.broker.base import Broker
 from palaver.broker.memory import MemoryBroker, MemoryHub
 from palaver.broker.redis import RedisBroker
-from tests.services import REDIS_URL, require
+from tests.services import REDIS_URL, delete_namespace, require
 
 # Long enough for a loaded CI machine to deliver over Redis, short enough that a
 # missing delivery fails the test quickly.
@@ -78,17 +77,6 @@ class Cluster:
     async def close(self) -> None:
         for broker in self.brokers:
             await broker.close()
-
-
-async def delete_namespace(namespace: str) -> None:
-    """Delete every Redis key under ``namespace``."""
-    client = Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{namespace}:*", count=500)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])

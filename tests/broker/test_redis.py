@@ -14,9 +14,9 @@ from structlog.testing import capture_logs
 from palaver.broker import redis as redis_broker
 from palaver.broker.base import Broker, BrokerUnavailable, PresenceStatus
 from palaver.broker.redis import RedisBroker
-from tests.broker.conftest import Cluster, Inbox, delete_namespace
+from tests.broker.conftest import Cluster, Inbox
 from tests.broker.proxy import TcpProxy
-from tests.services import REDIS_URL, require
+from tests.services import REDIS_URL, delete_namespace, require
 
 pytestmark = pytest.mark.redis
 

@@ -18,6 +18,7 @@ from palaver.store.postgres import PostgresStore
 from palaver.store.schema import metadata
 from palaver.store.sql import SqlStore
 from palaver.store.sqlite import SqliteStore
+from tests.services import create_database, drop_database
 
 StoreFactory = Callable[[], Awaitable[SqlStore]]
 
@@ -118,20 +119,6 @@ def fresh_sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture
 def fresh_postgres_url(postgres_admin_url: str) -> Iterator[str]:
     """An empty PostgreSQL database of its own, not migrated, dropped afterwards."""
-    import secrets
-
-    import asyncpg  # type: ignore[import-untyped]
-
-    name = f"palaver_t_{secrets.token_hex(4)}"
-    admin = postgres_admin_url.replace("postgresql://", "postgres://", 1)
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    yield asyncpg_url(f"{postgres_admin_url.rsplit('/', 1)[0]}/{name}")
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    url = create_database()
+    yield asyncpg_url(url)
+    drop_database(url)
