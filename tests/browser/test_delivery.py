@@ -181,6 +181,8 @@ def test_refused_message_can_be_retried_or_deleted(person: MakePerson) -> None:
     # Nothing is left in the outbox to be sent after a reload.
     alice.page.reload()
     alice.expect_online()
+    # History renders after the reload's fetch: wait for it before reading every row.
+    expect(alice.messages()).to_have_count(2)
     assert alice.texts() == ["start", "try again later"]
 
 
