@@ -32,6 +32,7 @@ from palaver.gateway.lean import (
 from palaver.http.middleware import client_ip
 from palaver.services.auth import Principal
 from palaver.services.container import Services
+from palaver.services.tokens import bearer_from_header
 from palaver.store.base import StoreUnavailable
 
 log = structlog.get_logger(__name__)
@@ -79,7 +80,9 @@ class NativeHandler(GatewayHandler):
         settings = self.settings
         if not _origin_allowed(request, settings.ws_allowed_origins):
             return Reject(403, ErrorCode.FORBIDDEN.value, "origin not allowed")
-        token = _bearer(request.headers.get("authorization")) or request.query.get("token")
+        token = bearer_from_header(request.headers.get("authorization")) or request.query.get(
+            "token"
+        )
         if not token:
             return Reject(401, ErrorCode.UNAUTHORIZED.value, "an access token is required")
         try:
@@ -335,13 +338,6 @@ class NativeHandler(GatewayHandler):
                 for uid in online
             ],
         )
-
-
-def _bearer(header: str | None) -> str | None:
-    if not header:
-        return None
-    scheme, _, token = header.partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 def _str_keys(cursors: dict[int, int]) -> dict[str, int]:

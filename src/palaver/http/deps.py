@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from palaver.core.errors import ErrorCode, PalaverError
 from palaver.services.auth import Principal
 from palaver.services.container import Services
+from palaver.services.tokens import bearer_from_header
 
 
 def get_services(request: Request) -> Services:
@@ -18,11 +19,7 @@ def get_services(request: Request) -> Services:
 
 def bearer_token(request: Request) -> str | None:
     """The token of an ``Authorization: Bearer`` header, if any."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return None
+    return bearer_from_header(request.headers.get("authorization"))
 
 
 async def get_principal(

@@ -78,6 +78,14 @@ class TokenService:
             raise PalaverError(ErrorCode.TOKEN_INVALID, "access token is not valid") from exc
 
 
+def bearer_from_header(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value, if any."""
+    scheme, _, token = (header or "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
 def new_opaque_token() -> str:
     """A random 256-bit token for refresh and password-reset links."""
     return secrets.token_urlsafe(32)

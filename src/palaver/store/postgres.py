@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql.dml import Insert
 
 from palaver.core.errors import not_found
-from palaver.core.models import Appended, Message, MessageKind, NewMessage
-from palaver.store.sql import AppendPlan, SqlStore
+from palaver.core.models import Appended, Message, NewMessage
+from palaver.store.sql import AppendPlan, SqlStore, message_from_columns
 
 # Any fixed 64-bit key works; this one spells "palaver" so that another application
 # sharing the database is unlikely to pick it.
@@ -305,13 +305,4 @@ _APPEND_NO_CLIENT_IDS = _HEAD + _NEW + _TAIL
 
 
 def _message(row: Any) -> Message:
-    return Message(
-        id=row[1],
-        conversation_id=row[2],
-        seq=row[3],
-        sender_id=row[4],
-        kind=MessageKind(row[5]),
-        content=row[6],
-        client_msg_id=row[7],
-        created_at=row[8],
-    )
+    return message_from_columns(row, 1)

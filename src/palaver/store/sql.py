@@ -179,6 +179,22 @@ def _member(m: Row, p: str = "") -> Member:
     )
 
 
+def message_from_columns(row: Sequence[Any], start: int = 0) -> Message:
+    """A message from a raw driver row whose columns, from ``start``, are ``id,
+    conversation_id, seq, sender_id, kind, content, client_msg_id, created_at`` (the
+    order both engines' append fast paths select)."""
+    return Message(
+        id=row[start],
+        conversation_id=row[start + 1],
+        seq=row[start + 2],
+        sender_id=row[start + 3],
+        kind=MessageKind(row[start + 4]),
+        content=row[start + 5],
+        client_msg_id=row[start + 6],
+        created_at=row[start + 7],
+    )
+
+
 def _message(m: Row, p: str = "") -> Message:
     return Message(
         id=m[p + "id"],

@@ -32,9 +32,9 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.dml import Insert
 
 from palaver.core.errors import not_found
-from palaver.core.models import Appended, Message, MessageKind, NewMessage
+from palaver.core.models import Appended, Message, NewMessage
 from palaver.store.schema import metadata
-from palaver.store.sql import AppendPlan, SqlStore, chunks
+from palaver.store.sql import AppendPlan, SqlStore, chunks, message_from_columns
 
 # How long a write waits for another process holding the write lock before it reports
 # the store unavailable: longer than any single group commit should ever take.
@@ -216,17 +216,7 @@ class SqliteStore(SqlStore):
             client_ids = sorted({client_id for _, client_id in chunk})
             sql = _select_client_ids(len(senders), len(client_ids))
             for row in db.execute(sql, (*senders, *client_ids)):
-                message = Message(
-                    id=row[0],
-                    conversation_id=row[1],
-                    seq=row[2],
-                    sender_id=row[3],
-                    kind=MessageKind(row[4]),
-                    content=row[5],
-                    client_msg_id=row[6],
-                    created_at=row[7],
-                )
-                found[(row[3], row[6])] = message
+                found[(row[3], row[6])] = message_from_columns(row)
         return {key: found[key] for key in keys if key in found}
 
     def _insert_ignore(self, table: Table, *index_elements: str) -> Insert:
