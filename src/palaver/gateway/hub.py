@@ -409,6 +409,8 @@ class Hub:
                     await broker.node_heartbeat(self._presence_ttl)
                 except BrokerUnavailable as exc:
                     log.warning("heartbeat.failed", error=str(exc))
+            # Other workers' scrapes read this process's figures from shared files.
+            self.services.metrics.flush()
             now_wall = time.time()
             for user_id, clients in list(self.by_user.items()):
                 for client in list(clients):
