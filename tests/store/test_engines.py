@@ -283,7 +283,7 @@ async def test_postgres_append_recovers_after_connections_drop(postgres_url: str
                 )
             )
             assert len(killed.all()) >= 1
-        kept = store._appender
+        kept = store._lanes[0].conn
         assert kept is not None
         driver = (await kept.get_raw_connection()).driver_connection
         assert driver is not None

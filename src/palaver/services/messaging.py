@@ -203,6 +203,9 @@ class MessagingService:
                         (message.seq, frame)
                     )
                 for conversation_id, messages in by_conversation.items():
+                    # Concurrent batches (see GroupCommitWriter) may hand back one
+                    # conversation's messages out of order; a wake-up must not.
+                    messages.sort(key=_first)
                     await self._publish_messages(conversation_id, messages)
         finally:
             self._announcer = None
@@ -369,3 +372,7 @@ def _max(a: int | None, b: int | None) -> int | None:
     if b is None:
         return a
     return max(a, b)
+
+
+def _first(item: tuple[int, bytes]) -> int:
+    return item[0]

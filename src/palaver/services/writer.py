@@ -41,15 +41,20 @@ class GroupCommitWriter:
         self._store = store
         self._max_batch = max_batch
         self._queue: list[Pending] = []
-        self._task: asyncio.Task[None] | None = None
+        # Batches committing at once. A socket sends its next message only after the
+        # ack of the previous one, so two of one sender's messages never share the
+        # race between concurrent batches; within a conversation, row locks keep
+        # sequence numbers in commit order.
+        self._concurrency = max(1, store.append_concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
         self._on_batch = on_batch
 
     async def append(self, message: NewMessage) -> Appended:
         """Queue one message and wait until it is durably stored (or refused)."""
         future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
         self._queue.append((message, future))
-        if self._task is None:
-            self._task = asyncio.create_task(self._drain(), name="palaver.group-commit")
+        if len(self._tasks) < self._concurrency:
+            self._tasks.add(asyncio.create_task(self._drain(), name="palaver.group-commit"))
         return await future
 
     async def _drain(self) -> None:
@@ -59,7 +64,11 @@ class GroupCommitWriter:
                 del self._queue[: self._max_batch]
                 await self._commit(batch)
         finally:
-            self._task = None
+            # Here, not in a done callback: a send queued between the last batch and
+            # such a callback would find every slot taken and wait forever.
+            task = asyncio.current_task()
+            if task is not None:
+                self._tasks.discard(task)
 
     async def _commit(self, batch: list[Pending]) -> None:
         loop = asyncio.get_running_loop()
@@ -86,8 +95,8 @@ class GroupCommitWriter:
 
     async def close(self) -> None:
         """Wait for queued messages to commit."""
-        while self._task is not None:
-            await asyncio.shield(self._task)
+        while self._tasks:
+            await asyncio.shield(next(iter(self._tasks)))
 
 
 def _fail(batch: list[Pending], exc: BaseException) -> None:

@@ -68,6 +68,11 @@ USER_FIELDS = frozenset(
 class Store(abc.ABC):
     """Persistent state of Palaver: accounts, sessions, audit, conversations, messages."""
 
+    #: How many ``append_messages`` transactions may run at once. A database with one
+    #: writer gains nothing from more; one that can commit several at a time lets the
+    #: next batch be written while the previous one waits for its fsync.
+    append_concurrency: int = 1
+
     # -- lifecycle -----------------------------------------------------------------
 
     @abc.abstractmethod

@@ -35,6 +35,16 @@ MIGRATION_LOCK_KEY = int.from_bytes(b"palaver", "big")
 _CONSTRAINT = re.compile(r'constraint "([^"]+)"')
 
 
+class _Lane:
+    """One append transaction at a time, on a connection kept between batches."""
+
+    __slots__ = ("conn", "lock")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.conn: AsyncConnection | None = None
+
+
 class PostgresStore(SqlStore):
     """A store in a PostgreSQL database.
 
@@ -59,9 +69,11 @@ class PostgresStore(SqlStore):
         self._pool_size = max(1, pool_size)
         self._connect_timeout = connect_timeout
         self._engine: AsyncEngine | None = None
-        # The append path's connection, kept between batches (see _append_connection).
-        self._appender: AsyncConnection | None = None
-        self._append_lock = asyncio.Lock()
+        # Two appends in flight: one is written while the other waits for its commit's
+        # fsync. Each lane keeps its connection between batches (see _append_connection).
+        # Rows are locked in id order, so concurrent batches queue, never deadlock.
+        self.append_concurrency = 2 if self._pool_size > 2 else 1
+        self._lanes = [_Lane() for _ in range(self.append_concurrency)]
 
     @property
     def engine(self) -> AsyncEngine:
@@ -90,7 +102,8 @@ class PostgresStore(SqlStore):
         )
 
     async def close(self) -> None:
-        await self._release_appender(invalidate=False)
+        for lane in self._lanes:
+            await self._release_appender(lane, invalidate=False)
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
@@ -122,8 +135,10 @@ class PostgresStore(SqlStore):
             conversation_ids,
             at,
         )
-        async with self._guard("append_messages"), self._append_lock:
-            driver = await self._append_connection()
+        # The writer runs at most append_concurrency batches at once: a lane is free.
+        lane = next((lane for lane in self._lanes if not lane.lock.locked()), self._lanes[0])
+        async with self._guard("append_messages"), lane.lock:
+            driver = await self._append_connection(lane)
             try:
                 returned = await driver.fetch(_APPEND if seen else _APPEND_NO_CLIENT_IDS, *args)
             except asyncpg.IntegrityConstraintViolationError as exc:
@@ -132,11 +147,11 @@ class PostgresStore(SqlStore):
                 raise  # answered by the server: the connection is fine
             except BaseException:
                 # Lost or interrupted mid-statement: never reuse that connection.
-                await self._release_appender(invalidate=True)
+                await self._release_appender(lane, invalidate=True)
                 raise
             finally:
                 if not self._keep_appender:
-                    await self._release_appender(invalidate=False)
+                    await self._release_appender(lane, invalidate=False)
         existing: dict[tuple[int, str], Message] = {}
         ids: dict[tuple[int, int], int] = {}
         first_seq: dict[int, int] = {}
@@ -163,30 +178,30 @@ class PostgresStore(SqlStore):
         # With a pool of one, keeping it would starve every other query.
         return self._pool_size > 1
 
-    async def _append_connection(self) -> Any:
-        """The asyncpg connection of the append path.
+    async def _append_connection(self, lane: _Lane) -> Any:
+        """The asyncpg connection of one append lane.
 
         Kept checked out between batches, so a batch costs no pool checkout (whose
         pre-ping is three more round trips). One the server has closed (a restart, an
         idle timeout) is replaced before use, as the pre-ping would have done.
         """
-        conn = self._appender
+        conn = lane.conn
         if conn is not None:
             driver = (await conn.get_raw_connection()).driver_connection
             if driver is not None and not driver.is_closed():
                 return driver
-            await self._release_appender(invalidate=True)
+            await self._release_appender(lane, invalidate=True)
         conn = await self.engine.connect()
         try:
             raw = await conn.get_raw_connection()
         except BaseException:
             await conn.close()
             raise
-        self._appender = conn
+        lane.conn = conn
         return raw.driver_connection
 
-    async def _release_appender(self, *, invalidate: bool) -> None:
-        conn, self._appender = self._appender, None
+    async def _release_appender(self, lane: _Lane, *, invalidate: bool) -> None:
+        conn, lane.conn = lane.conn, None
         if conn is None:
             return
         with suppress(Exception):
