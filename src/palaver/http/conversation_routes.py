@@ -16,6 +16,7 @@ from palaver.core import events
 from palaver.core.errors import ErrorCode, PalaverError, not_found
 from palaver.core.models import ConversationKind, Message, User
 from palaver.http.deps import PrincipalDep, ServicesDep
+from palaver.http.message_schemas import MessageOut
 from palaver.http.schemas import ERROR_RESPONSES, Strict
 from palaver.services.container import Services
 
@@ -33,6 +34,10 @@ class CreateConversationIn(Strict):
 class SendIn(Strict):
     content: str = Field(..., description="the text; at most the configured length")
     client_msg_id: str | None = Field(None, max_length=64, description="idempotency key")
+    reply_to_id: int | None = Field(None, ge=0, description="the message this answers")
+    thread_root_id: int | None = Field(
+        None, ge=0, description="post in the thread of this message (a reply joins its root)"
+    )
 
 
 class AddMemberIn(Strict):
@@ -45,7 +50,7 @@ class CursorIn(Strict):
 
 class HistoryOut(BaseModel):
     conversation_id: int
-    messages: list[dict[str, Any]]
+    messages: list[MessageOut]
     has_more: bool
     gap: dict[str, int] | None = None
 
@@ -61,10 +66,12 @@ async def _render(
     if senders is None:
         senders = await _senders(services, found)
     # REST resources carry their own id as "id", as REST clients expect.
-    return [
+    frames = [
         {"id": m.id, **events.message(m, senders.get(m.sender_id) if m.sender_id else None)}
         for m in found
     ]
+    await services.rich.decorate(frames, found)
+    return frames
 
 
 @router.get("/api/conversations")
@@ -222,7 +229,12 @@ async def send(
     """Send a message; answered once it is durably stored. A repeated
     ``client_msg_id`` answers 200 with the original message instead of a second one."""
     appended = await services.messaging.send(
-        principal.user, conversation_id, body.content, client_msg_id=body.client_msg_id
+        principal.user,
+        conversation_id,
+        body.content,
+        client_msg_id=body.client_msg_id,
+        reply_to_id=body.reply_to_id,
+        thread_root_id=body.thread_root_id,
     )
     if appended.duplicate:
         response.status_code = 200

@@ -15,6 +15,7 @@ from palaver.services.conversations import ConversationService
 from palaver.services.mail import Mailer
 from palaver.services.messaging import MessagingService
 from palaver.services.retention import RetentionJob
+from palaver.services.rich import RichMessagingService
 from palaver.services.tokens import TokenService
 from palaver.services.users import UserCache
 from palaver.store import create_store
@@ -37,6 +38,7 @@ class Services:
     conversations: ConversationService
     retention: RetentionJob
     metrics: Metrics
+    rich: RichMessagingService
     started_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -81,6 +83,8 @@ def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Ser
         on_rate_limited=lambda scope: metrics.rate_limited.labels(scope=scope).inc(),
     )
     conversations = ConversationService(store, broker, messaging, audit)
+    rich = RichMessagingService(settings, store, messaging)
+    messaging.resolve_extras = rich.send_extras
     return Services(
         settings=settings,
         store=store,
@@ -94,4 +98,5 @@ def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Ser
         conversations=conversations,
         retention=RetentionJob(store, settings.history_retention_days),
         metrics=metrics,
+        rich=rich,
     )

@@ -9,6 +9,7 @@ import { $, avatar, h, hueClass, icon, paintAvatar, richText, setIcon } from "..
 import { clock, dayKey, dayLabel, fullStamp, lastSeen } from "../format.js";
 import { isMuted, setMuted } from "../notify.js";
 import { store } from "../store.js";
+import { decorateBubble, isEntry, richSignature } from "../rich.js";
 
 // Within this distance of the bottom the view follows new messages.
 const STICK_PX = 80;
@@ -196,6 +197,7 @@ function buildRows(conversation) {
   let previous = null;
   let markerPlaced = false;
   const push = (message, pending) => {
+    if (isEntry(message)) return;
     const day = dayKey(message.created_at);
     if (day !== lastDay) {
       rows.push({ key: `d${day}`, kind: "day", label: dayLabel(message.created_at) });
@@ -239,7 +241,7 @@ function buildRows(conversation) {
 function signature(row) {
   if (row.kind !== "message") return row.kind + (row.label ?? "") + (row.message?.content ?? "");
   const m = row.message;
-  return [row.own, row.grouped, row.status, m.seq, m.content, m.error ?? ""].join("\u0000");
+  return [row.own, row.grouped, row.status, m.seq, m.content, m.error ?? "", richSignature(m)].join("\u0000");
 }
 
 function buildRow(row, conversation) {
@@ -282,6 +284,7 @@ function buildRow(row, conversation) {
     );
   }
   bubble.append(meta);
+  decorateBubble(bubble, m, { own: row.own, me: store.me, socket: chat.socket });
   el.append(bubble);
   if (row.status === "failed") {
     el.append(
