@@ -36,6 +36,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
             await services.store.migrate()
         gateway = await start_gateway(services)
         services.retention.start()
+        services.indexer.start()
         services.started_at = time.monotonic()
         try:
             yield {"services": services, GATEWAY_STATE_KEY: gateway}

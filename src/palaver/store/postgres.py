@@ -26,7 +26,8 @@ from sqlalchemy.sql.dml import Insert
 
 from palaver.core.errors import not_found
 from palaver.core.models import Appended, Message, NewMessage
-from palaver.store.sql import AppendPlan, SqlStore, message_from_columns
+from palaver.store.search import PostgresSearch
+from palaver.store.sql import AppendPlan, message_from_columns
 
 # Any fixed 64-bit key works; this one spells "palaver" so that another application
 # sharing the database is unlikely to pick it.
@@ -35,7 +36,7 @@ MIGRATION_LOCK_KEY = int.from_bytes(b"palaver", "big")
 _CONSTRAINT = re.compile(r'constraint "([^"]+)"')
 
 
-class PostgresStore(SqlStore):
+class PostgresStore(PostgresSearch):
     """A store in a PostgreSQL database.
 
     ``url`` is ``postgresql+asyncpg://user:password@host:port/database``. ``pool_size``

@@ -159,3 +159,14 @@ messages = Table(
     UniqueConstraint("sender_id", "client_msg_id", name="uq_messages_sender_client_msg"),
     Index("ix_messages_created", "created_at"),
 )
+
+# How far the search indexer has come: every message id up to ``last_id`` is indexed
+# or will never exist. The index itself is engine-specific (an FTS5 table on SQLite, a
+# table with trigram and full-text indexes on PostgreSQL): the migration creates it and
+# ``palaver.store.search`` names it.
+search_state = Table(
+    "search_state",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("last_id", BigInteger, nullable=False, default=0),
+)

@@ -34,7 +34,8 @@ from sqlalchemy.sql.dml import Insert
 from palaver.core.errors import not_found
 from palaver.core.models import Appended, Message, NewMessage
 from palaver.store.schema import metadata
-from palaver.store.sql import AppendPlan, SqlStore, chunks, message_from_columns
+from palaver.store.search import SqliteSearch
+from palaver.store.sql import AppendPlan, chunks, message_from_columns
 
 # How long a write waits for another process holding the write lock before it reports
 # the store unavailable: longer than any single group commit should ever take.
@@ -59,7 +60,7 @@ def _constraints_by_columns() -> dict[tuple[str, ...], str]:
 _CONSTRAINTS = _constraints_by_columns()
 
 
-class SqliteStore(SqlStore):
+class SqliteStore(SqliteSearch):
     """A store in one SQLite file (or in memory for ``sqlite:///:memory:``).
 
     ``url`` is ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or
