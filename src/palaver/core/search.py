@@ -13,8 +13,10 @@ import functools
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from palaver.core.errors import ErrorCode, PalaverError
+from palaver.core.models import Message, User
 
 #: Trigram indexes cannot look up anything shorter.
 MIN_TERM_LENGTH = 3
@@ -239,3 +241,35 @@ class SearchFilter:
     before: int | None = None
     before_id: int | None = None
     limit: int = DEFAULT_LIMIT
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    message: Message
+    sender: User | None
+    highlights: list[tuple[int, int]]
+    snippet: list[Segment]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    hits: list[SearchHit]
+    next_cursor: str | None
+
+
+def hit_dict(hit: SearchHit) -> dict[str, Any]:
+    """A search result as REST and the ``search_results`` frame carry it."""
+    m = hit.message
+    return {
+        "message_id": m.id,
+        "conversation_id": m.conversation_id,
+        "seq": m.seq,
+        "sender_id": m.sender_id,
+        "sender": hit.sender.username if hit.sender else None,
+        "sender_name": hit.sender.handle if hit.sender else None,
+        "kind": m.kind.value,
+        "content": m.content,
+        "created_at": m.created_at,
+        "highlights": [[start, end] for start, end in hit.highlights],
+        "snippet": [{"text": s.text, "match": s.match} for s in hit.snippet],
+    }

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
+from palaver.core import events, protocol
 from palaver.core.errors import not_found
-from palaver.core.models import Message, User
 from palaver.core.search import (
     SearchFilter,
-    Segment,
+    SearchHit,
+    SearchPage,
     clamp_limit,
     highlight,
+    hit_dict,
     parse_cursor,
     parse_query,
     snippet,
@@ -34,20 +36,6 @@ POLL_SECONDS = 0.5
 #: After a local commit, wait this long for more before indexing: one pass then covers
 #: a burst, and on SQLite the indexer takes the write lock a few times a second at most.
 WAKE_DELAY = 0.05
-
-
-@dataclass(frozen=True, slots=True)
-class SearchHit:
-    message: Message
-    sender: User | None
-    highlights: list[tuple[int, int]]
-    snippet: list[Segment]
-
-
-@dataclass(frozen=True, slots=True)
-class SearchPage:
-    hits: list[SearchHit]
-    next_cursor: str | None
 
 
 class SearchService:
@@ -107,6 +95,28 @@ class SearchService:
                 )
             )
         return SearchPage(hits=hits, next_cursor=str(found[-1].id) if more else None)
+
+
+async def search_frame(
+    service: SearchService, user_id: int, command: protocol.Search
+) -> dict[str, Any]:
+    """Run a socket's ``search`` command; the ``search_results`` frame echoes its id."""
+    page = await service.search(
+        user_id,
+        command.q,
+        conversation_id=command.conversation_id,
+        sender_id=command.sender_id,
+        after=command.after,
+        before=command.before,
+        limit=command.limit,
+        cursor=command.cursor,
+    )
+    return events.reply(
+        command.id,
+        "search_results",
+        results=[hit_dict(h) for h in page.hits],
+        next_cursor=page.next_cursor,
+    )
 
 
 class SearchIndexer:
