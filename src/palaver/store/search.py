@@ -25,7 +25,7 @@ from sqlalchemy.sql.elements import TextClause
 from palaver.core.models import Message, MessageKind, now_ms
 from palaver.core.search import IndexProgress, SearchFilter, advance_watermark, normalize
 from palaver.store.schema import messages, search_state
-from palaver.store.sql import SqlStore, message_from_columns
+from palaver.store.sql import MESSAGE_COLUMNS, SqlStore, message_from_columns
 
 #: The tables each engine's migration creates for search outside ``schema.metadata``
 #: (FTS5 keeps its data in shadow tables named after the virtual table).
@@ -51,9 +51,10 @@ INDEX_BATCH = 500
 #: :func:`palaver.core.search.advance_watermark`): far longer than any append takes.
 GAP_GRACE_MS = 10_000
 
-_COLUMNS = (
-    "m.id, m.conversation_id, m.seq, m.sender_id, m.kind, m.content, m.client_msg_id, m.created_at"
-)
+_COLUMNS = ", ".join(f"m.{name.strip()}" for name in MESSAGE_COLUMNS.split(","))
+_TEXT = MessageKind.TEXT.value
+_EDIT = MessageKind.EDIT.value
+_DELETE = MessageKind.DELETE.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +93,9 @@ class SearchStore(SqlStore):
     async def index_pending(
         self, *, batch: int = INDEX_BATCH, now: int | None = None
     ) -> IndexProgress:
-        """Index up to ``batch`` messages after the watermark and move it. Safe to run
-        on several nodes at once."""
+        """Index up to ``batch`` entries after the watermark and move it. Text messages
+        are indexed, ``edit`` entries re-index the message they edit, ``delete``
+        entries remove it. Safe to run on several nodes at once."""
 
         async def txn(conn: AsyncConnection) -> IndexProgress:
             watermark = await self._lock_watermark(conn)
@@ -106,20 +108,41 @@ class SearchStore(SqlStore):
                         messages.c.kind,
                         messages.c.content,
                         messages.c.created_at,
+                        messages.c.ref_id,
+                        messages.c.deleted_at,
                     )
                     .where(messages.c.id > watermark)
                     .order_by(messages.c.id)
                     .limit(batch)
                 )
             ).all()
-            docs = [
-                SearchDoc(r.id, r.conversation_id, r.sender_id, r.created_at, normalize(r.content))
-                for r in rows
-                # Only what people wrote: notices such as "ada joined" are not searched.
-                if r.kind == MessageKind.TEXT.value
-            ]
+            edited = await self._originals(
+                conn, {r.ref_id for r in rows if r.kind == _EDIT and r.ref_id is not None}
+            )
+            docs: dict[int, SearchDoc] = {}
+            gone: set[int] = set()
+            # In stream order, so a message edited then deleted in one batch ends deleted.
+            for r in rows:
+                if r.kind == _TEXT and r.deleted_at is None:
+                    docs[r.id] = SearchDoc(
+                        r.id, r.conversation_id, r.sender_id, r.created_at, normalize(r.content)
+                    )
+                elif r.kind == _EDIT and r.ref_id in edited and r.ref_id not in gone:
+                    original = edited[r.ref_id]
+                    docs[r.ref_id] = SearchDoc(
+                        original.id,
+                        original.conversation_id,
+                        original.sender_id,
+                        original.created_at,
+                        normalize(r.content),
+                    )
+                elif r.kind == _DELETE and r.ref_id is not None:
+                    docs.pop(r.ref_id, None)
+                    gone.add(r.ref_id)
             if docs:
-                await self._index_docs(conn, docs)
+                await self._index_docs(conn, list(docs.values()))
+            if gone:
+                await self._unindex(conn, sorted(gone))
             moved = advance_watermark(
                 watermark,
                 [(r.id, r.created_at) for r in rows],
@@ -135,6 +158,28 @@ class SearchStore(SqlStore):
             return IndexProgress(len(docs), watermark, moved)
 
         return await self._txn("index_messages", txn)
+
+    async def _originals(self, conn: AsyncConnection, ids: set[int]) -> dict[int, Any]:
+        """The edited messages that are still searchable (text, not deleted)."""
+        if not ids:
+            return {}
+        stmt = select(
+            messages.c.id, messages.c.conversation_id, messages.c.sender_id, messages.c.created_at
+        ).where(
+            messages.c.id.in_(sorted(ids)),
+            messages.c.kind == _TEXT,
+            messages.c.deleted_at.is_(None),
+        )
+        return {row.id: row for row in await conn.execute(stmt)}
+
+    async def unindex_messages(self, message_ids: Sequence[int]) -> None:
+        if not message_ids:
+            return
+
+        async def txn(conn: AsyncConnection) -> None:
+            await self._unindex(conn, message_ids)
+
+        await self._txn("unindex_messages", txn)
 
     async def _lock_watermark(self, conn: AsyncConnection) -> int:
         """The watermark, locked until the transaction ends (nodes take turns)."""
@@ -165,8 +210,8 @@ class SearchStore(SqlStore):
         """Insert or replace these documents in the index."""
 
     @abc.abstractmethod
-    async def unindex_messages(self, message_ids: Sequence[int]) -> None:
-        """Remove messages from the index (deleted messages)."""
+    async def _unindex(self, conn: AsyncConnection, message_ids: Sequence[int]) -> None:
+        """Remove messages from the index."""
 
     @abc.abstractmethod
     def _search_sql(self, search: SearchFilter) -> tuple[TextClause, dict[str, Any]]:
@@ -177,7 +222,8 @@ def _filters(
     search: SearchFilter, column: str, id_column: str, params: dict[str, Any]
 ) -> list[str]:
     """WHERE conditions shared by both engines (``column`` prefixes the filter columns)."""
-    where = [f"{column}.conversation_id IN :cids"]
+    # A deleted message may still be indexed until the indexer reaches its delete entry.
+    where = [f"{column}.conversation_id IN :cids", "m.deleted_at IS NULL"]
     params["cids"] = list(search.conversation_ids)
     if search.sender_id is not None:
         where.append(f"{column}.sender_id = :sender")
@@ -203,17 +249,11 @@ class SqliteSearch(SearchStore):
             [{"id": d.message_id, "body": d.body} for d in docs],
         )
 
-    async def unindex_messages(self, message_ids: Sequence[int]) -> None:
-        if not message_ids:
-            return
-
-        async def txn(conn: AsyncConnection) -> None:
-            await conn.execute(
-                text("DELETE FROM message_search WHERE rowid = :id"),
-                [{"id": i} for i in message_ids],
-            )
-
-        await self._txn("unindex_messages", txn)
+    async def _unindex(self, conn: AsyncConnection, message_ids: Sequence[int]) -> None:
+        await conn.execute(
+            text("DELETE FROM message_search WHERE rowid = :id"),
+            [{"id": i} for i in message_ids],
+        )
 
     def _search_sql(self, search: SearchFilter) -> tuple[TextClause, dict[str, Any]]:
         params: dict[str, Any] = {
@@ -258,19 +298,13 @@ class PostgresSearch(SearchStore):
             ],
         )
 
-    async def unindex_messages(self, message_ids: Sequence[int]) -> None:
-        if not message_ids:
-            return
-
-        async def txn(conn: AsyncConnection) -> None:
-            await conn.execute(
-                text("DELETE FROM message_search WHERE message_id IN :ids").bindparams(
-                    bindparam("ids", expanding=True)
-                ),
-                {"ids": list(message_ids)},
-            )
-
-        await self._txn("unindex_messages", txn)
+    async def _unindex(self, conn: AsyncConnection, message_ids: Sequence[int]) -> None:
+        await conn.execute(
+            text("DELETE FROM message_search WHERE message_id IN :ids").bindparams(
+                bindparam("ids", expanding=True)
+            ),
+            {"ids": list(message_ids)},
+        )
 
     def _search_sql(self, search: SearchFilter) -> tuple[TextClause, dict[str, Any]]:
         params: dict[str, Any] = {"limit": search.limit}

@@ -1,7 +1,7 @@
 """Full-text search: the indexer's watermark and the engine-specific index.
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-21
 
 SQLite gets an FTS5 table with the trigram tokenizer (substrings from 3 characters)
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
