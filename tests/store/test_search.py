@@ -177,3 +177,32 @@ async def test_deleted_messages_leave_the_index(store: SqlStore) -> None:
     await store.unindex_messages([kept[0].message.id])
     assert await _find(store, "history", [general]) == []
     assert old[0].message.id < kept[0].message.id
+
+
+async def test_edits_reindex_and_deletes_unindex(store: SqlStore) -> None:
+    alice = await user(store, "alice")
+    general = await room(store, "general", alice)
+    [first, second] = await send(store, general, alice, "meet at the old harbour", "keep me")
+    await _index_all(store)
+
+    async def entry(kind: MessageKind, ref: int, content: str = "") -> None:
+        await store.append_messages(
+            [NewMessage(general.id, alice.id, content, kind=kind, ref_id=ref)], T0 + 1
+        )
+
+    await entry(MessageKind.EDIT, first.message.id, "meet at the new marina")
+    await _index_all(store)
+    assert await _find(store, "harbour", [general]) == []
+    found = await store.search_messages(
+        SearchFilter(query=parse_query("marina"), conversation_ids=[general.id])
+    )
+    assert [m.id for m in found] == [first.message.id]
+    # The edit entry itself is not a result: only the message it edits is.
+    assert await _find(store, "meet", [general]) == ["meet at the old harbour"]
+    # Edited then deleted within one pass: gone.
+    await entry(MessageKind.EDIT, second.message.id, "keep me edited")
+    await entry(MessageKind.DELETE, second.message.id)
+    await entry(MessageKind.DELETE, first.message.id)
+    await _index_all(store)
+    assert await _find(store, "meet", [general]) == []
+    assert await _find(store, "keep", [general]) == []
