@@ -39,6 +39,8 @@ class ErrorCode(StrEnum):
     # Delivery.
     HISTORY_GAP = "HISTORY_GAP"
     UNAVAILABLE = "UNAVAILABLE"
+    # Search.
+    QUERY_TOO_SHORT = "QUERY_TOO_SHORT"
 
 
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -66,6 +68,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.REGISTRATION_CLOSED: 403,
     ErrorCode.HISTORY_GAP: 410,
     ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.QUERY_TOO_SHORT: 400,
 }
 
 

@@ -103,6 +103,19 @@ class OnlineUsers(Command):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class Search(Command):
+    """Full-text search; the query is checked by :mod:`palaver.core.search`."""
+
+    q: object
+    conversation_id: int | None
+    sender_id: int | None
+    after: int | None
+    before: int | None
+    limit: int | None
+    cursor: object
+
+
 def _id(raw: dict[str, Any]) -> str | int | None:
     value = raw.get("id")
     if value is None:
@@ -295,6 +308,19 @@ def _parse_auth(raw: dict[str, Any], cid: str | int | None, _: int) -> Auth:
     return Auth(id=cid, token=token)
 
 
+def _parse_search(raw: dict[str, Any], cid: str | int | None, _: int) -> Search:
+    return Search(
+        id=cid,
+        q=raw.get("q"),
+        conversation_id=_int(raw, "conversation_id", required=False),
+        sender_id=_int(raw, "sender_id", required=False),
+        after=_int(raw, "after", required=False),
+        before=_int(raw, "before", required=False),
+        limit=_int(raw, "limit", required=False),
+        cursor=raw.get("cursor"),
+    )
+
+
 _PARSERS: dict[str, Any] = {
     "ping": lambda raw, cid, _: Ping(id=cid),
     "auth": _parse_auth,
@@ -310,6 +336,7 @@ _PARSERS: dict[str, Any] = {
     "create_room": _parse_create_room,
     "list_rooms": lambda raw, cid, _: ListRooms(id=cid),
     "get_online_users": lambda raw, cid, _: OnlineUsers(id=cid),
+    "search": _parse_search,
 }
 
 

@@ -34,6 +34,7 @@ from palaver.gateway.lean import (
 from palaver.http.middleware import client_ip
 from palaver.services.auth import Principal
 from palaver.services.container import Services
+from palaver.services.search import search_frame
 from palaver.services.tokens import bearer_from_header
 from palaver.store.base import StoreUnavailable
 
@@ -281,6 +282,8 @@ class NativeHandler(GatewayHandler):
                 )
             case protocol.OnlineUsers():
                 return await self._online_users(command.id, user.id)
+            case protocol.Search():
+                return await search_frame(services.search, user.id, command)
         if isinstance(command, RICH_COMMANDS):
             return await rich_commands.execute(services, client, command)
         raise PalaverError(ErrorCode.UNKNOWN_TYPE, "unsupported command")

@@ -75,6 +75,19 @@ CLIENT_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
     "list_rooms": ("List public rooms.", {}, []),
     "get_online_users": ("Users you may see who are online.", {}, []),
     **asyncapi_rich.CLIENT_FRAMES,
+    "search": (
+        "Full-text search over your conversations; answered by search_results.",
+        {
+            "q": {**STR, "maxLength": 256, "description": "at least one word of 3+ characters"},
+            "conversation_id": INT,
+            "sender_id": INT,
+            "after": {**INT, "description": "created at or after (ms since the epoch)"},
+            "before": {**INT, "description": "created before (ms since the epoch)"},
+            "limit": {**INT, "minimum": 1, "maximum": 100},
+            "cursor": {**STR, "description": "next_cursor of the previous page"},
+        },
+        ["q"],
+    ),
 }
 
 SERVER_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
@@ -160,6 +173,36 @@ SERVER_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
     "rooms": ("Public rooms.", {"id": ID, "rooms": {"type": "array"}}, []),
     "online_users": ("Users online.", {"id": ID, "users": {"type": "array"}}, []),
     "auth_ok": ("Token renewed.", {"id": ID, "token_expires_at": INT}, []),
+    "search_results": (
+        "Answer to search: matches newest first, with highlights.",
+        {
+            "id": ID,
+            "results": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        **MESSAGE_FIELDS,
+                        "highlights": {
+                            "type": "array",
+                            "description": "[start, end) code point offsets in content",
+                            "items": {"type": "array", "items": INT},
+                        },
+                        "snippet": {
+                            "type": "array",
+                            "description": "plain-text segments; render as text",
+                            "items": {
+                                "type": "object",
+                                "properties": {"text": STR, "match": BOOL},
+                            },
+                        },
+                    },
+                },
+            },
+            "next_cursor": {"type": ["string", "null"]},
+        },
+        ["results"],
+    ),
     "error": (
         "A refused frame; the socket stays open.",
         {

@@ -16,6 +16,7 @@ from palaver.services.mail import Mailer
 from palaver.services.messaging import MessagingService
 from palaver.services.retention import RetentionJob
 from palaver.services.rich import RichMessagingService
+from palaver.services.search import SearchIndexer, SearchService
 from palaver.services.tokens import TokenService
 from palaver.services.users import UserCache
 from palaver.store import create_store
@@ -39,6 +40,8 @@ class Services:
     retention: RetentionJob
     metrics: Metrics
     rich: RichMessagingService
+    search: SearchService
+    indexer: SearchIndexer
     started_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -53,6 +56,7 @@ class Services:
     async def close(self) -> None:
         await self.retention.stop()
         await self.messaging.close()
+        await self.indexer.stop()
         await self.broker.close()
         await self.store.close()
 
@@ -72,14 +76,18 @@ def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Ser
     auth = AuthService(settings, store, broker, tokens, audit, mailer)
     metrics = metrics or Metrics()
     users = UserCache(store)
+    indexer = SearchIndexer(store)
+
+    def committed(size: int, seconds: float) -> None:
+        metrics.db_transaction.labels("group_commit").observe(seconds)
+        indexer.wake()
+
     messaging = MessagingService(
         settings,
         store,
         broker,
         users,
-        on_batch=lambda size, seconds: metrics.db_transaction.labels("group_commit").observe(
-            seconds
-        ),
+        on_batch=committed,
         on_rate_limited=lambda scope: metrics.rate_limited.labels(scope=scope).inc(),
     )
     conversations = ConversationService(store, broker, messaging, audit)
@@ -99,4 +107,6 @@ def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Ser
         retention=RetentionJob(store, settings.history_retention_days),
         metrics=metrics,
         rich=rich,
+        search=SearchService(store),
+        indexer=indexer,
     )

@@ -31,6 +31,7 @@ from palaver.core.models import (
     Session,
     User,
 )
+from palaver.core.search import IndexProgress, SearchFilter
 from palaver.store.rich_base import RichMessageStore
 
 
@@ -331,3 +332,22 @@ class Store(RichMessageStore, abc.ABC):
     async def purge_messages_before(self, cutoff: int) -> int:
         """Delete messages created before ``cutoff`` (retention) and raise each affected
         conversation's ``min_seq``; return how many were deleted."""
+
+    # -- search --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def search_backlog(self) -> bool:
+        """Whether messages wait to be indexed for search (one cheap read)."""
+
+    @abc.abstractmethod
+    async def index_pending(self, *, batch: int = 500, now: int | None = None) -> IndexProgress:
+        """Index up to ``batch`` messages past the search watermark and move it as far
+        as is safe. Idempotent: several nodes may run it at once."""
+
+    @abc.abstractmethod
+    async def unindex_messages(self, message_ids: Sequence[int]) -> None:
+        """Remove messages from the search index."""
+
+    @abc.abstractmethod
+    async def search_messages(self, search: SearchFilter) -> list[Message]:
+        """Indexed text messages matching ``search``, newest (highest id) first."""

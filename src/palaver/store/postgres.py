@@ -27,6 +27,7 @@ from sqlalchemy.sql.dml import Insert
 from palaver.core.errors import not_found
 from palaver.core.models import Appended, Message, NewMessage
 from palaver.store.rich import RichSqlStore
+from palaver.store.search import PostgresSearch
 from palaver.store.sql import (
     MESSAGE_COLUMNS,
     AppendPlan,
@@ -52,7 +53,7 @@ class _Lane:
         self.conn: AsyncConnection | None = None
 
 
-class PostgresStore(RichSqlStore):
+class PostgresStore(PostgresSearch, RichSqlStore):
     """A store in a PostgreSQL database.
 
     ``url`` is ``postgresql+asyncpg://user:password@host:port/database``. ``pool_size``

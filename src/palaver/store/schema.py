@@ -220,3 +220,14 @@ thread_reads = Table(
     Column("root_id", Id, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
     Column("read_seq", BigInteger, nullable=False),
 )
+
+# How far the search indexer has come: every message id up to ``last_id`` is indexed
+# or will never exist. The index itself is engine-specific (an FTS5 table on SQLite, a
+# table with trigram and full-text indexes on PostgreSQL): the migration creates it and
+# ``palaver.store.search`` names it.
+search_state = Table(
+    "search_state",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("last_id", BigInteger, nullable=False, default=0),
+)

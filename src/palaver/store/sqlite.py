@@ -35,6 +35,7 @@ from palaver.core.errors import not_found
 from palaver.core.models import Appended, Message, NewMessage
 from palaver.store.rich import RichSqlStore
 from palaver.store.schema import metadata
+from palaver.store.search import SqliteSearch
 from palaver.store.sql import (
     MESSAGE_COLUMNS,
     AppendPlan,
@@ -67,7 +68,7 @@ def _constraints_by_columns() -> dict[tuple[str, ...], str]:
 _CONSTRAINTS = _constraints_by_columns()
 
 
-class SqliteStore(RichSqlStore):
+class SqliteStore(SqliteSearch, RichSqlStore):
     """A store in one SQLite file (or in memory for ``sqlite:///:memory:``).
 
     ``url`` is ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or

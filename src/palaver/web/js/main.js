@@ -9,6 +9,7 @@ import { api } from "./api.js";
 import { chat } from "./chat.js";
 import { $, paintAvatar, setIcon, toast } from "./dom.js";
 import * as notify from "./notify.js";
+import { setupMessageSearch } from "./search.js";
 import { store } from "./store.js";
 import { theme } from "./theme.js";
 import { setupAuth, showAuth } from "./views/auth.js";
@@ -178,6 +179,7 @@ function setup() {
     enter(user);
   });
   setupList({ open });
+  setupMessageSearch({ open });
   setupConversation({ back, toggleInfo: toggleDetails });
   setupDetails();
   setupDialogs({ signOut, open });

@@ -1,0 +1,53 @@
+"""Message search in the web client: matches highlighted as text, a click opens the
+conversation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from playwright.sync_api import expect
+
+from tests.browser.people import Person
+
+MakePerson = Callable[..., Person]
+
+
+def test_search_highlights_matches_and_opens_the_conversation(person: MakePerson) -> None:
+    alice = person("alice")
+    room = f"trips-{alice.username[-6:]}"
+    other = f"misc-{alice.username[-6:]}"
+    alice.create_room(room)
+    alice.send("Train tickets for <b>Zürich</b> are in zurich_trip.pdf")
+    alice.create_room(other)
+    alice.send("nothing to see here")
+    expect(alice.page.locator("#conv-title")).to_have_text(other)
+
+    page = alice.page
+    box = page.locator("#search")
+    results = page.locator("#message-results-list li")
+    # The index follows the send within about a second: search again until it has.
+    deadline = time.monotonic() + 15
+    while True:
+        box.fill("")
+        box.fill("ZURICH")
+        expect(page.locator("#message-results")).to_be_visible()
+        expect(page.locator("#message-results")).not_to_have_attribute("aria-busy", "true")
+        if results.count() or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(200)
+    expect(results).to_have_count(1)
+    marks = results.first.locator("mark")
+    expect(marks).to_have_text(["Zürich", "zurich"])
+    # The angle brackets stayed text: no element came out of the message.
+    expect(results.first.locator("b")).to_have_count(0)
+    expect(results.first.locator(".search-result-text")).to_contain_text("<b>Zürich</b>")
+    expect(results.first.locator(".search-result-meta")).to_contain_text(room)
+
+    results.first.locator("button").click()
+    expect(page.locator("#conv-title")).to_have_text(room)
+    expect(page.locator("#message-results")).to_be_hidden()
+
+    # Too short to search: the section stays hidden.
+    box.fill("zu")
+    expect(page.locator("#message-results")).to_be_hidden()
