@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
+
+from palaver.core.models import Member, now_ms
 
 #: ``muted_until`` / ``notify_muted_until`` of a mute without end (fits a BIGINT).
 FOREVER = 2**62
@@ -28,6 +31,25 @@ def active_until(until: int | None, now: int) -> bool:
 def wire_until(until: int | None) -> int | None:
     """A stored end time as clients see it: ``None`` for "for ever" and "not set"."""
     return None if until is None or until >= FOREVER else until
+
+
+def notifications(member: Member) -> dict[str, Any]:
+    """A member's notification settings as clients see them."""
+    muted = active_until(member.notify_muted_until, now_ms())
+    return {
+        "level": member.notify_level,
+        "muted": muted,
+        "muted_until": wire_until(member.notify_muted_until) if muted else None,
+    }
+
+
+def member_state(member: Member) -> dict[str, Any]:
+    """The moderation state of a member as every member sees it."""
+    muted = active_until(member.muted_until, now_ms())
+    return {
+        "muted": muted,
+        "muted_until": wire_until(member.muted_until) if muted else None,
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from palaver.core import moderation_commands
 from palaver.core.errors import ErrorCode, PalaverError
 
 MAX_ID_LENGTH = 64
@@ -99,6 +100,14 @@ class ListRooms(Command):
 @dataclass(frozen=True, slots=True)
 class OnlineUsers(Command):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class Moderate(Command):
+    """A moderation, safety or notification-settings frame (see
+    :mod:`palaver.core.moderation_commands`)."""
+
+    op: moderation_commands.ModerationOp
 
 
 def _id(raw: dict[str, Any]) -> str | int | None:
@@ -306,4 +315,12 @@ _PARSERS: dict[str, Any] = {
     "create_room": _parse_create_room,
     "list_rooms": lambda raw, cid, _: ListRooms(id=cid),
     "get_online_users": lambda raw, cid, _: OnlineUsers(id=cid),
+    **{
+        action: (
+            lambda raw, cid, _, action=action: Moderate(
+                id=cid, op=moderation_commands.parse(action, raw)
+            )
+        )
+        for action in moderation_commands.ACTIONS
+    },
 }

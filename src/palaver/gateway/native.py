@@ -277,6 +277,8 @@ class NativeHandler(GatewayHandler):
                 )
             case protocol.OnlineUsers():
                 return await self._online_users(command.id, user.id)
+            case protocol.Moderate(op=op):
+                return events.reply(command.id, "result", **await services.moderation.run(user, op))
         raise PalaverError(ErrorCode.UNKNOWN_TYPE, "unsupported command")
 
     def _require_tracked(self, client: Client, conversation_id: int) -> None:
@@ -322,6 +324,7 @@ class NativeHandler(GatewayHandler):
             candidates.update(await services.store.contacts(user_id))
         else:
             candidates = await services.store.contacts(user_id)
+        candidates -= services.moderation.state.blocked_by.get(user_id, set())
         presence = await services.broker.get_presence(candidates)
         online = sorted(uid for uid, status in presence.items() if status != "offline")
         users = await services.store.get_users(online)

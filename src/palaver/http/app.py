@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from palaver import __version__
 from palaver.config import Settings, ensure_secret, load_settings
 from palaver.gateway.serve import GATEWAY_STATE_KEY, start_gateway, stop_gateway
-from palaver.http import auth_routes, conversation_routes, users_routes
+from palaver.http import auth_routes, conversation_routes, moderation_routes, users_routes
 from palaver.http.asyncapi import asyncapi_router
 from palaver.http.errors import install_error_handlers
 from palaver.http.responses import JsonResponse
@@ -34,6 +34,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         await services.start()
         if settings.auto_migrate:
             await services.store.migrate()
+        await services.moderation.start()
         gateway = await start_gateway(services)
         services.retention.start()
         services.started_at = time.monotonic()
@@ -56,6 +57,9 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.state.services = services
     install_error_handlers(app)
     app.include_router(auth_routes.router)
+    # Before the users router, whose /api/users/{user_id} would shadow /api/users/me/….
+    app.include_router(moderation_routes.router)
+    app.include_router(moderation_routes.admin_router)
     app.include_router(users_routes.router)
     app.include_router(conversation_routes.router)
     app.include_router(web_router())

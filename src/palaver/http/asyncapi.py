@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from palaver import __version__
+from palaver.http import moderation_asyncapi
 
 INT = {"type": "integer"}
 STR = {"type": "string"}
@@ -71,6 +72,7 @@ CLIENT_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
     "create_room": ("Create a public room.", {"name": STR, "topic": STR}, ["name"]),
     "list_rooms": ("List public rooms.", {}, []),
     "get_online_users": ("Users you may see who are online.", {}, []),
+    **moderation_asyncapi.CLIENT_FRAMES,
 }
 
 SERVER_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
@@ -167,6 +169,7 @@ SERVER_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
         },
         ["code", "message"],
     ),
+    **moderation_asyncapi.SERVER_FRAMES,
 }
 
 

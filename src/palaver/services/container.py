@@ -14,6 +14,7 @@ from palaver.services.auth import AuthService
 from palaver.services.conversations import ConversationService
 from palaver.services.mail import Mailer
 from palaver.services.messaging import MessagingService
+from palaver.services.moderation import ModerationService
 from palaver.services.retention import RetentionJob
 from palaver.services.tokens import TokenService
 from palaver.services.users import UserCache
@@ -35,6 +36,7 @@ class Services:
     users: UserCache
     messaging: MessagingService
     conversations: ConversationService
+    moderation: ModerationService
     retention: RetentionJob
     metrics: Metrics
     started_at: float = field(default_factory=time.monotonic)
@@ -50,6 +52,7 @@ class Services:
 
     async def close(self) -> None:
         await self.retention.stop()
+        await self.moderation.close()
         await self.messaging.close()
         await self.broker.close()
         await self.store.close()
@@ -92,6 +95,7 @@ def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Ser
         users=users,
         messaging=messaging,
         conversations=conversations,
+        moderation=ModerationService(settings, store, broker, messaging, conversations, audit),
         retention=RetentionJob(store, settings.history_retention_days),
         metrics=metrics,
     )

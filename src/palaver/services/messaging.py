@@ -82,6 +82,9 @@ class MessagingService:
         self._announcer: asyncio.Task[None] | None = None
         self._local_buckets: dict[int, TokenBucket] = {}
         self._on_rate_limited = on_rate_limited
+        # Moderation's check of a send (mutes, blocks, the word filter), in memory; it
+        # returns the content to store or raises.
+        self.guard: Callable[[User, int, str, Member | None], str] | None = None
 
     # -- sending -------------------------------------------------------------------------
 
@@ -134,8 +137,9 @@ class MessagingService:
         A repeated ``client_msg_id`` returns the original message (``duplicate``)."""
         check_content(content, self.settings.max_message_length)
         await self.check_rate(sender.id)
-        if not member_checked:
-            await self.require_member(conversation_id, sender.id)
+        member = None if member_checked else await self.require_member(conversation_id, sender.id)
+        if self.guard is not None:
+            content = self.guard(sender, conversation_id, content, member)
         appended = await self.writer.append(
             NewMessage(
                 conversation_id=conversation_id,
