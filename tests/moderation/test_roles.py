@@ -18,7 +18,10 @@ async def test_kick_needs_a_moderator_and_the_kicked_socket_stops_at_once(mod: M
     await mod.refused(dave, "POST", kick, "NOT_FOUND")
     # Admins are made by the owner, not by other members.
     await mod.refused(
-        bob, "PUT", f"/api/conversations/{cid}/members/{bob.id}/role", "FORBIDDEN",
+        bob,
+        "PUT",
+        f"/api/conversations/{cid}/members/{bob.id}/role",
+        "FORBIDDEN",
         json={"role": "admin"},
     )
     promoted = await mod.ok(
@@ -26,9 +29,7 @@ async def test_kick_needs_a_moderator_and_the_kicked_socket_stops_at_once(mod: M
     )
     assert promoted["role"] == "admin"
     # An admin cannot act on the owner.
-    await mod.refused(
-        bob, "POST", f"/api/conversations/{cid}/members/{owner.id}/kick", "FORBIDDEN"
-    )
+    await mod.refused(bob, "POST", f"/api/conversations/{cid}/members/{owner.id}/kick", "FORBIDDEN")
     carol_ws = await mod.connect(carol)
     owner_ws = await mod.connect(owner)
     await mod.ok(bob, "POST", kick)
@@ -60,7 +61,9 @@ async def test_admins_cannot_act_on_admins_unless_server_admins(mod: Mod) -> Non
     cid = await mod.room(owner, a1, a2, staff)
     for who in (a1, a2, staff):
         await mod.ok(
-            owner, "PUT", f"/api/conversations/{cid}/members/{who.id}/role",
+            owner,
+            "PUT",
+            f"/api/conversations/{cid}/members/{who.id}/role",
             json={"role": "admin"},
         )
     await mod.refused(
@@ -76,13 +79,18 @@ async def test_admins_cannot_act_on_admins_unless_server_admins(mod: Mod) -> Non
     )
     # Ownership moves only by the owner's hand.
     await mod.refused(
-        a1, "PUT", f"/api/conversations/{cid}/members/{a1.id}/role", "FORBIDDEN",
+        a1,
+        "PUT",
+        f"/api/conversations/{cid}/members/{a1.id}/role",
+        "FORBIDDEN",
         json={"role": "owner"},
     )
     await mod.ok(
         owner, "PUT", f"/api/conversations/{cid}/members/{a1.id}/role", json={"role": "owner"}
     )
-    members = {m["user_id"]: m for m in await mod.ok(a1, "GET", f"/api/conversations/{cid}/members")}
+    members = {
+        m["user_id"]: m for m in await mod.ok(a1, "GET", f"/api/conversations/{cid}/members")
+    }
     assert members[a1.id]["role"] == "owner"
     assert members[owner.id]["role"] == "admin"
     assert members[a2.id]["muted"] is True
@@ -101,7 +109,9 @@ async def test_ban_keeps_out_until_it_ends_or_is_lifted(mod: Mod) -> None:
         carol, "POST", f"/api/conversations/{cid}/bans", "FORBIDDEN", json={"user_id": owner.id}
     )
     ban = await mod.ok(
-        owner, "POST", f"/api/conversations/{cid}/bans",
+        owner,
+        "POST",
+        f"/api/conversations/{cid}/bans",
         json={"user_id": carol.id, "duration": 3600, "reason": "spam"},
     )
     assert ban["until"] > now_ms()
