@@ -135,7 +135,8 @@ async def test_ban_keeps_out_until_it_ends_or_is_lifted(mod: Mod) -> None:
     # Banned for ever over the socket, then lifted.
     owner_ws = await mod.connect(owner)
     got = await owner_ws.request({"type": "ban", "conversation_id": cid, "user_id": carol.id})
-    assert got["type"] == "result" and got["ban"]["until"] is None
+    assert got["type"] == "result"
+    assert got["ban"]["until"] is None
     await mod.refused(carol, "POST", f"/api/conversations/{cid}/join", "BANNED")
     await mod.ok(owner, "DELETE", f"/api/conversations/{cid}/bans/{carol.id}")
     await mod.ok(carol, "POST", f"/api/conversations/{cid}/join")
@@ -157,7 +158,8 @@ async def test_a_muted_member_reads_but_cannot_send(mod: Mod) -> None:
     )
     assert got["member"]["muted"] is True
     update = await carol_ws.next("member_updated")
-    assert update["user_id"] == carol.id and update["muted"] is True
+    assert update["user_id"] == carol.id
+    assert update["muted"] is True
     refused = await carol_ws.send_text(cid, "hello?")
     assert refused["code"] == "MUTED"
     assert refused["muted_until"] == got["member"]["muted_until"]
@@ -192,7 +194,8 @@ async def test_moderation_frames_answer_like_rest(mod: Mod) -> None:
     ):
         assert (await bob_ws.request(frame))["code"] == "FORBIDDEN", frame
     bad = await bob_ws.request({"type": "kick", "conversation_id": cid})
-    assert bad["code"] == "INVALID_FORMAT" and bad["field"] == "user_id"
+    assert bad["code"] == "INVALID_FORMAT"
+    assert bad["field"] == "user_id"
     outsider = await mod.person("out")
     out_ws = await mod.connect(outsider)
     hidden = await out_ws.request({"type": "kick", "conversation_id": cid, "user_id": bob.id})

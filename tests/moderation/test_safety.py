@@ -149,7 +149,8 @@ async def test_audit_log_is_for_admins_paged_and_filtered(mod: Mod) -> None:
         "room.created",
     ]
     page = await mod.ok(admin, "GET", "/api/admin/audit", params={"actor_id": owner.id, "limit": 2})
-    assert len(page["events"]) == 2 and page["next_before"] == page["events"][-1]["id"]
+    assert len(page["events"]) == 2
+    assert page["next_before"] == page["events"][-1]["id"]
     rest = await mod.ok(
         admin,
         "GET",

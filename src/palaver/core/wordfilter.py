@@ -51,7 +51,11 @@ class WordFilter:
         if words:
             # Longest first, so "foo bar" wins over "foo"; lookarounds instead of \b so
             # words that start or end with punctuation still match whole.
-            alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+            # Phrases match across any run of white space.
+            alternatives = "|".join(
+                re.escape(w).replace(r"\ ", r"\s+")
+                for w in sorted(words, key=len, reverse=True)
+            )
             self.pattern: re.Pattern[str] | None = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
         else:
             self.pattern = None
