@@ -53,8 +53,7 @@ class WordFilter:
             # words that start or end with punctuation still match whole.
             # Phrases match across any run of white space.
             alternatives = "|".join(
-                re.escape(w).replace(r"\ ", r"\s+")
-                for w in sorted(words, key=len, reverse=True)
+                re.escape(w).replace(r"\ ", r"\s+") for w in sorted(words, key=len, reverse=True)
             )
             self.pattern: re.Pattern[str] | None = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
         else:
