@@ -63,16 +63,22 @@ class WordFilter:
         """The text with every listed word masked, and the words found."""
         if self.pattern is None:
             return FilterResult(text, ())
-        folded_parts: list[str] = []
-        owner: list[int] = []  # index in ``text`` of each folded character
-        for index, char in enumerate(text):
-            part = _fold_char(char)
-            folded_parts.append(part)
-            owner.extend([index] * len(part))
-        folded = "".join(folded_parts)
-        matches = list(self.pattern.finditer(folded))
-        if not matches:
-            return FilterResult(text, ())
+        if text.isascii():
+            # Most chat text: folding is lower-casing, one character for one.
+            matches = list(self.pattern.finditer(text.lower()))
+            if not matches:
+                return FilterResult(text, ())
+            owner: range | list[int] = range(len(text))
+        else:
+            folded_parts: list[str] = []
+            owner = []  # index in ``text`` of each folded character
+            for index, char in enumerate(text):
+                part = _fold_char(char)
+                folded_parts.append(part)
+                owner.extend([index] * len(part))
+            matches = list(self.pattern.finditer("".join(folded_parts)))
+            if not matches:
+                return FilterResult(text, ())
         chars = list(text)
         for match in matches:
             first, last = owner[match.start()], owner[match.end() - 1]

@@ -127,10 +127,10 @@ class ConversationService:
         if other.id == user.id:
             raise PalaverError(ErrorCode.SELF_MESSAGE, "you cannot message yourself")
         if self.moderation is not None:
-            low, high = sorted((user.id, other.id))
-            if not (await self.store.direct_ids([(low, high)])):
-                await self.moderation.check_direct(user, other)
+            await self.moderation.check_direct(user, other)
         conversation, created = await self.store.get_or_create_direct(user.id, other.id, now_ms())
+        if self.moderation is not None:
+            self.moderation.known_direct(user.id, other.id)
         if created:
             for uid in (user.id, other.id):
                 await self._tell_user(uid, "joined", conversation.id, conversation.last_seq)

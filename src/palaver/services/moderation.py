@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,7 @@ MODERATION_CHANNEL = "moderation"
 # One audit entry per (user, conversation) per this many seconds of filter hits.
 FILTER_AUDIT_INTERVAL = 60.0
 INVITE_CODE_BYTES = 16  # 128 random bits: not guessable
+KNOWN_DIRECTS = 100_000
 
 
 def invite_out(invite: Invite) -> dict[str, Any]:
@@ -165,6 +167,7 @@ class ModerationService:
         self._subscription: Subscription | None = None
         self._filter_audited: dict[tuple[int, int], float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._directs: OrderedDict[tuple[int, int], None] = OrderedDict()
         messaging.guard = self.guard_send
         conversations.moderation = self
 
@@ -369,6 +372,7 @@ class ModerationService:
         )
         if not await self.store.remove_member(conversation_id, user_id):
             raise not_found("member")
+        await self._signal("mute", conversation_id=conversation_id, user_id=user_id, until=None)
         await self._tell(user_id, "left", conversation_id)
         name = await self._name(user_id)
         await self.messaging.post_system(conversation_id, f"{actor.handle} removed {name}")
@@ -401,6 +405,7 @@ class ModerationService:
             reason=reason,
         )
         was_member = await self.store.ban_member(ban)
+        await self._signal("mute", conversation_id=conversation_id, user_id=user_id, until=None)
         if was_member:
             await self._tell(user_id, "left", conversation_id)
             name = await self._name(user_id)
@@ -528,6 +533,15 @@ class ModerationService:
         refusal = PalaverError(ErrorCode.FORBIDDEN, "you cannot message this user")
         if self.state.blocks_between(user.id, other.id):
             raise refusal
+        pair = (min(user.id, other.id), max(user.id, other.id))
+        # The policy governs opening a conversation; once open, the guard and blocks
+        # govern it. Known pairs skip the lookup, so sends addressed by ``to`` cost no
+        # query more than before.
+        if pair in self._directs:
+            return
+        if await self.store.direct_ids([pair]):
+            self.known_direct(*pair)
+            return
         policy = await self.store.get_dm_policy(other.id) or self.settings.dm_policy_default
         if policy == DmPolicy.CONTACTS and user.id not in await self.store.contacts(other.id):
             raise refusal
@@ -676,6 +690,14 @@ class ModerationService:
 
     async def dm_policy(self, user: User) -> str:
         return await self.store.get_dm_policy(user.id) or self.settings.dm_policy_default
+
+    def known_direct(self, a: int, b: int) -> None:
+        """Remember that two users have a direct conversation (bounded, LRU)."""
+        pair = (min(a, b), max(a, b))
+        self._directs[pair] = None
+        self._directs.move_to_end(pair)
+        if len(self._directs) > KNOWN_DIRECTS:
+            self._directs.popitem(last=False)
 
     async def set_dm_policy(self, user: User, policy: str) -> str:
         policy = DmPolicy(policy).value
