@@ -84,6 +84,11 @@ class Settings(BaseModel):
     ws_ping_interval: float = Field(20.0, gt=0)
     ws_ping_timeout: float = Field(20.0, gt=0)
     ws_allowed_origins: list[str] = Field(default_factory=list)
+    filter_words: list[str] = Field(
+        default_factory=list, description="words the content filter catches on every server"
+    )
+    filter_action: Literal["mask", "reject"] = "mask"
+    dm_policy_default: Literal["everyone", "contacts"] = "everyone"
 
     @field_validator("database_url")
     @classmethod
@@ -99,7 +104,9 @@ class Settings(BaseModel):
             raise ValueError("must be empty (in-process broker) or start with redis://")
         return value
 
-    @field_validator("cors_origins", "trusted_proxies", "ws_allowed_origins", mode="before")
+    @field_validator(
+        "cors_origins", "trusted_proxies", "ws_allowed_origins", "filter_words", mode="before"
+    )
     @classmethod
     def _split_list(cls, value: Any) -> Any:
         if isinstance(value, str):

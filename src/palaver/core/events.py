@@ -10,6 +10,7 @@ from typing import Any
 
 from palaver.core.errors import PalaverError
 from palaver.core.models import Conversation, ConversationSummary, Member, Message, User
+from palaver.core.moderation import notifications
 
 
 def message(m: Message, sender: User | None) -> dict[str, Any]:
@@ -124,6 +125,7 @@ def summary(s: ConversationSummary, last_sender: User | None) -> dict[str, Any]:
         delivered_seq=s.member.delivered_seq,
         role=s.member.role.value,
         mentions=s.mentions,
+        notifications=notifications(s.member),
         last_message=message(s.last_message, last_sender) if s.last_message else None,
     )
     return data

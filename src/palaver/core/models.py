@@ -135,6 +135,9 @@ class Member:
     joined_at: int
     read_seq: int
     delivered_seq: int
+    muted_until: int | None = None  # moderation: sends refused until then
+    notify_level: str = "all"  # the member's notifications: all, mentions, none
+    notify_muted_until: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from palaver.core import moderation_commands
 from palaver.core.errors import ErrorCode, PalaverError
 
 MAX_ID_LENGTH = 64
@@ -114,6 +115,14 @@ class Search(Command):
     before: int | None
     limit: int | None
     cursor: object
+
+
+@dataclass(frozen=True, slots=True)
+class Moderate(Command):
+    """A moderation, safety or notification-settings frame (see
+    :mod:`palaver.core.moderation_commands`)."""
+
+    op: moderation_commands.ModerationOp
 
 
 def _id(raw: dict[str, Any]) -> str | int | None:
@@ -337,6 +346,14 @@ _PARSERS: dict[str, Any] = {
     "list_rooms": lambda raw, cid, _: ListRooms(id=cid),
     "get_online_users": lambda raw, cid, _: OnlineUsers(id=cid),
     "search": _parse_search,
+    **{
+        action: (
+            lambda raw, cid, _, action=action: Moderate(
+                id=cid, op=moderation_commands.parse(action, raw)
+            )
+        )
+        for action in moderation_commands.ACTIONS
+    },
 }
 
 

@@ -20,6 +20,7 @@ import structlog
 from palaver.broker.base import BrokerUnavailable, PresenceStatus, Subscription
 from palaver.core import events
 from palaver.core.models import ConversationSummary, now_ms
+from palaver.core.moderation import notifications
 from palaver.gateway.client import Client, Outlet
 from palaver.services import signals
 from palaver.services.auth import Principal
@@ -156,6 +157,7 @@ class Hub:
                         "read_seq": s.member.read_seq,
                         "unread": s.unread,
                         "mentions": s.mentions,
+                        "notifications": notifications(s.member),
                     }
                     for s in summaries
                 ],
@@ -250,6 +252,11 @@ class Hub:
             self._revoke(signal)
         elif kind in ("joined", "left"):
             self.spawn(self._membership(signal))
+        elif kind == "user_event":
+            # A frame for one user's own sockets (their settings changed elsewhere).
+            frame = self.encode(orjson.dumps(signal["frame"]))
+            for client in list(self.by_user.get(int(signal["user_id"]), ())):
+                client.send_encoded(frame)
 
     def _revoke(self, signal: dict[str, Any]) -> None:
         sessions = signal.get("sessions")
@@ -354,8 +361,9 @@ class Hub:
             targets = set()
             for cid in signal.get("conversations", ()):
                 targets.update(self.by_conversation.get(int(cid), ()))
+        hidden = self.services.moderation.state.hidden_from(int(signal["user_id"]))
         for client in targets:
-            if client.synced:
+            if client.synced and client.user_id not in hidden:
                 client.send_encoded(frame)
 
     async def sweep(self) -> None:

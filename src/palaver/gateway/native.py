@@ -284,6 +284,8 @@ class NativeHandler(GatewayHandler):
                 return await self._online_users(command.id, user.id)
             case protocol.Search():
                 return await search_frame(services.search, user.id, command)
+            case protocol.Moderate(op=op):
+                return events.reply(command.id, "result", **await services.moderation.run(user, op))
         if isinstance(command, RICH_COMMANDS):
             return await rich_commands.execute(services, client, command)
         raise PalaverError(ErrorCode.UNKNOWN_TYPE, "unsupported command")
@@ -333,6 +335,7 @@ class NativeHandler(GatewayHandler):
             candidates.update(await services.store.contacts(user_id))
         else:
             candidates = await services.store.contacts(user_id)
+        candidates -= services.moderation.state.blocked_by.get(user_id, set())
         presence = await services.broker.get_presence(candidates)
         online = sorted(uid for uid, status in presence.items() if status != "offline")
         users = await services.store.get_users(online)

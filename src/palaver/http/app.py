@@ -15,6 +15,7 @@ from palaver.gateway.serve import GATEWAY_STATE_KEY, start_gateway, stop_gateway
 from palaver.http import (
     auth_routes,
     conversation_routes,
+    moderation_routes,
     rich_routes,
     search_routes,
     users_routes,
@@ -40,6 +41,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         await services.start()
         if settings.auto_migrate:
             await services.store.migrate()
+        await services.moderation.start()
         gateway = await start_gateway(services)
         services.retention.start()
         services.indexer.start()
@@ -63,6 +65,9 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.state.services = services
     install_error_handlers(app)
     app.include_router(auth_routes.router)
+    # Before the users router, whose /api/users/{user_id} would shadow /api/users/me/….
+    app.include_router(moderation_routes.router)
+    app.include_router(moderation_routes.admin_router)
     app.include_router(users_routes.router)
     app.include_router(conversation_routes.router)
     app.include_router(rich_routes.router)

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from palaver import __version__
-from palaver.http import asyncapi_rich
+from palaver.http import asyncapi_rich, moderation_asyncapi
 
 INT = {"type": "integer"}
 STR = {"type": "string"}
@@ -88,6 +88,7 @@ CLIENT_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
         },
         ["q"],
     ),
+    **moderation_asyncapi.CLIENT_FRAMES,
 }
 
 SERVER_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
@@ -215,6 +216,7 @@ SERVER_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
         ["code", "message"],
     ),
     **asyncapi_rich.SERVER_FRAMES,
+    **moderation_asyncapi.SERVER_FRAMES,
 }
 
 

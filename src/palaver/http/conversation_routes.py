@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from palaver.core import events
 from palaver.core.errors import ErrorCode, PalaverError, not_found
 from palaver.core.models import ConversationKind, Message, User
+from palaver.core.moderation import member_state
 from palaver.http.deps import PrincipalDep, ServicesDep
 from palaver.http.message_schemas import MessageOut
 from palaver.http.schemas import ERROR_RESPONSES, Strict
@@ -150,6 +151,8 @@ async def list_members(
     members = await services.conversations.members(principal.user.id, conversation_id)
     users = await services.store.get_users(m.user_id for m in members)
     presence = await services.broker.get_presence(m.user_id for m in members)
+    for blocker in services.moderation.state.blocked_by.get(principal.user.id, ()):
+        presence.pop(blocker, None)
     return [
         {
             "user_id": m.user_id,
@@ -160,6 +163,7 @@ async def list_members(
             "read_seq": m.read_seq,
             "delivered_seq": m.delivered_seq,
             "presence": presence.get(m.user_id, "offline"),
+            **member_state(m),
         }
         for m in members
     ]

@@ -14,6 +14,7 @@ from palaver.services.auth import AuthService
 from palaver.services.conversations import ConversationService
 from palaver.services.mail import Mailer
 from palaver.services.messaging import MessagingService
+from palaver.services.moderation import ModerationService
 from palaver.services.retention import RetentionJob
 from palaver.services.rich import RichMessagingService
 from palaver.services.search import SearchIndexer, SearchService
@@ -37,6 +38,7 @@ class Services:
     users: UserCache
     messaging: MessagingService
     conversations: ConversationService
+    moderation: ModerationService
     retention: RetentionJob
     metrics: Metrics
     rich: RichMessagingService
@@ -55,6 +57,7 @@ class Services:
 
     async def close(self) -> None:
         await self.retention.stop()
+        await self.moderation.close()
         await self.messaging.close()
         await self.indexer.stop()
         await self.broker.close()
@@ -104,6 +107,7 @@ def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Ser
         users=users,
         messaging=messaging,
         conversations=conversations,
+        moderation=ModerationService(settings, store, broker, messaging, conversations, audit),
         retention=RetentionJob(store, settings.history_retention_days),
         metrics=metrics,
         rich=rich,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from typing import TYPE_CHECKING
 
 from palaver.broker.base import Broker, BrokerUnavailable
 from palaver.core.errors import ErrorCode, PalaverError, not_found
@@ -21,6 +22,9 @@ from palaver.services.audit import Audit
 from palaver.services.messaging import MessagingService
 from palaver.store.base import Store
 
+if TYPE_CHECKING:
+    from palaver.services.moderation import ModerationService
+
 ROOM_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
 MAX_GROUP_MEMBERS = 1000
 
@@ -36,6 +40,7 @@ class ConversationService:
         self.broker = broker
         self.messaging = messaging
         self.audit = audit
+        self.moderation: ModerationService | None = None
 
     # -- lookups ---------------------------------------------------------------------
 
@@ -121,7 +126,11 @@ class ConversationService:
         other = await self.resolve_user(other_ref)
         if other.id == user.id:
             raise PalaverError(ErrorCode.SELF_MESSAGE, "you cannot message yourself")
+        if self.moderation is not None:
+            await self.moderation.check_direct(user, other)
         conversation, created = await self.store.get_or_create_direct(user.id, other.id, now_ms())
+        if self.moderation is not None:
+            self.moderation.known_direct(user.id, other.id)
         if created:
             for uid in (user.id, other.id):
                 await self._tell_user(uid, "joined", conversation.id, conversation.last_seq)
@@ -138,6 +147,8 @@ class ConversationService:
             room = await self.store.get_room_by_name(ref)
         if room is None or room.kind is not ConversationKind.ROOM:
             raise not_found("room")
+        if self.moderation is not None and await self.store.get_member(room.id, user.id) is None:
+            await self.moderation.check_join(user.id, room.id)
         member = await self.store.add_member(room.id, user.id, Role.MEMBER, now_ms())
         if member is None:
             return room, False
@@ -162,6 +173,8 @@ class ConversationService:
         if conversation.kind is ConversationKind.GROUP and me.role is Role.MEMBER:
             raise PalaverError(ErrorCode.FORBIDDEN, "only owners and admins add members")
         user = await self.resolve_user(ref)
+        if self.moderation is not None:
+            await self.moderation.check_join(user.id, conversation_id)
         member = await self.store.add_member(conversation_id, user.id, Role.MEMBER, now_ms())
         if member is None:
             raise PalaverError(ErrorCode.CONFLICT, "already a member", field="user_id")

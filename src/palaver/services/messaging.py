@@ -97,6 +97,9 @@ class MessagingService:
         self._on_rate_limited = on_rate_limited
         #: Checks reply and thread targets and finds mentions (set by the container).
         self.resolve_extras: ResolveExtras | None = None
+        # Moderation's check of a send (mutes, blocks, the word filter), in memory; it
+        # returns the content to store or raises.
+        self.guard: Callable[[User, int, str, Member | None], str] | None = None
 
     # -- sending -------------------------------------------------------------------------
 
@@ -153,8 +156,9 @@ class MessagingService:
         ``reply_to_id`` and ``thread_root_id`` name messages of the same conversation."""
         check_content(content, self.settings.max_message_length)
         await self.check_rate(sender.id)
-        if not member_checked:
-            await self.require_member(conversation_id, sender.id)
+        member = None if member_checked else await self.require_member(conversation_id, sender.id)
+        if self.guard is not None:
+            content = self.guard(sender, conversation_id, content, member)
         new = NewMessage(
             conversation_id=conversation_id,
             sender_id=sender.id,

@@ -127,11 +127,15 @@ class RichMessagingService:
         """Replace the text of the user's own message; returns the message as edited."""
         # The one validation of every text (a content filter hooks check_content).
         content = check_content(content, self.settings.max_message_length)
-        message, _ = await self._visible(user, message_id)
+        message, member = await self._visible(user, message_id)
         if message.sender_id != user.id or message.kind is not MessageKind.TEXT:
             raise PalaverError(ErrorCode.FORBIDDEN, "only the author can edit a message")
         if message.deleted_at is not None:
             raise not_found("message")
+        # An edit is held to what a send is: no writing while muted or across a block,
+        # and the word filter masks or refuses it.
+        if self.messaging.guard is not None:
+            content = self.messaging.guard(user, message.conversation_id, content, member)
         await self.messaging.check_rate(user.id)
         mutation = await self._commit(
             lambda: self.store.edit_message(message_id, user.id, content, now_ms()), user

@@ -32,6 +32,7 @@ from palaver.core.models import (
     User,
 )
 from palaver.core.search import IndexProgress, SearchFilter
+from palaver.store.moderation import ModerationStore
 from palaver.store.rich_base import RichMessageStore
 
 
@@ -67,7 +68,7 @@ USER_FIELDS = frozenset(
 )
 
 
-class Store(RichMessageStore, abc.ABC):
+class Store(RichMessageStore, ModerationStore, abc.ABC):
     """Persistent state of Palaver: accounts, sessions, audit, conversations, messages."""
 
     #: How many ``append_messages`` transactions may run at once. A database with one

@@ -135,6 +135,11 @@ members = Table(
     Column("joined_at", BigInteger, nullable=False),
     Column("read_seq", BigInteger, nullable=False, default=0),
     Column("delivered_seq", BigInteger, nullable=False, default=0),
+    # Moderation mute: sends refused until then (a far-future value means for ever).
+    Column("muted_until", BigInteger, nullable=True),
+    # The member's own notification settings for this conversation.
+    Column("notify_level", String(16), nullable=False, default="all", server_default="all"),
+    Column("notify_muted_until", BigInteger, nullable=True),
     Index("ix_members_user", "user_id"),
 )
 
@@ -230,4 +235,86 @@ search_state = Table(
     metadata,
     Column("name", String(32), primary_key=True),
     Column("last_id", BigInteger, nullable=False, default=0),
+)
+
+# -- moderation and safety --------------------------------------------------------------
+
+bans = Table(
+    "bans",
+    metadata,
+    Column(
+        "conversation_id",
+        Id,
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("until", BigInteger, nullable=True),  # NULL: until lifted
+    Column("banned_by", Id, nullable=True),
+    Column("at", BigInteger, nullable=False),
+    Column("reason", String(256), nullable=True),
+)
+
+invites = Table(
+    "invites",
+    metadata,
+    Column("code", String(64), primary_key=True),
+    Column(
+        "conversation_id",
+        Id,
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("created_by", Id, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=True),
+    Column("max_uses", Integer, nullable=True),
+    Column("uses", Integer, nullable=False, default=0),
+    Column("revoked_at", BigInteger, nullable=True),
+)
+
+blocks = Table(
+    "blocks",
+    metadata,
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("blocked_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_blocks_blocked", "blocked_id"),
+)
+
+reports = Table(
+    "reports",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("message_id", Id, nullable=False),
+    Column("conversation_id", Id, nullable=False),
+    Column("reporter_id", Id, nullable=False),
+    Column("reason", String(512), nullable=False, default=""),
+    Column("created_at", BigInteger, nullable=False),
+    Column("resolved_at", BigInteger, nullable=True),
+    Column("resolved_by", Id, nullable=True),
+    Column("resolution", String(256), nullable=True),
+    Index("ix_reports_open", "resolved_at", "id"),
+)
+
+conversation_filters = Table(
+    "conversation_filters",
+    metadata,
+    Column(
+        "conversation_id",
+        Id,
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("words", JSON, nullable=False, default=list),
+    Column("action", String(16), nullable=True),  # NULL: the server's action
+)
+
+user_privacy = Table(
+    "user_privacy",
+    metadata,
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    # Who may open a direct conversation: "everyone" or "contacts".
+    Column("dm_policy", String(16), nullable=False, default="everyone"),
 )

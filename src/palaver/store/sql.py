@@ -68,6 +68,7 @@ from palaver.store.base import (
     Store,
     StoreUnavailable,
 )
+from palaver.store.moderation import SqlModeration
 from palaver.store.schema import (
     audit_log,
     conversations,
@@ -178,6 +179,9 @@ def _member(m: Row, p: str = "") -> Member:
         joined_at=m[p + "joined_at"],
         read_seq=m[p + "read_seq"],
         delivered_seq=m[p + "delivered_seq"],
+        muted_until=m[p + "muted_until"],
+        notify_level=m[p + "notify_level"],
+        notify_muted_until=m[p + "notify_muted_until"],
     )
 
 
@@ -266,7 +270,7 @@ def _audit(m: Row) -> AuditEvent:
     )
 
 
-class SqlStore(Store):
+class SqlStore(SqlModeration, Store):
     """A :class:`Store` on SQLAlchemy Core with an async engine.
 
     Subclasses open the engine(s) in :meth:`connect` and provide the engine hooks below.
@@ -1247,6 +1251,9 @@ def _member_values(
         "joined_at": at,
         "read_seq": seq,
         "delivered_seq": seq,
+        "muted_until": None,
+        "notify_level": "all",
+        "notify_muted_until": None,
     }
 
 

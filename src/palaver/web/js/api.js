@@ -131,6 +131,11 @@ export class Api extends Emitter {
     return this.#fetch("POST", path, { body });
   }
 
+  /** Any other method (PUT, DELETE). */
+  request(method, path, body) {
+    return this.#fetch(method, path, { body });
+  }
+
   async #fetch(method, path, { body, auth = true, retry = true } = {}) {
     const headers = { Accept: "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";

@@ -14,6 +14,7 @@ import { api, ApiError } from "./api.js";
 import { isEntry } from "./rich.js";
 import { Socket, SocketError } from "./socket.js";
 import { Emitter, store } from "./store.js";
+import { onModerationFrame } from "./moderation.js";
 
 const HISTORY_PAGE = 50;
 // Delivery receipts are coalesced: one frame per conversation per burst of messages.
@@ -351,6 +352,10 @@ export class Chat extends Emitter {
         break;
       case "gap":
         this.#onGap(frame);
+        break;
+      case "notifications":
+      case "member_updated":
+        onModerationFrame(frame);
         break;
       case "error":
         if (frame.code !== "NOT_FOUND") console.warn("palaver: server error", frame.code, frame.message);

@@ -6,6 +6,7 @@
 // that @mention the user. Notifications are tagged per conversation, so a burst of
 // messages -- or the same message seen by several tabs -- shows one notification.
 
+import { saveNotifications } from "./moderation.js";
 import { mentions, store } from "./store.js";
 
 const DISMISS_KEY = "palaver.notify.dismissed";
@@ -47,43 +48,34 @@ export function dismissBanner() {
 }
 
 // -- mute ---------------------------------------------------------------------------
+// The settings live on the server (per member and conversation), so every device of
+// the user honours them: level "all", "mentions" or "none", and a mute with an end.
 
-function muteKey() {
-  return `palaver.muted.${store.me?.id}`;
+/** Does a message (mentioning the user or not) of this conversation notify? */
+export function wanted(conversationId, mentioned) {
+  const settings = store.conversations.get(conversationId)?.notifications;
+  if (!settings) return true;
+  if (settings.muted && (settings.muted_until == null || settings.muted_until > Date.now())) return false;
+  if (settings.level === "none") return false;
+  return settings.level === "all" || mentioned;
 }
 
-function mutedSet() {
-  try {
-    return new Set(JSON.parse(localStorage.getItem(muteKey()) || "[]"));
-  } catch {
-    return new Set();
-  }
-}
-
+/** Quiet unless mentioned (the header's bell). */
 export function isMuted(conversationId) {
-  return mutedSet().has(conversationId);
+  return !wanted(conversationId, false);
 }
 
 export function setMuted(conversationId, muted) {
-  const set = mutedSet();
-  if (muted) set.add(conversationId);
-  else set.delete(conversationId);
-  try {
-    localStorage.setItem(muteKey(), JSON.stringify([...set]));
-  } catch {
-    // not remembered
-  }
-  store.emit("conversations");
+  return saveNotifications(conversationId, muted ? { level: "mentions" } : { level: "all", mute: false });
 }
 
 // -- title --------------------------------------------------------------------------
 
 /** "(3) Palaver": unread messages of conversations that are not muted. */
 export function updateTitle() {
-  const muted = mutedSet();
   let total = 0;
   for (const conversation of store.conversations.values()) {
-    if (!muted.has(conversation.id) || conversation.mentioned) total += conversation.unread;
+    if (wanted(conversation.id, conversation.mentioned)) total += conversation.unread;
   }
   document.title = total > 0 ? `(${total}) Palaver` : "Palaver";
 }
@@ -96,7 +88,7 @@ export function notifyIncoming({ conversation, message }, open) {
   if (document.visibilityState === "visible") return;
   if (message.kind !== "text" || Date.now() - message.created_at > MAX_AGE_MS) return;
   const mentioned = mentions(message.content, store.me?.username);
-  if (isMuted(conversation.id) && !mentioned) return;
+  if (!wanted(conversation.id, mentioned)) return;
   const sender = message.sender_name || "Someone";
   const title =
     conversation.type === "direct" ? sender : `${sender} in ${conversation.title}${mentioned ? " (mentioned you)" : ""}`;

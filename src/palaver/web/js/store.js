@@ -75,6 +75,7 @@ export class Conversation {
     this.role = data.role ?? this.role;
     this.createdAt = data.created_at ?? this.createdAt;
     if (data.peer !== undefined) this.peer = data.peer;
+    if (data.notifications) this.notifications = data.notifications;
     if (data.last_message) this.notePreview(data.last_message);
     if (typeof data.read_seq === "number") this.readSeq = Math.max(this.readSeq, data.read_seq);
     if (typeof data.delivered_seq === "number") this.deliveredSeq = Math.max(this.deliveredSeq, data.delivered_seq);

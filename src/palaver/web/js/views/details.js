@@ -3,6 +3,7 @@
 
 import { chat } from "../chat.js";
 import { $, avatar, debounce, h, toast } from "../dom.js";
+import { memberActions, notificationMenu } from "../moderation.js";
 import { store } from "../store.js";
 
 let openedFor = null;
@@ -119,6 +120,7 @@ function render() {
   const topic = $("info-topic");
   topic.textContent = conversation.topic ?? "";
   topic.hidden = !conversation.topic;
+  $("info-notifications").replaceChildren(notificationMenu(conversation));
   const canAdd =
     conversation.type === "room" || (conversation.type === "group" && ["owner", "admin"].includes(conversation.role));
   $("add-member").hidden = !canAdd;
@@ -150,6 +152,7 @@ function render() {
         ),
         member.role !== "member" ? h("span", { class: "role", text: member.role }) : null,
         h("span", { class: "visually-hidden", text: status }),
+        memberActions(conversation, member),
       );
     }),
   );
