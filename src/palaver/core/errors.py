@@ -39,6 +39,11 @@ class ErrorCode(StrEnum):
     # Delivery.
     HISTORY_GAP = "HISTORY_GAP"
     UNAVAILABLE = "UNAVAILABLE"
+    # Uploads.
+    FILE_TOO_LARGE = "FILE_TOO_LARGE"
+    IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"
+    UNSUPPORTED_FILE_TYPE = "UNSUPPORTED_FILE_TYPE"
+    INVALID_IMAGE = "INVALID_IMAGE"
 
 
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -66,6 +71,10 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.REGISTRATION_CLOSED: 403,
     ErrorCode.HISTORY_GAP: 410,
     ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.FILE_TOO_LARGE: 413,
+    ErrorCode.IMAGE_TOO_LARGE: 413,
+    ErrorCode.UNSUPPORTED_FILE_TYPE: 415,
+    ErrorCode.INVALID_IMAGE: 422,
 }
 
 

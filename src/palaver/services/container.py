@@ -12,10 +12,13 @@ from palaver.metrics import Metrics
 from palaver.services.audit import Audit
 from palaver.services.auth import AuthService
 from palaver.services.conversations import ConversationService
+from palaver.services.export import ExportService
 from palaver.services.mail import Mailer
 from palaver.services.messaging import MessagingService
 from palaver.services.retention import RetentionJob
+from palaver.services.storage import LocalStorage
 from palaver.services.tokens import TokenService
+from palaver.services.uploads import UploadService
 from palaver.services.users import UserCache
 from palaver.store import create_store
 from palaver.store.base import Store
@@ -37,6 +40,8 @@ class Services:
     conversations: ConversationService
     retention: RetentionJob
     metrics: Metrics
+    uploads: UploadService
+    exports: ExportService
     started_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -81,6 +86,7 @@ def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Ser
         on_rate_limited=lambda scope: metrics.rate_limited.labels(scope=scope).inc(),
     )
     conversations = ConversationService(store, broker, messaging, audit)
+    uploads = UploadService(settings, store, broker, LocalStorage(settings.effective_upload_dir))
     return Services(
         settings=settings,
         store=store,
@@ -94,4 +100,6 @@ def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Ser
         conversations=conversations,
         retention=RetentionJob(store, settings.history_retention_days),
         metrics=metrics,
+        uploads=uploads,
+        exports=ExportService(uploads, broker, audit),
     )

@@ -159,3 +159,28 @@ messages = Table(
     UniqueConstraint("sender_id", "client_msg_id", name="uq_messages_sender_client_msg"),
     Index("ix_messages_created", "created_at"),
 )
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("owner_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # The conversation whose members may read the file (NULL: only its owner, until it
+    # is attached to a message).
+    Column(
+        "conversation_id",
+        Id,
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        nullable=True,
+    ),
+    Column("name", String(255), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("width", Integer, nullable=True),
+    Column("height", Integer, nullable=True),
+    Column("storage_key", String(64), nullable=False, unique=True),
+    Column("thumbnail_key", String(64), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_uploads_owner", "owner_id", "id"),
+    Index("ix_uploads_conversation", "conversation_id"),
+)
