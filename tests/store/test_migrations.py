@@ -9,6 +9,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect
 
 from palaver.store.schema import metadata
@@ -66,8 +67,6 @@ def _expected_names() -> dict[str, Any]:
 
 
 def _head() -> str | None:
-    from alembic.script import ScriptDirectory
-
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 

@@ -13,7 +13,7 @@ from palaver.core.models import Conversation, ConversationSummary, Member, Messa
 
 
 def message(m: Message, sender: User | None) -> dict[str, Any]:
-    return {
+    frame: dict[str, Any] = {
         "type": "message",
         "conversation_id": m.conversation_id,
         "seq": m.seq,
@@ -27,6 +27,22 @@ def message(m: Message, sender: User | None) -> dict[str, Any]:
         "created_at": m.created_at,
         "client_msg_id": m.client_msg_id,
     }
+    # Optional fields only when set, so a plain message's frame stays as small as ever.
+    if m.ref_id is not None:
+        frame["ref_id"] = m.ref_id
+    if m.reply_to_id is not None:
+        frame["reply_to_id"] = m.reply_to_id
+    if m.thread_root_id is not None:
+        frame["thread_root_id"] = m.thread_root_id
+    if m.edited_at is not None:
+        frame["edited_at"] = m.edited_at
+    if m.deleted_at is not None:
+        frame["deleted_at"] = m.deleted_at
+    if m.attachments:
+        frame["attachments"] = list(m.attachments)
+    if m.mentions:
+        frame["mentions"] = list(m.mentions)
+    return frame
 
 
 def ack(cid: str | int | None, m: Message, duplicate: bool) -> dict[str, Any]:
@@ -107,6 +123,7 @@ def summary(s: ConversationSummary, last_sender: User | None) -> dict[str, Any]:
         read_seq=s.member.read_seq,
         delivered_seq=s.member.delivered_seq,
         role=s.member.role.value,
+        mentions=s.mentions,
         last_message=message(s.last_message, last_sender) if s.last_message else None,
     )
     return data

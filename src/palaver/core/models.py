@@ -30,8 +30,33 @@ class Role(StrEnum):
 
 
 class MessageKind(StrEnum):
+    """What one entry of a conversation's stream is.
+
+    ``text`` and ``system`` are messages. The others are mutation entries: they refer to
+    an earlier message through ``ref_id`` and take a sequence number like any message,
+    so live delivery, resume and gap detection carry them unchanged. ``edit`` holds the
+    new text, ``delete`` nothing, ``react``/``unreact`` the emoji, ``pin``/``unpin``
+    nothing.
+    """
+
     TEXT = "text"
     SYSTEM = "system"
+    EDIT = "edit"
+    DELETE = "delete"
+    REACT = "react"
+    UNREACT = "unreact"
+    PIN = "pin"
+    UNPIN = "unpin"
+
+    @property
+    def is_mutation(self) -> bool:
+        return self not in _MESSAGE_KINDS
+
+
+#: The kinds that are messages of their own (counted as unread, shown in lists).
+_MESSAGE_KINDS = frozenset({MessageKind.TEXT, MessageKind.SYSTEM})
+#: ``mentions`` entry that stands for everyone in the conversation (``@room``).
+MENTION_ROOM = "@room"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +147,16 @@ class Message:
     content: str
     created_at: int
     client_msg_id: str | None = None
+    #: The message a mutation entry (edit, delete, reaction, pin) applies to.
+    ref_id: int | None = None
+    reply_to_id: int | None = None
+    thread_root_id: int | None = None
+    edited_at: int | None = None
+    #: Set on a deleted message (a tombstone: its content is emptied).
+    deleted_at: int | None = None
+    attachments: tuple[dict[str, Any], ...] = ()
+    #: Lower-cased usernames mentioned (``@name``), and :data:`MENTION_ROOM`.
+    mentions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +168,22 @@ class NewMessage:
     content: str
     kind: MessageKind = MessageKind.TEXT
     client_msg_id: str | None = None
+    ref_id: int | None = None
+    reply_to_id: int | None = None
+    thread_root_id: int | None = None
+    attachments: tuple[dict[str, Any], ...] = ()
+    mentions: tuple[str, ...] = ()
+
+    @property
+    def plain(self) -> bool:
+        """Nothing beyond text: the append paths then skip the optional columns."""
+        return (
+            self.ref_id is None
+            and self.reply_to_id is None
+            and self.thread_root_id is None
+            and not self.attachments
+            and not self.mentions
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,3 +203,5 @@ class ConversationSummary:
     member_count: int
     unread: int
     last_message: Message | None
+    #: Unread messages that mention the member (by name or ``@room``).
+    mentions: int = 0

@@ -155,6 +155,7 @@ class Hub:
                         "delivered_seq": s.member.delivered_seq,
                         "read_seq": s.member.read_seq,
                         "unread": s.unread,
+                        "mentions": s.mentions,
                     }
                     for s in summaries
                 ],

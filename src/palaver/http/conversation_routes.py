@@ -16,6 +16,7 @@ from palaver.core import events
 from palaver.core.errors import ErrorCode, PalaverError, not_found
 from palaver.core.models import ConversationKind, Message, User
 from palaver.http.deps import PrincipalDep, ServicesDep
+from palaver.http.message_schemas import MessageOut
 from palaver.http.schemas import ERROR_RESPONSES, Strict
 from palaver.services.container import Services
 
@@ -45,7 +46,7 @@ class CursorIn(Strict):
 
 class HistoryOut(BaseModel):
     conversation_id: int
-    messages: list[dict[str, Any]]
+    messages: list[MessageOut]
     has_more: bool
     gap: dict[str, int] | None = None
 

@@ -26,7 +26,14 @@ from sqlalchemy.sql.dml import Insert
 
 from palaver.core.errors import not_found
 from palaver.core.models import Appended, Message, NewMessage
-from palaver.store.sql import AppendPlan, SqlStore, message_from_columns
+from palaver.store.sql import (
+    MESSAGE_COLUMNS,
+    AppendPlan,
+    SqlStore,
+    encode_attachments,
+    encode_mentions,
+    message_from_columns,
+)
 
 # Any fixed 64-bit key works; this one spells "palaver" so that another application
 # sharing the database is unlikely to pick it.
@@ -113,7 +120,7 @@ class PostgresStore(SqlStore):
                 seen.add(key)
             rows.append(new)
         conversation_ids = sorted({new.conversation_id for new in batch})
-        args = (
+        args: tuple[Any, ...] = (
             [new.conversation_id for new in rows],
             [new.sender_id for new in rows],
             [new.kind.value for new in rows],
@@ -122,10 +129,22 @@ class PostgresStore(SqlStore):
             conversation_ids,
             at,
         )
+        rich = not all(new.plain for new in rows)
+        if rich:
+            args += (
+                [new.ref_id for new in rows],
+                [new.reply_to_id for new in rows],
+                [new.thread_root_id for new in rows],
+                [encode_attachments(new.attachments) for new in rows],
+                [encode_mentions(new.mentions) for new in rows],
+            )
+            statement = _APPEND_RICH if seen else _APPEND_RICH_NO_CLIENT_IDS
+        else:
+            statement = _APPEND if seen else _APPEND_NO_CLIENT_IDS
         async with self._guard("append_messages"), self._append_lock:
             driver = await self._append_connection()
             try:
-                returned = await driver.fetch(_APPEND if seen else _APPEND_NO_CLIENT_IDS, *args)
+                returned = await driver.fetch(statement, *args)
             except asyncpg.IntegrityConstraintViolationError as exc:
                 raise IntegrityError("append_messages", None, exc) from exc
             except asyncpg.PostgresError:
@@ -236,8 +255,8 @@ _INSERTED, _STORED, _MISSING = 0, 1, 2
 
 _HEAD = """
 WITH input AS (
-    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::varchar[])
-        WITH ORDINALITY AS i(conversation_id, sender_id, kind, content, client_msg_id, ord)
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::varchar[]/*rich*/)
+        WITH ORDINALITY AS i(conversation_id, sender_id, kind, content, client_msg_id/*rc*/, ord)
 ),
 locked AS (
     SELECT id FROM conversations WHERE id = ANY($6::bigint[]) ORDER BY id FOR NO KEY UPDATE
@@ -246,17 +265,23 @@ found AS (
     SELECT count(*) = cardinality($6::bigint[]) AS ok FROM locked
 ),"""
 
-_STORED_CTE = """
+# Replies, threads, attachments and mentions: only batches that carry any pay for them.
+_RICH_INPUT = ", $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[]"
+_RICH_NAMES = ", ref_id, reply_to_id, thread_root_id, attachments, mentions"
+_RICH_INSERT = ", ref_id, reply_to_id, thread_root_id, attachments, mentions"
+_RICH_VALUES = ", n.ref_id, n.reply_to_id, n.thread_root_id, n.attachments::json, n.mentions"
+
+_STORED_CTE = f"""
 stored AS (
     -- LATERAL ... LIMIT 1 keeps this one probe of the unique index per message (the
     -- planner would hash the whole table while it is small, and costs it so for long).
     SELECT m.* FROM input i CROSS JOIN LATERAL (
-        SELECT id, conversation_id, seq, sender_id, kind, content, client_msg_id, created_at
+        SELECT {MESSAGE_COLUMNS}
         FROM messages
         WHERE sender_id = i.sender_id AND client_msg_id = i.client_msg_id
         LIMIT 1
     ) m
-),"""
+),"""  # noqa: S608
 
 _NEW = """
 new AS (
@@ -269,7 +294,13 @@ _NOT_STORED = """
       AND NOT EXISTS (SELECT 1 FROM stored s
                       WHERE s.sender_id = i.sender_id AND s.client_msg_id = i.client_msg_id)"""
 
-_TAIL = """
+# Answer rows: what, then MESSAGE_COLUMNS (only the first three are set for new rows).
+_NULLS = (
+    "NULL::bigint, NULL::text, NULL::text, NULL::text, NULL::bigint, NULL::bigint, "
+    "NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::text, NULL::text"
+)
+
+_TAIL = f"""
 bumped AS (
     UPDATE conversations c SET last_seq = c.last_seq + n.count, last_message_at = $7::bigint
     FROM (SELECT conversation_id, count(*) AS count FROM new GROUP BY conversation_id) n
@@ -278,30 +309,54 @@ bumped AS (
 ),
 inserted AS (
     INSERT INTO messages
-        (conversation_id, seq, sender_id, kind, content, client_msg_id, created_at)
+        (conversation_id, seq, sender_id, kind, content, client_msg_id, created_at/*ri*/)
     SELECT n.conversation_id, b.base + n.k, n.sender_id, n.kind, n.content,
-           n.client_msg_id, $7::bigint
+           n.client_msg_id, $7::bigint/*rv*/
     FROM new n JOIN bumped b ON b.id = n.conversation_id
     ORDER BY n.ord
     RETURNING id, conversation_id, seq
 )
-SELECT 0, id, conversation_id, seq, NULL::bigint, NULL::text, NULL::text, NULL::text,
-       NULL::bigint
+SELECT 0, id, conversation_id, seq, {_NULLS}
 FROM inserted
 UNION ALL
-SELECT 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM found WHERE NOT ok"""
+SELECT 2, NULL, NULL, NULL, {_NULLS} FROM found WHERE NOT ok"""  # noqa: S608
 
 _ANSWER_STORED = """
 UNION ALL
-SELECT 1, id, conversation_id, seq, sender_id, kind, content, client_msg_id, created_at
+SELECT 1, id, conversation_id, seq, sender_id, kind, content, client_msg_id, created_at,
+       ref_id, reply_to_id, thread_root_id, edited_at, deleted_at, attachments::text,
+       mentions
 FROM stored"""
 
-_APPEND = (
-    _HEAD + _STORED_CTE + _NEW.replace("/* and not stored */", _NOT_STORED) + _TAIL + _ANSWER_STORED
-)
 
-#: Without client ids there is nothing to deduplicate against.
-_APPEND_NO_CLIENT_IDS = _HEAD + _NEW + _TAIL
+def _statement(*, client_ids: bool, rich: bool) -> str:
+    """The append statement for a batch with client ids or not, rich columns or not."""
+    if client_ids:
+        text = (
+            _HEAD
+            + _STORED_CTE
+            + _NEW.replace("/* and not stored */", _NOT_STORED)
+            + _TAIL
+            + _ANSWER_STORED
+        )
+    else:
+        # Without client ids there is nothing to deduplicate against.
+        text = _HEAD + _NEW + _TAIL
+    marks = {
+        "/*rich*/": _RICH_INPUT,
+        "/*rc*/": _RICH_NAMES,
+        "/*ri*/": _RICH_INSERT,
+        "/*rv*/": _RICH_VALUES,
+    }
+    for mark, extra in marks.items():
+        text = text.replace(mark, extra if rich else "")
+    return text
+
+
+_APPEND = _statement(client_ids=True, rich=False)
+_APPEND_NO_CLIENT_IDS = _statement(client_ids=False, rich=False)
+_APPEND_RICH = _statement(client_ids=True, rich=True)
+_APPEND_RICH_NO_CLIENT_IDS = _statement(client_ids=False, rich=True)
 
 
 def _message(row: Any) -> Message:

@@ -154,10 +154,71 @@ messages = Table(
     Column("content", Text, nullable=False),
     Column("client_msg_id", String(64), nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    # The message a mutation entry (edit, delete, react, pin...) applies to.
+    Column("ref_id", BigInteger, nullable=True),
+    Column("reply_to_id", BigInteger, nullable=True),
+    Column("thread_root_id", BigInteger, nullable=True),
+    Column("edited_at", BigInteger, nullable=True),
+    Column("deleted_at", BigInteger, nullable=True),
+    Column("attachments", JSON(none_as_null=True), nullable=True),
+    # ",name,other,@room,": one substring test counts a user's mentions (no join).
+    Column("mentions", Text, nullable=True),
     UniqueConstraint("conversation_id", "seq", name="uq_messages_conversation_seq"),
     # A retried send finds its first copy here instead of creating a second message.
     UniqueConstraint("sender_id", "client_msg_id", name="uq_messages_sender_client_msg"),
     Index("ix_messages_created", "created_at"),
+    Index("ix_messages_thread", "thread_root_id", "seq"),
+)
+
+# The text a message had before each edit, for moderators.
+message_edits = Table(
+    "message_edits",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column(
+        "message_id",
+        Id,
+        ForeignKey("messages.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("editor_id", Id, nullable=True),
+    Column("content", Text, nullable=False),
+    # When that text was replaced.
+    Column("edited_at", BigInteger, nullable=False),
+)
+
+# Who reacted with what: the current state; the stream keeps the history of toggles.
+reactions = Table(
+    "reactions",
+    metadata,
+    Column("message_id", Id, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("emoji", String(64), primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+pins = Table(
+    "pins",
+    metadata,
+    Column(
+        "conversation_id",
+        Id,
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("message_id", Id, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    Column("pinned_by", Id, nullable=True),
+    Column("pinned_at", BigInteger, nullable=False),
+)
+
+# Per user and thread: the conversation seq of the last thread reply read.
+thread_reads = Table(
+    "thread_reads",
+    metadata,
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("root_id", Id, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    Column("read_seq", BigInteger, nullable=False),
 )
 
 uploads = Table(

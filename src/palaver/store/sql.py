@@ -17,6 +17,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
@@ -43,6 +44,7 @@ from sqlalchemy.sql.dml import Insert
 
 from palaver.core.errors import ErrorCode, PalaverError, not_found
 from palaver.core.models import (
+    MENTION_ROOM,
     Appended,
     AuditEvent,
     Conversation,
@@ -179,10 +181,16 @@ def _member(m: Row, p: str = "") -> Member:
     )
 
 
+#: The columns :func:`message_from_columns` reads, in order.
+MESSAGE_COLUMNS = (
+    "id, conversation_id, seq, sender_id, kind, content, client_msg_id, created_at, "
+    "ref_id, reply_to_id, thread_root_id, edited_at, deleted_at, attachments, mentions"
+)
+
+
 def message_from_columns(row: Sequence[Any], start: int = 0) -> Message:
-    """A message from a raw driver row whose columns, from ``start``, are ``id,
-    conversation_id, seq, sender_id, kind, content, client_msg_id, created_at`` (the
-    order both engines' append fast paths select)."""
+    """A message from a raw driver row whose columns, from ``start``, are
+    :data:`MESSAGE_COLUMNS` (the order both engines' append fast paths select)."""
     return Message(
         id=row[start],
         conversation_id=row[start + 1],
@@ -192,6 +200,13 @@ def message_from_columns(row: Sequence[Any], start: int = 0) -> Message:
         content=row[start + 5],
         client_msg_id=row[start + 6],
         created_at=row[start + 7],
+        ref_id=row[start + 8],
+        reply_to_id=row[start + 9],
+        thread_root_id=row[start + 10],
+        edited_at=row[start + 11],
+        deleted_at=row[start + 12],
+        attachments=decode_attachments(row[start + 13]),
+        mentions=decode_mentions(row[start + 14]),
     )
 
 
@@ -205,7 +220,38 @@ def _message(m: Row, p: str = "") -> Message:
         content=m[p + "content"],
         created_at=m[p + "created_at"],
         client_msg_id=m[p + "client_msg_id"],
+        ref_id=m[p + "ref_id"],
+        reply_to_id=m[p + "reply_to_id"],
+        thread_root_id=m[p + "thread_root_id"],
+        edited_at=m[p + "edited_at"],
+        deleted_at=m[p + "deleted_at"],
+        attachments=decode_attachments(m[p + "attachments"]),
+        mentions=decode_mentions(m[p + "mentions"]),
     )
+
+
+def decode_attachments(value: Any) -> tuple[dict[str, Any], ...]:
+    """The ``attachments`` column as stored: NULL, a decoded list, or JSON text (raw
+    drivers do not decode JSON columns)."""
+    if not value:
+        return ()
+    if isinstance(value, str | bytes):
+        value = orjson.loads(value)
+    return tuple(value)
+
+
+def encode_attachments(attachments: tuple[dict[str, Any], ...]) -> str | None:
+    """JSON text for the raw append paths (NULL when there are none)."""
+    return orjson.dumps(list(attachments)).decode() if attachments else None
+
+
+def encode_mentions(mentions: tuple[str, ...]) -> str | None:
+    """``",ada,bob,"``: delimited at both ends so one substring test finds a name."""
+    return f",{','.join(mentions)}," if mentions else None
+
+
+def decode_mentions(value: str | None) -> tuple[str, ...]:
+    return tuple(value.strip(",").split(",")) if value else ()
 
 
 def _audit(m: Row) -> AuditEvent:
@@ -800,32 +846,61 @@ class SqlStore(Store):
             .scalar_subquery()
         )
         # Walks the (conversation_id, seq) index from the read cursor: the cost grows
-        # with the unread count, not with the length of the history.
-        unread = (
-            select(func.count())
+        # with the unread count, not with the length of the history. Thread replies
+        # have their own read state, and mutation entries are not messages.
+        from_others = and_(
+            messages.c.conversation_id == conversations.c.id,
+            messages.c.seq > members.c.read_seq,
+            messages.c.kind == MessageKind.TEXT.value,
+            messages.c.thread_root_id.is_(None),
+            messages.c.sender_id.is_distinct_from(user_id),
+        )
+        unread = select(func.count()).where(from_others).scalar_subquery()
+        mine = and_(members.c.conversation_id == conversations.c.id, members.c.user_id == user_id)
+        # The newest message proper, walking back past mutation entries and thread
+        # replies (usually none or a few) on the same index.
+        latest_seq = (
+            select(func.max(messages.c.seq))
             .where(
                 messages.c.conversation_id == conversations.c.id,
-                messages.c.seq > members.c.read_seq,
-                messages.c.kind == MessageKind.TEXT.value,
-                messages.c.sender_id.is_distinct_from(user_id),
+                messages.c.kind.in_((MessageKind.TEXT.value, MessageKind.SYSTEM.value)),
+                messages.c.thread_root_id.is_(None),
             )
             .scalar_subquery()
         )
-        mine = and_(members.c.conversation_id == conversations.c.id, members.c.user_id == user_id)
-        # Sequences are gapless, so the last message is the one at last_seq (absent only
-        # when retention removed it).
-        latest = and_(
-            last.c.conversation_id == conversations.c.id, last.c.seq == conversations.c.last_seq
-        )
-        stmt = (
-            select(conversations, members, last, member_count.label("n"), unread.label("unread"))
-            .select_from(conversations.join(members, mine).outerjoin(last, latest))
-            .order_by(
-                func.coalesce(conversations.c.last_message_at, conversations.c.created_at).desc(),
-                conversations.c.id.desc(),
+        latest = and_(last.c.conversation_id == conversations.c.id, last.c.seq == latest_seq)
+
+        async def txn(conn: AsyncConnection) -> list[ConversationSummary]:
+            name = (
+                await conn.execute(select(users.c.username_norm).where(users.c.id == user_id))
+            ).scalar_one_or_none()
+            if name:
+                mentioned = or_(
+                    messages.c.mentions.contains(f",{name},", autoescape=True),
+                    messages.c.mentions.contains(f",{MENTION_ROOM},", autoescape=True),
+                )
+            else:
+                mentioned = messages.c.mentions.contains(f",{MENTION_ROOM},", autoescape=True)
+            mention_count = select(func.count()).where(from_others, mentioned).scalar_subquery()
+            stmt = (
+                select(
+                    conversations,
+                    members,
+                    last,
+                    member_count.label("n"),
+                    unread.label("unread"),
+                    mention_count.label("mentions"),
+                )
+                .select_from(conversations.join(members, mine).outerjoin(last, latest))
+                .order_by(
+                    func.coalesce(
+                        conversations.c.last_message_at, conversations.c.created_at
+                    ).desc(),
+                    conversations.c.id.desc(),
+                )
+                .set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL)
             )
-            .set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL)
-        )
+            return [summary(row._mapping) for row in await conn.execute(stmt)]
 
         def summary(m: Row) -> ConversationSummary:
             return ConversationSummary(
@@ -834,9 +909,10 @@ class SqlStore(Store):
                 member_count=m["n"],
                 unread=m["unread"],
                 last_message=_message(m, "last_") if m["last_id"] is not None else None,
+                mentions=m["mentions"],
             )
 
-        return await self._all("list_user_conversations", stmt, summary)
+        return await self._txn("list_user_conversations", txn, write=False)
 
     async def contacts(self, user_id: int) -> set[int]:
         mine = members.alias("mine")
@@ -1110,6 +1186,11 @@ class AppendPlan:
                 content=new.content,
                 created_at=at,
                 client_msg_id=new.client_msg_id,
+                ref_id=new.ref_id,
+                reply_to_id=new.reply_to_id,
+                thread_root_id=new.thread_root_id,
+                attachments=new.attachments,
+                mentions=new.mentions,
             )
             self._results[index] = Appended(message, duplicate=False)
 
@@ -1130,6 +1211,11 @@ def _message_values(new: NewMessage, seq: int, at: int) -> dict[str, Any]:
         "content": new.content,
         "client_msg_id": new.client_msg_id,
         "created_at": at,
+        "ref_id": new.ref_id,
+        "reply_to_id": new.reply_to_id,
+        "thread_root_id": new.thread_root_id,
+        "attachments": list(new.attachments) if new.attachments else None,
+        "mentions": encode_mentions(new.mentions),
     }
 
 

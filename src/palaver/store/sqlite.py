@@ -34,7 +34,15 @@ from sqlalchemy.sql.dml import Insert
 from palaver.core.errors import not_found
 from palaver.core.models import Appended, Message, NewMessage
 from palaver.store.schema import metadata
-from palaver.store.sql import AppendPlan, SqlStore, chunks, message_from_columns
+from palaver.store.sql import (
+    MESSAGE_COLUMNS,
+    AppendPlan,
+    SqlStore,
+    chunks,
+    encode_attachments,
+    encode_mentions,
+    message_from_columns,
+)
 
 # How long a write waits for another process holding the write lock before it reports
 # the store unavailable: longer than any single group commit should ever take.
@@ -173,21 +181,44 @@ class SqliteStore(SqlStore):
                 # We hold the write lock and rowids grow from the largest one: every
                 # row above it is one of ours.
                 (top,) = db.execute(_TOP_ID).fetchone()
-                db.executemany(
-                    _INSERT,
-                    [
-                        (
-                            (new := batch[index]).conversation_id,
-                            seq,
-                            new.sender_id,
-                            new.kind.value,
-                            new.content,
-                            new.client_msg_id,
-                            at,
-                        )
-                        for index, seq in plan.fresh
-                    ],
-                )
+                fresh = [(batch[index], seq) for index, seq in plan.fresh]
+                if all(new.plain for new, _ in fresh):
+                    db.executemany(
+                        _INSERT,
+                        [
+                            (
+                                new.conversation_id,
+                                seq,
+                                new.sender_id,
+                                new.kind.value,
+                                new.content,
+                                new.client_msg_id,
+                                at,
+                            )
+                            for new, seq in fresh
+                        ],
+                    )
+                else:
+                    db.executemany(
+                        _INSERT_RICH,
+                        [
+                            (
+                                new.conversation_id,
+                                seq,
+                                new.sender_id,
+                                new.kind.value,
+                                new.content,
+                                new.client_msg_id,
+                                at,
+                                new.ref_id,
+                                new.reply_to_id,
+                                new.thread_root_id,
+                                encode_attachments(new.attachments),
+                                encode_mentions(new.mentions),
+                            )
+                            for new, seq in fresh
+                        ],
+                    )
                 rows = db.execute(_INSERTED, (top,)).fetchall()
                 plan.stored({(cid, seq): row_id for row_id, cid, seq in rows}, at)
             db.execute("COMMIT")
@@ -238,8 +269,13 @@ _INSERT = (
     "INSERT INTO messages (conversation_id, seq, sender_id, kind, content, client_msg_id, "
     "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+# Replies, threads, attachments and mentions: only batches that carry any pay for them.
+_INSERT_RICH = (
+    "INSERT INTO messages (conversation_id, seq, sender_id, kind, content, client_msg_id, "
+    "created_at, ref_id, reply_to_id, thread_root_id, attachments, mentions) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _INSERTED = "SELECT id, conversation_id, seq FROM messages WHERE id > ?"
-_MESSAGE_COLUMNS = "id, conversation_id, seq, sender_id, kind, content, client_msg_id, created_at"
 
 
 def _marks(n: int) -> str:
@@ -256,7 +292,7 @@ def _select_last_seq(n: int) -> str:
 def _select_client_ids(senders: int, client_ids: int) -> str:
     # Two IN lists use the (sender_id, client_msg_id) index; exact pairs are kept after.
     where = f"sender_id IN ({_marks(senders)}) AND client_msg_id IN ({_marks(client_ids)})"
-    return f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {where}"  # noqa: S608
+    return f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {where}"  # noqa: S608
 
 
 def _rollback(db: sqlite3.Connection) -> None:
