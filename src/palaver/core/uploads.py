@@ -44,6 +44,9 @@ IMAGE_EXTENSIONS: dict[str, tuple[str, ...]] = {
 
 DEFAULT_ALLOWED_TYPES = ("pdf", "txt", "zip", "gzip", "mp3", "mp4", "ogg", "webm")
 
+#: Attachments one message may carry.
+MAX_ATTACHMENTS = 10
+
 #: Bytes of the head of a file that :func:`sniff` needs.
 SNIFF_BYTES = 4096
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import structlog
@@ -128,11 +129,14 @@ class MessagingService:
         *,
         client_msg_id: str | None = None,
         member_checked: bool = False,
+        attachments: Sequence[dict[str, Any]] = (),
     ) -> Appended:
         """Durably append a message and wake every node; return it once committed.
 
-        A repeated ``client_msg_id`` returns the original message (``duplicate``)."""
-        check_content(content, self.settings.max_message_length)
+        A repeated ``client_msg_id`` returns the original message (``duplicate``).
+        ``attachments`` are already resolved elements (:meth:`UploadService.attach`);
+        with some, the text may be empty."""
+        check_content(content, self.settings.max_message_length, allow_empty=bool(attachments))
         await self.check_rate(sender.id)
         if not member_checked:
             await self.require_member(conversation_id, sender.id)
@@ -142,6 +146,7 @@ class MessagingService:
                 sender_id=sender.id,
                 content=content,
                 client_msg_id=client_msg_id,
+                attachments=tuple(attachments),
             )
         )
         if not appended.duplicate:

@@ -22,7 +22,14 @@ from palaver.broker.base import Broker, BrokerUnavailable
 from palaver.config import Settings
 from palaver.core.errors import ErrorCode, PalaverError, not_found
 from palaver.core.models import now_ms
-from palaver.core.uploads import SNIFF_BYTES, Upload, is_image, safe_filename, sniff
+from palaver.core.uploads import (
+    MAX_ATTACHMENTS,
+    SNIFF_BYTES,
+    Upload,
+    is_image,
+    safe_filename,
+    sniff,
+)
 from palaver.services import imaging
 from palaver.services.storage import BlobStorage, new_key
 from palaver.store.base import Store
@@ -31,8 +38,6 @@ from palaver.store.uploads import UploadStore
 
 log = structlog.get_logger(__name__)
 
-#: Attachments one message may carry.
-MAX_ATTACHMENTS = 10
 # Uploads per user: a burst of 20, then one every 3 seconds, across every node.
 UPLOAD_BURST = 20
 UPLOAD_PER_SECOND = 1 / 3
