@@ -43,6 +43,8 @@ class Send(Command):
     client_msg_id: str | None
     #: Upload ids to attach (the sender's own uploads); the text may then be empty.
     attachments: tuple[int, ...] = ()
+    reply_to_id: int | None = None
+    thread_root_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +207,8 @@ def parse_send(raw: dict[str, Any], cid: str | int | None, max_length: int) -> S
         content=content,
         client_msg_id=_str(raw, "client_msg_id", max_length=MAX_ID_LENGTH),
         attachments=attachments,
+        reply_to_id=_int(raw, "reply_to_id", required=False),
+        thread_root_id=_int(raw, "thread_root_id", required=False),
     )
 
 
@@ -332,3 +336,8 @@ _PARSERS: dict[str, Any] = {
     "list_rooms": lambda raw, cid, _: ListRooms(id=cid),
     "get_online_users": lambda raw, cid, _: OnlineUsers(id=cid),
 }
+
+
+def register(parsers: dict[str, Any]) -> None:
+    """Add the parsers of commands defined in their own modules (:mod:`core.rich`)."""
+    _PARSERS.update(parsers)

@@ -19,6 +19,8 @@ from palaver.broker.base import BrokerUnavailable, PresenceStatus
 from palaver.core import events, protocol
 from palaver.core.errors import ErrorCode, PalaverError
 from palaver.core.models import ConversationSummary
+from palaver.core.rich import RICH_COMMANDS
+from palaver.gateway import rich as rich_commands
 from palaver.gateway.client import Client
 from palaver.gateway.hub import CLOSE_TOKEN_EXPIRED, Hub
 from palaver.gateway.lean import (
@@ -241,14 +243,16 @@ class NativeHandler(GatewayHandler):
                 senders = await services.store.get_users(
                     {m.sender_id for m in page.messages if m.sender_id is not None}
                 )
+                frames = [
+                    events.message(m, senders.get(m.sender_id) if m.sender_id else None)
+                    for m in page.messages
+                ]
+                await services.rich.decorate(frames, page.messages)
                 return events.reply(
                     command.id,
                     "history",
                     conversation_id=cid,
-                    messages=[
-                        events.message(m, senders.get(m.sender_id) if m.sender_id else None)
-                        for m in page.messages
-                    ],
+                    messages=frames,
                     has_more=len(page.messages) == limit,
                     gap={"from_seq": page.gap[0], "to_seq": page.gap[1]} if page.gap else None,
                 )
@@ -277,6 +281,8 @@ class NativeHandler(GatewayHandler):
                 )
             case protocol.OnlineUsers():
                 return await self._online_users(command.id, user.id)
+        if isinstance(command, RICH_COMMANDS):
+            return await rich_commands.execute(services, client, command)
         raise PalaverError(ErrorCode.UNKNOWN_TYPE, "unsupported command")
 
     def _require_tracked(self, client: Client, conversation_id: int) -> None:
@@ -305,7 +311,9 @@ class NativeHandler(GatewayHandler):
             command.content,
             client_msg_id=command.client_msg_id,
             member_checked=member_checked,
-            attachments=attachments,
+            attachments=tuple(attachments),
+            reply_to_id=command.reply_to_id,
+            thread_root_id=command.thread_root_id,
         )
         return events.ack(command.id, appended.message, appended.duplicate)
 

@@ -12,7 +12,13 @@ from fastapi import FastAPI
 from palaver import __version__
 from palaver.config import Settings, ensure_secret, load_settings
 from palaver.gateway.serve import GATEWAY_STATE_KEY, start_gateway, stop_gateway
-from palaver.http import auth_routes, conversation_routes, upload_routes, users_routes
+from palaver.http import (
+    auth_routes,
+    conversation_routes,
+    rich_routes,
+    upload_routes,
+    users_routes,
+)
 from palaver.http.asyncapi import asyncapi_router
 from palaver.http.errors import install_error_handlers
 from palaver.http.responses import JsonResponse
@@ -59,6 +65,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.include_router(users_routes.router)
     app.include_router(conversation_routes.router)
     app.include_router(upload_routes.router)
+    app.include_router(rich_routes.router)
     app.include_router(web_router())
     app.include_router(asyncapi_router())
     _install_ops(app, services)

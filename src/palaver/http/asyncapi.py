@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from palaver import __version__
+from palaver.http import asyncapi_rich
 
 INT = {"type": "integer"}
 STR = {"type": "string"}
@@ -24,10 +25,11 @@ MESSAGE_FIELDS = {
     "sender_id": {"type": ["integer", "null"]},
     "sender": {"type": ["string", "null"]},
     "sender_name": {"type": ["string", "null"]},
-    "kind": {"enum": ["text", "system"]},
+    "kind": {"enum": asyncapi_rich.MESSAGE_KINDS},
     "content": STR,
     "created_at": {"type": "integer", "description": "milliseconds since the epoch"},
     "client_msg_id": {"type": ["string", "null"]},
+    **asyncapi_rich.RICH_MESSAGE_FIELDS,
 }
 # An element of a message's ``attachments`` (present only when it has some).
 ATTACHMENT = {
@@ -71,6 +73,7 @@ CLIENT_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
                 "items": INT,
                 "description": "ids of the sender's own uploads (POST /api/upload)",
             },
+            **asyncapi_rich.SEND_FIELDS,
         },
         [],
     ),
@@ -96,6 +99,7 @@ CLIENT_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
     "create_room": ("Create a public room.", {"name": STR, "topic": STR}, ["name"]),
     "list_rooms": ("List public rooms.", {}, []),
     "get_online_users": ("Users you may see who are online.", {}, []),
+    **asyncapi_rich.CLIENT_FRAMES,
 }
 
 SERVER_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
@@ -192,6 +196,7 @@ SERVER_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
         },
         ["code", "message"],
     ),
+    **asyncapi_rich.SERVER_FRAMES,
 }
 
 

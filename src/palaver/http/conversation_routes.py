@@ -42,6 +42,10 @@ class SendIn(Strict):
         max_length=MAX_ATTACHMENTS,
         description="ids of the sender's own uploads (POST /api/upload) to attach",
     )
+    reply_to_id: int | None = Field(None, ge=0, description="the message this answers")
+    thread_root_id: int | None = Field(
+        None, ge=0, description="post in the thread of this message (a reply joins its root)"
+    )
 
 
 class AddMemberIn(Strict):
@@ -70,10 +74,12 @@ async def _render(
     if senders is None:
         senders = await _senders(services, found)
     # REST resources carry their own id as "id", as REST clients expect.
-    return [
+    frames = [
         {"id": m.id, **events.message(m, senders.get(m.sender_id) if m.sender_id else None)}
         for m in found
     ]
+    await services.rich.decorate(frames, found)
+    return frames
 
 
 @router.get("/api/conversations")
@@ -243,7 +249,9 @@ async def send(
         body.content,
         client_msg_id=body.client_msg_id,
         member_checked=bool(body.attachments),
-        attachments=attachments,
+        attachments=tuple(attachments),
+        reply_to_id=body.reply_to_id,
+        thread_root_id=body.thread_root_id,
     )
     if appended.duplicate:
         response.status_code = 200

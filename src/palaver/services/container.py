@@ -16,6 +16,7 @@ from palaver.services.export import ExportService
 from palaver.services.mail import Mailer
 from palaver.services.messaging import MessagingService
 from palaver.services.retention import RetentionJob
+from palaver.services.rich import RichMessagingService
 from palaver.services.storage import LocalStorage
 from palaver.services.tokens import TokenService
 from palaver.services.uploads import UploadService
@@ -42,6 +43,7 @@ class Services:
     metrics: Metrics
     uploads: UploadService
     exports: ExportService
+    rich: RichMessagingService
     started_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -87,6 +89,8 @@ def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Ser
     )
     conversations = ConversationService(store, broker, messaging, audit)
     uploads = UploadService(settings, store, broker, LocalStorage(settings.effective_upload_dir))
+    rich = RichMessagingService(settings, store, messaging)
+    messaging.resolve_extras = rich.send_extras
     return Services(
         settings=settings,
         store=store,
@@ -102,4 +106,5 @@ def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Ser
         metrics=metrics,
         uploads=uploads,
         exports=ExportService(uploads, broker, audit),
+        rich=rich,
     )

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import orjson
 import structlog
@@ -46,6 +46,18 @@ RECEIPT_FLUSH_SECONDS = 0.25
 TYPING_TTL = 6.0
 # Repeated "typing" from one user in one conversation is forwarded at most this often.
 TYPING_THROTTLE = 2.0
+
+
+class SendExtras(Protocol):
+    @property
+    def reply_to_id(self) -> int | None: ...
+    @property
+    def thread_root_id(self) -> int | None: ...
+    @property
+    def mentions(self) -> tuple[str, ...]: ...
+
+
+ResolveExtras = Callable[[User, int, str, int | None, int | None], Awaitable[SendExtras]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +95,8 @@ class MessagingService:
         self._announcer: asyncio.Task[None] | None = None
         self._local_buckets: dict[int, TokenBucket] = {}
         self._on_rate_limited = on_rate_limited
+        #: Checks reply and thread targets and finds mentions (set by the container).
+        self.resolve_extras: ResolveExtras | None = None
 
     # -- sending -------------------------------------------------------------------------
 
@@ -129,26 +143,41 @@ class MessagingService:
         *,
         client_msg_id: str | None = None,
         member_checked: bool = False,
-        attachments: Sequence[dict[str, Any]] = (),
+        reply_to_id: int | None = None,
+        thread_root_id: int | None = None,
+        attachments: tuple[dict[str, Any], ...] = (),
     ) -> Appended:
         """Durably append a message and wake every node; return it once committed.
 
         A repeated ``client_msg_id`` returns the original message (``duplicate``).
+        ``reply_to_id`` and ``thread_root_id`` name messages of the same conversation.
         ``attachments`` are already resolved elements (:meth:`UploadService.attach`);
         with some, the text may be empty."""
         check_content(content, self.settings.max_message_length, allow_empty=bool(attachments))
         await self.check_rate(sender.id)
         if not member_checked:
             await self.require_member(conversation_id, sender.id)
-        appended = await self.writer.append(
-            NewMessage(
-                conversation_id=conversation_id,
-                sender_id=sender.id,
-                content=content,
-                client_msg_id=client_msg_id,
-                attachments=tuple(attachments),
-            )
+        new = NewMessage(
+            conversation_id=conversation_id,
+            sender_id=sender.id,
+            content=content,
+            client_msg_id=client_msg_id,
+            attachments=attachments,
         )
+        # A plain message skips this: no query, not even the mention regex.
+        if self.resolve_extras is not None and (
+            reply_to_id is not None or thread_root_id is not None or "@" in content
+        ):
+            extras = await self.resolve_extras(
+                sender, conversation_id, content, reply_to_id, thread_root_id
+            )
+            new = replace(
+                new,
+                reply_to_id=extras.reply_to_id,
+                thread_root_id=extras.thread_root_id,
+                mentions=extras.mentions,
+            )
+        appended = await self.writer.append(new)
         if not appended.duplicate:
             self.users.put(sender)
             self._announce_later(appended.message)
@@ -178,6 +207,10 @@ class MessagingService:
         )
         self._announce_later(appended.message)
         return appended.message
+
+    def announce(self, message: Message) -> None:
+        """Publish a committed stream entry; call it with no await since the commit."""
+        self._announce_later(message)
 
     def _announce_later(self, message: Message) -> None:
         """Queue a committed message for publication.

@@ -8,7 +8,8 @@ at once, with no timer adding latency.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import structlog
 
@@ -21,7 +22,9 @@ log = structlog.get_logger(__name__)
 # Bounds one transaction, so a burst cannot make a single commit arbitrarily slow.
 MAX_BATCH = 1024
 
-Pending = tuple[NewMessage, "asyncio.Future[Appended]"]
+T = TypeVar("T")
+#: A message to append, or a transaction of its own (see :meth:`GroupCommitWriter.run`).
+Pending = tuple[NewMessage | Callable[[], Awaitable[Any]], "asyncio.Future[Any]"]
 
 
 class GroupCommitWriter:
@@ -52,11 +55,30 @@ class GroupCommitWriter:
             self._task = asyncio.create_task(self._drain(), name="palaver.group-commit")
         return await future
 
+    async def run(self, job: Callable[[], Awaitable[T]]) -> T:
+        """Run one transaction of its own (an edit, a reaction...) in turn with the
+        batches: its commit then falls between theirs, so this node announces every
+        entry in sequence order."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append((job, future))
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain(), name="palaver.group-commit")
+        return await future
+
     async def _drain(self) -> None:
         try:
             while self._queue:
-                batch = self._queue[: self._max_batch]
-                del self._queue[: self._max_batch]
+                job, future = self._queue[0]
+                if not isinstance(job, NewMessage):
+                    del self._queue[0]
+                    await _run_job(job, future)
+                    continue
+                size = 1
+                limit = min(self._max_batch, len(self._queue))
+                while size < limit and isinstance(self._queue[size][0], NewMessage):
+                    size += 1
+                batch = self._queue[:size]
+                del self._queue[:size]
                 await self._commit(batch)
         finally:
             self._task = None
@@ -65,7 +87,9 @@ class GroupCommitWriter:
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            results = await self._store.append_messages([m for m, _ in batch], now_ms())
+            results = await self._store.append_messages(
+                [m for m, _ in batch if isinstance(m, NewMessage)], now_ms()
+            )
         except PalaverError as exc:
             # One bad message (say, its conversation was just deleted) must not fail
             # the others that happened to share its transaction: retry them one by one.
@@ -88,6 +112,17 @@ class GroupCommitWriter:
         """Wait for queued messages to commit."""
         while self._task is not None:
             await asyncio.shield(self._task)
+
+
+async def _run_job(job: Callable[[], Awaitable[Any]], future: asyncio.Future[Any]) -> None:
+    try:
+        result = await job()
+    except Exception as exc:
+        if not future.done():
+            future.set_exception(exc)
+        return
+    if not future.done():
+        future.set_result(result)
 
 
 def _fail(batch: list[Pending], exc: BaseException) -> None:

@@ -31,6 +31,7 @@ from palaver.core.models import (
     Session,
     User,
 )
+from palaver.store.rich_base import RichMessageStore
 
 
 class StoreUnavailable(Exception):
@@ -65,7 +66,7 @@ USER_FIELDS = frozenset(
 )
 
 
-class Store(abc.ABC):
+class Store(RichMessageStore, abc.ABC):
     """Persistent state of Palaver: accounts, sessions, audit, conversations, messages."""
 
     # -- lifecycle -----------------------------------------------------------------

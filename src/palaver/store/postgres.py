@@ -26,10 +26,10 @@ from sqlalchemy.sql.dml import Insert
 
 from palaver.core.errors import not_found
 from palaver.core.models import Appended, Message, NewMessage
+from palaver.store.rich import RichSqlStore
 from palaver.store.sql import (
     MESSAGE_COLUMNS,
     AppendPlan,
-    SqlStore,
     encode_attachments,
     encode_mentions,
     message_from_columns,
@@ -42,7 +42,7 @@ MIGRATION_LOCK_KEY = int.from_bytes(b"palaver", "big")
 _CONSTRAINT = re.compile(r'constraint "([^"]+)"')
 
 
-class PostgresStore(SqlStore):
+class PostgresStore(RichSqlStore):
     """A store in a PostgreSQL database.
 
     ``url`` is ``postgresql+asyncpg://user:password@host:port/database``. ``pool_size``

@@ -33,11 +33,11 @@ from sqlalchemy.sql.dml import Insert
 
 from palaver.core.errors import not_found
 from palaver.core.models import Appended, Message, NewMessage
+from palaver.store.rich import RichSqlStore
 from palaver.store.schema import metadata
 from palaver.store.sql import (
     MESSAGE_COLUMNS,
     AppendPlan,
-    SqlStore,
     chunks,
     encode_attachments,
     encode_mentions,
@@ -67,7 +67,7 @@ def _constraints_by_columns() -> dict[tuple[str, ...], str]:
 _CONSTRAINTS = _constraints_by_columns()
 
 
-class SqliteStore(SqlStore):
+class SqliteStore(RichSqlStore):
     """A store in one SQLite file (or in memory for ``sqlite:///:memory:``).
 
     ``url`` is ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or

@@ -11,6 +11,7 @@
 //   the original ack instead of storing it twice.
 
 import { api, ApiError } from "./api.js";
+import { isEntry } from "./rich.js";
 import { Socket, SocketError } from "./socket.js";
 import { Emitter, store } from "./store.js";
 
@@ -122,6 +123,7 @@ export class Chat extends Emitter {
     conversation.seenAt ??= Date.now();
     if (conversation.cursor === null) conversation.cursor = item.last_seq ?? 0;
     if (typeof item.unread === "number") conversation.syncUnread(item.unread, item.last_seq ?? 0, this.me);
+    if (item.mentions > 0) conversation.mentioned = true; // counted by the server
     if (item.last_message?.sender_id) store.names.set(item.last_message.sender_id, item.last_message.sender_name);
     if (item.peer) store.names.set(item.peer.id, item.peer.display_name);
     return conversation;
@@ -374,6 +376,7 @@ export class Chat extends Emitter {
     conversation.advance();
     if (conversation.typing.delete(message.sender_id)) store.emit("typing", conversation.id);
     if (!fresh) return;
+    if (isEntry(message)) return void store.emit("messages", conversation.id); // applied by insert
     // "X joined", "X added Y", "X left": the member list changed.
     if (message.kind === "system") this.#refreshMembers(conversation);
     else this.#knowMember(conversation, message.sender_id);

@@ -4,6 +4,7 @@
 // twice (a live frame and a history page, a resend after reconnecting) is stored once.
 // `cursor` is the highest seq up to which the client has everything (held, or known
 // to be fetchable as history): it is what `resume` sends after a reconnect.
+import { applyEntry, isEntry } from "./rich.js";
 
 /** A minimal event emitter: on() returns a function that unsubscribes. */
 export class Emitter {
@@ -117,9 +118,10 @@ export class Conversation {
     if (this.messages.has(message.seq)) return false;
     this.messages.set(message.seq, message);
     this.sortedCache = null;
+    if (isEntry(message)) return applyEntry(this, message) || true;
     this.notePreview(message);
     if (message.seq > this.unreadBase && message.seq > this.readSeq && message.sender_id !== me.id) {
-      if (message.kind === "text") this.unread += 1;
+      if (message.kind === "text" && !message.thread_root_id) this.unread += 1;
       if (mentions(message.content, me.username)) this.mentioned = true;
     }
     return true;

@@ -10,6 +10,7 @@ import { $, avatar, h, hueClass, icon, paintAvatar, richText, setIcon, toast } f
 import { clock, dayKey, dayLabel, fullStamp, lastSeen } from "../format.js";
 import { isMuted, setMuted } from "../notify.js";
 import { store } from "../store.js";
+import { decorateBubble, isEntry, richSignature } from "../rich.js";
 
 // Within this distance of the bottom the view follows new messages.
 const STICK_PX = 80;
@@ -198,6 +199,7 @@ function buildRows(conversation) {
   let previous = null;
   let markerPlaced = false;
   const push = (message, pending) => {
+    if (isEntry(message)) return;
     const day = dayKey(message.created_at);
     if (day !== lastDay) {
       rows.push({ key: `d${day}`, kind: "day", label: dayLabel(message.created_at) });
@@ -242,7 +244,7 @@ function signature(row) {
   if (row.kind !== "message") return row.kind + (row.label ?? "") + (row.message?.content ?? "");
   const m = row.message;
   const files = (m.attachments ?? []).map((a) => a.id).join(",");
-  return [row.own, row.grouped, row.status, m.seq, m.content, m.error ?? "", files].join("\u0000");
+  return [row.own, row.grouped, row.status, m.seq, m.content, m.error ?? "", files, richSignature(m)].join("\u0000");
 }
 
 function buildRow(row, conversation) {
@@ -286,6 +288,7 @@ function buildRow(row, conversation) {
     );
   }
   bubble.append(meta);
+  decorateBubble(bubble, m, { own: row.own, me: store.me, socket: chat.socket });
   el.append(bubble);
   if (row.status === "failed") {
     el.append(

@@ -1,0 +1,131 @@
+// Rich messages in the web client: mutation entries (edit, delete, react, pin) applied
+// to the messages they point at, and the bubble's extras (edited mark, tombstone,
+// reactions, action buttons, mention highlight). Entries arrive in the stream like
+// messages and keep their sequence numbers there (so cursors stay gapless) but are
+// never shown as rows of their own.
+
+import { h } from "./dom.js";
+
+const ENTRY_KINDS = new Set(["edit", "delete", "react", "unreact", "pin", "unpin"]);
+const QUICK_REACTIONS = ["👍", "❤️", "😂"];
+
+/** True for stream entries that change another message instead of being one. */
+export function isEntry(message) {
+  return ENTRY_KINDS.has(message.kind);
+}
+
+function findById(conversation, id) {
+  for (const m of conversation.messages.values()) if (m.message_id === id) return m;
+  return null;
+}
+
+/** Apply a mutation entry to its target when this client holds it. Idempotent: a
+ * history page and a resume may both bring the same entry. */
+export function applyEntry(conversation, entry) {
+  if (!isEntry(entry)) return false;
+  const target = findById(conversation, entry.ref_id);
+  if (!target) return false;
+  switch (entry.kind) {
+    case "edit":
+      if (target.deleted_at) return false;
+      target.content = entry.content;
+      target.edited_at = entry.created_at;
+      break;
+    case "delete":
+      target.content = "";
+      target.deleted_at = entry.created_at;
+      target.reactions = [];
+      target.pinned = false;
+      break;
+    case "react":
+    case "unreact": {
+      const reactions = (target.reactions ??= []);
+      let slot = reactions.find((r) => r.emoji === entry.content);
+      if (!slot) reactions.push((slot = { emoji: entry.content, count: 0, user_ids: [] }));
+      const has = slot.user_ids.includes(entry.sender_id);
+      if (entry.kind === "react" && !has) slot.user_ids.push(entry.sender_id);
+      if (entry.kind === "unreact" && has) slot.user_ids = slot.user_ids.filter((u) => u !== entry.sender_id);
+      slot.count = slot.user_ids.length;
+      target.reactions = reactions.filter((r) => r.count > 0);
+      break;
+    }
+    case "pin":
+    case "unpin":
+      target.pinned = entry.kind === "pin";
+      break;
+  }
+  return true;
+}
+
+/** What, beyond the text, makes a bubble look different (for the row reconciler). */
+export function richSignature(m) {
+  const reactions = (m.reactions ?? []).map((r) => `${r.emoji}${r.user_ids.join(",")}`).join(";");
+  return [m.edited_at ?? "", m.deleted_at ?? "", m.pinned ? 1 : 0, reactions, m.thread?.reply_count ?? 0].join("|");
+}
+
+export function mentionsMe(m, me) {
+  const name = me?.username?.toLowerCase();
+  return Boolean(m.mentions?.includes("@room") || (name && m.mentions?.includes(name)));
+}
+
+async function act(socket, frame) {
+  try {
+    await socket.request(frame);
+  } catch (error) {
+    console.warn("palaver: action refused", error);
+  }
+}
+
+/** Add the edited mark, tombstone, reactions and actions to a message bubble. */
+export function decorateBubble(bubble, m, { own, me, socket }) {
+  if (m.deleted_at) {
+    bubble.classList.add("deleted");
+    const text = bubble.querySelector(".text");
+    if (text) text.replaceChildren(h("em", { text: "This message was deleted" }));
+    return;
+  }
+  if (mentionsMe(m, me)) bubble.classList.add("mentions-me");
+  const meta = bubble.querySelector(".meta");
+  if (m.edited_at && meta) meta.prepend(h("span", { class: "edited", text: "edited", title: "This message was edited" }));
+  if (m.pinned) bubble.prepend(h("span", { class: "pinned", text: "📌 Pinned" }));
+  if (m.thread?.reply_count) {
+    bubble.append(h("span", { class: "thread-count", text: `${m.thread.reply_count} repl${m.thread.reply_count === 1 ? "y" : "ies"}` }));
+  }
+  if (m.message_id === undefined || m.seq === null) return; // not sent yet
+  const reactions = h("div", { class: "reactions", role: "group", "aria-label": "Reactions" });
+  for (const r of m.reactions ?? []) {
+    const mine = r.user_ids.includes(me.id);
+    const chip = h("button", {
+      type: "button",
+      class: `reaction${mine ? " mine" : ""}`,
+      text: `${r.emoji} ${r.count}`,
+      "aria-pressed": String(mine),
+      "aria-label": `${r.emoji} ${r.count}`,
+    });
+    chip.addEventListener("click", () => act(socket, { type: "react", message_id: m.message_id, emoji: r.emoji, remove: mine }));
+    reactions.append(chip);
+  }
+  const actions = h("div", { class: "msg-actions" });
+  for (const emoji of QUICK_REACTIONS) {
+    const button = h("button", { type: "button", class: "link react", text: emoji, "aria-label": `React ${emoji}` });
+    const mine = (m.reactions ?? []).some((r) => r.emoji === emoji && r.user_ids.includes(me.id));
+    button.addEventListener("click", () => act(socket, { type: "react", message_id: m.message_id, emoji, remove: mine }));
+    actions.append(button);
+  }
+  const pin = h("button", { type: "button", class: "link", text: m.pinned ? "Unpin" : "Pin", dataset: { action: "pin" } });
+  pin.addEventListener("click", () => act(socket, { type: "pin", message_id: m.message_id, pinned: !m.pinned }));
+  actions.append(pin);
+  if (own) {
+    const edit = h("button", { type: "button", class: "link", text: "Edit", dataset: { action: "edit" } });
+    edit.addEventListener("click", () => {
+      const content = window.prompt("Edit message", m.content);
+      if (content !== null && content.trim() && content !== m.content) {
+        act(socket, { type: "edit", message_id: m.message_id, content });
+      }
+    });
+    const remove = h("button", { type: "button", class: "link", text: "Delete", dataset: { action: "delete" } });
+    remove.addEventListener("click", () => act(socket, { type: "delete", message_id: m.message_id }));
+    actions.append(edit, remove);
+  }
+  bubble.append(reactions, actions);
+}

@@ -1,0 +1,239 @@
+"""Edits, deletes, reactions, pins, replies, threads and mentions over a real server and
+real sockets, on SQLite and PostgreSQL: live, after a resume, and refused to outsiders."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from palaver.config import Settings
+from tests.services import create_database, drop_database
+
+from .conftest import Server, start_server
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+async def rich_server(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Server]:
+    update: dict[str, Any] = {"rate_messages_burst": 10_000, "rate_messages_per_second": 1e4}
+    url = None
+    if request.param == "postgres":
+        request.getfixturevalue("postgres_admin_url")
+        url = create_database()
+        update["database_url"] = url
+    try:
+        async for value in start_server(settings.model_copy(update=update)):
+            yield value
+    finally:
+        if url is not None:
+            drop_database(url)
+
+
+async def _room(server: Server) -> tuple[int, tuple[int, str], tuple[int, str]]:
+    """A room owned by alice with bob as a plain member."""
+    alice = await server.user("alice")
+    bob = await server.user("bob")
+    room = await server.room(alice[1], "general")
+    r = await server.rest(bob[1], "POST", f"/api/conversations/{room}/join")
+    assert r.status_code in (200, 201), r.text
+    return room, alice, bob
+
+
+async def test_edit_delete_react_pin_live_and_after_resume(rich_server: Server) -> None:
+    server = rich_server
+    room, (alice_id, alice), (bob_id, bob) = await _room(server)
+    a = await server.connect(alice, resume={room: 0})
+    b = await server.connect(bob, resume={room: 0})
+    ack = await a.send_text(room, "helo")
+    mid, base = ack["message_id"], ack["seq"]
+    await b.wait_messages(room, base)
+    # Bob goes away; what happens meanwhile reaches him when he resumes.
+    await b.close()
+
+    edited = await a.request({"type": "edit", "message_id": mid, "content": "hello"})
+    assert edited["ok"] is True
+    reacted = await a.request({"type": "react", "message_id": mid, "emoji": "👍"})
+    assert reacted["changed"] is True
+    again = await a.request({"type": "react", "message_id": mid, "emoji": "👍"})
+    assert (again["changed"], again["seq"]) == (False, None)
+    pinned = await a.request({"type": "pin", "message_id": mid})
+    assert pinned["changed"] is True
+    live = (await a.wait_messages(room, base + 3))[base - 1 :]
+    assert [(m["kind"], m.get("ref_id"), m["content"]) for m in live] == [
+        ("text", None, "helo"),
+        ("edit", mid, "hello"),
+        ("react", mid, "👍"),
+        ("pin", mid, ""),
+    ]
+    assert [m["seq"] for m in live] == [base, base + 1, base + 2, base + 3]
+
+    b2 = await server.connect(bob, resume={room: base})
+    caught_up = await b2.wait_messages(room, 3)
+    assert [(m["seq"] - base, m["kind"]) for m in caught_up] == [
+        (1, "edit"),
+        (2, "react"),
+        (3, "pin"),
+    ]
+    # Bob may react (a member) but not edit alice's message, nor pin in a room.
+    bob_edit = await b2.request({"type": "edit", "message_id": mid, "content": "mine"})
+    assert bob_edit["code"] == "FORBIDDEN"
+    bob_pin = await b2.request({"type": "pin", "message_id": mid, "pinned": False})
+    assert bob_pin["code"] == "FORBIDDEN"
+    assert (await b2.request({"type": "react", "message_id": mid, "emoji": "🎉"}))["ok"]
+
+    history = await b2.request({"type": "history", "conversation_id": room, "limit": 50}, "history")
+    [message] = [m for m in history["messages"] if m["kind"] == "text"]
+    assert message["content"] == "hello"
+    assert message["edited_at"] is not None
+    assert message["pinned"] is True
+    assert message["reactions"] == [
+        {"emoji": "👍", "count": 1, "user_ids": [alice_id]},
+        {"emoji": "🎉", "count": 1, "user_ids": [bob_id]},
+    ]
+    pins = await b2.request({"type": "pins", "conversation_id": room}, "pins")
+    assert [m["message_id"] for m in pins["messages"]] == [mid]
+
+    # Bob cannot delete alice's message; alice (the room's owner) can delete bob's.
+    bob_ack = await b2.send_text(room, "oops")
+    assert (await b2.request({"type": "delete", "message_id": mid}))["code"] == "FORBIDDEN"
+    assert (await a.request({"type": "delete", "message_id": bob_ack["message_id"]}))["ok"]
+    tombstone = await b2.next("message")
+    while tombstone["kind"] != "delete":
+        tombstone = await b2.next("message")
+    assert tombstone["ref_id"] == bob_ack["message_id"]
+    r = await server.rest(bob, "GET", f"/api/conversations/{room}/messages")
+    gone = [m for m in r.json()["messages"] if m["id"] == bob_ack["message_id"]]
+    assert gone[0]["content"] == ""
+    assert gone[0]["deleted_at"] is not None
+
+    # Edit history: moderators only.
+    r = await server.rest(bob, "GET", f"/api/messages/{mid}/edits")
+    assert r.status_code == 403
+    r = await server.rest(alice, "GET", f"/api/messages/{mid}/edits")
+    assert [e["content"] for e in r.json()] == ["helo"]
+    # Unread counts messages only: "hello" (edited) and bob's deleted one... from alice's
+    # side, bob's message is the only one from someone else.
+    r = await server.rest(alice, "GET", "/api/conversations")
+    [summary] = r.json()
+    assert summary["last_message"]["kind"] == "text"
+    await a.close()
+    await b2.close()
+
+
+async def test_outsiders_get_not_found(rich_server: Server) -> None:
+    server = rich_server
+    room, (_, alice), _ = await _room(server)
+    _, eve = await server.user("eve")
+    r = await server.rest(
+        alice, "POST", f"/api/conversations/{room}/messages", json={"content": "x"}
+    )
+    mid = r.json()["id"]
+    for method, path, body in (
+        ("PATCH", f"/api/messages/{mid}", {"content": "y"}),
+        ("DELETE", f"/api/messages/{mid}", None),
+        ("PUT", f"/api/messages/{mid}/reactions/👍", None),
+        ("PUT", f"/api/messages/{mid}/pin", None),
+        ("GET", f"/api/messages/{mid}/thread", None),
+        ("GET", f"/api/messages/{mid}/edits", None),
+        ("GET", f"/api/conversations/{room}/pins", None),
+        ("GET", "/api/messages/999999/thread", None),
+    ):
+        r = await server.rest(eve, method, path, json=body)
+        assert r.status_code == 404, (method, path, r.text)
+        assert r.json()["error"]["code"] == "NOT_FOUND"
+    e = await server.connect(eve)
+    for frame in (
+        {"type": "edit", "message_id": mid, "content": "y"},
+        {"type": "react", "message_id": mid, "emoji": "👍"},
+        {"type": "thread", "root_id": mid},
+        {"type": "delete", "message_id": mid},
+    ):
+        assert (await e.request(frame))["code"] == "NOT_FOUND"
+    # Replying from outside, or to a message of another conversation, is refused too.
+    other = await server.room(eve, "elsewhere")
+    reply = await e.send_text(other, "hi", reply_to_id=mid)
+    assert reply["code"] == "NOT_FOUND"
+    await e.close()
+
+
+async def test_threads_mentions_and_validation(rich_server: Server) -> None:
+    server = rich_server
+    room, (alice_id, alice), (bob_id, bob) = await _room(server)
+    a = await server.connect(alice, resume={room: 0})
+    b = await server.connect(bob, resume={room: 0})
+    root = await a.send_text(room, "a question")
+    r1 = await b.send_text(room, "an answer @alice", thread_root_id=root["message_id"])
+    # Replying to a reply joins the root's thread.
+    r2 = await b.send_text(room, "more", thread_root_id=r1["message_id"])
+    await a.send_text(room, "quoting", reply_to_id=r1["message_id"])
+    frames = [m for m in await a.wait_messages(room, root["seq"] + 3) if m["kind"] == "text"]
+    assert frames[1]["thread_root_id"] == root["message_id"]
+    assert frames[1]["mentions"] == ["alice"]
+    assert frames[2]["thread_root_id"] == root["message_id"]
+    assert frames[3]["reply_to_id"] == r1["message_id"]
+
+    thread = await a.request({"type": "thread", "root_id": root["message_id"]}, "thread")
+    assert [m["content"] for m in thread["messages"]] == ["an answer @alice", "more"]
+    assert thread["summary"]["reply_count"] == 2
+    assert thread["summary"]["repliers"] == [bob_id]
+    assert (thread["unread"], thread["read_seq"]) == (2, 0)
+    assert thread["root"]["thread"]["reply_count"] == 2
+    # Thread replies are not in the conversation's unread count: they have their own.
+    hello = (await server.connect(alice)).hello
+    [conv] = hello["conversations"]
+    assert conv["unread"] == 0
+    assert conv["mentions"] == 0
+    # alice read the conversation up to her own last message; the thread stays unread.
+    done = await a.request({"type": "thread_read", "root_id": root["message_id"], "seq": r2["seq"]})
+    assert done["read_seq"] == r2["seq"]
+    r = await server.rest(alice, "GET", f"/api/messages/{root['message_id']}/thread")
+    assert (r.json()["unread"], r.json()["read_seq"]) == (0, r2["seq"])
+
+    # A top-level mention counts beside unread until the read cursor passes it;
+    # @room from a plain member of a room notifies nobody.
+    await b.send_text(room, "hey @Alice")
+    await b.send_text(room, "@room lunch?")
+    last = await b.send_text(room, "no mention")
+    r = await server.rest(alice, "GET", "/api/conversations")
+    [conv] = r.json()
+    assert (conv["unread"], conv["mentions"]) == (3, 1)
+    await server.rest(alice, "POST", f"/api/conversations/{room}/read", json={"seq": last["seq"]})
+    await server.services.messaging.flush_receipts()
+    [conv] = (await server.rest(alice, "GET", "/api/conversations")).json()
+    assert (conv["unread"], conv["mentions"]) == (0, 0)
+    # The owner's @room does count for bob.
+    await a.send_text(room, "@room meeting")
+    [conv] = (await server.rest(bob, "GET", "/api/conversations")).json()
+    assert conv["mentions"] == 1
+
+    # Bad reactions and edits are refused with a code, and change nothing.
+    for emoji in ("", "abc", "x" * 80, "👍" * 20, "<b>"):
+        bad = await a.request({"type": "react", "message_id": root["message_id"], "emoji": emoji})
+        assert bad["code"] == "INVALID_FORMAT", emoji
+    assert (await a.request({"type": "edit", "message_id": root["message_id"], "content": " "}))[
+        "code"
+    ] == "EMPTY_CONTENT"
+    assert (
+        await server.rest(
+            alice, "PATCH", f"/api/messages/{root['message_id']}", json={"content": "x" * 10**6}
+        )
+    ).json()["error"]["code"] == "CONTENT_TOO_LONG"
+    r = await server.rest(alice, "PUT", f"/api/messages/{root['message_id']}/reactions/:tada:")
+    assert r.json() == {"changed": True, "seq": r.json()["seq"]}
+    r = await server.rest(alice, "DELETE", f"/api/messages/{root['message_id']}/reactions/:tada:")
+    assert r.json()["changed"] is True
+    r = await server.rest(alice, "DELETE", f"/api/messages/{root['message_id']}/reactions/:tada:")
+    assert r.json() == {"changed": False, "seq": None}
+    # Gapless: every entry took the next number, refused ones took none.
+    history = (await server.rest(alice, "GET", f"/api/conversations/{room}/messages")).json()
+    seqs = [m["seq"] for m in history["messages"]]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert alice_id != bob_id
+    await a.close()
+    await b.close()
