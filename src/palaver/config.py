@@ -16,6 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from palaver.core.uploads import DEFAULT_ALLOWED_TYPES, FILE_TYPES
+
 ENV_PREFIX = "PALAVER_"
 # PALAVER_* variables that are not settings: read by the CLI, the load generator and the
 # test suite. Any other unknown PALAVER_* variable is refused as a likely typo.
@@ -90,6 +92,17 @@ class Settings(BaseModel):
     filter_action: Literal["mask", "reject"] = "mask"
     dm_policy_default: Literal["everyone", "contacts"] = "everyone"
 
+    upload_dir: Path | None = Field(None, description="default: <data_dir>/uploads")
+    upload_max_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="bytes per file")
+    upload_allowed_types: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ALLOWED_TYPES),
+        description="file kinds besides images (JPEG, PNG, GIF, WebP, always accepted)",
+    )
+    upload_max_pixels: int = Field(
+        40_000_000, ge=1, le=500_000_000, description="width x height of an image"
+    )
+    upload_thumbnail_size: int = Field(320, ge=16, le=2048, description="longest side, px")
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:
@@ -113,6 +126,16 @@ class Settings(BaseModel):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
+    @field_validator("upload_allowed_types", mode="before")
+    @classmethod
+    def _check_upload_types(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        unknown = [v for v in value if v not in FILE_TYPES] if isinstance(value, list) else []
+        if unknown:
+            raise ValueError(f"unknown kinds {unknown}; known: {', '.join(FILE_TYPES)}")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_level(cls, value: Any) -> Any:
@@ -124,6 +147,11 @@ class Settings(BaseModel):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'palaver.db').as_posix()}"
+
+    @property
+    def effective_upload_dir(self) -> Path:
+        """Where uploaded files live: outside any web root, next to the SQLite file."""
+        return self.upload_dir if self.upload_dir is not None else self.data_dir / "uploads"
 
     def redacted(self) -> dict[str, Any]:
         """The settings as plain data with secrets and URL passwords hidden."""

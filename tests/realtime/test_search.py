@@ -165,8 +165,11 @@ async def test_filters_and_pages(search_server: Server) -> None:
     ada = await server.connect(ada_token)
     bob = await server.connect(bob_token)
     for i in range(5):
-        await ada.send_text(room, f"status update {i}")
-    middle = now_ms()
+        last = await ada.send_text(room, f"status update {i}")
+    # The clock must move past the last one, or both halves share a millisecond.
+    middle = last["created_at"] + 1
+    while now_ms() < middle:
+        await asyncio.sleep(0.001)
     for i in range(5, 8):
         await bob.send_text(room, f"status update {i}")
     await ada.send_text(other, "status update elsewhere")

@@ -45,6 +45,11 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "UNAVAILABLE"
     # Search.
     QUERY_TOO_SHORT = "QUERY_TOO_SHORT"
+    # Uploads.
+    FILE_TOO_LARGE = "FILE_TOO_LARGE"
+    IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"
+    UNSUPPORTED_FILE_TYPE = "UNSUPPORTED_FILE_TYPE"
+    INVALID_IMAGE = "INVALID_IMAGE"
 
 
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -76,6 +81,10 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.HISTORY_GAP: 410,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.QUERY_TOO_SHORT: 400,
+    ErrorCode.FILE_TOO_LARGE: 413,
+    ErrorCode.IMAGE_TOO_LARGE: 413,
+    ErrorCode.UNSUPPORTED_FILE_TYPE: 415,
+    ErrorCode.INVALID_IMAGE: 422,
 }
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from palaver.core import moderation_commands
 from palaver.core.errors import ErrorCode, PalaverError
+from palaver.core.uploads import MAX_ATTACHMENTS
 
 MAX_ID_LENGTH = 64
 
@@ -41,6 +42,8 @@ class Send(Command):
     to: int | str | None
     content: str
     client_msg_id: str | None
+    #: Upload ids to attach (the sender's own uploads); the text may then be empty.
+    attachments: tuple[int, ...] = ()
     reply_to_id: int | None = None
     thread_root_id: int | None = None
 
@@ -167,9 +170,12 @@ def _str(raw: dict[str, Any], name: str, *, max_length: int = 256) -> str | None
     return value
 
 
-def check_content(content: object, max_length: int) -> str:
+def check_content(content: object, max_length: int, *, allow_empty: bool = False) -> str:
     """The text of a message, or ``EMPTY_CONTENT``, ``INVALID_FORMAT`` or
-    ``CONTENT_TOO_LONG`` (which carries ``max_length``). Every way in uses this."""
+    ``CONTENT_TOO_LONG`` (which carries ``max_length``). Every way in uses this.
+    ``allow_empty`` (a message with attachments) accepts missing or blank text as ``""``."""
+    if allow_empty and (content is None or (isinstance(content, str) and not content.strip())):
+        return ""
     if not isinstance(content, str):
         if content is None:
             raise PalaverError(ErrorCode.EMPTY_CONTENT, "content is required", field="content")
@@ -186,8 +192,26 @@ def check_content(content: object, max_length: int) -> str:
     return content
 
 
+def parse_attachments(value: object) -> tuple[int, ...]:
+    """The ``attachments`` of a send: at most :data:`MAX_ATTACHMENTS` upload ids."""
+    if value is None:
+        return ()
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_ATTACHMENTS
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    ):
+        raise PalaverError(
+            ErrorCode.INVALID_FORMAT,
+            f"attachments must be a list of at most {MAX_ATTACHMENTS} upload ids",
+            field="attachments",
+        )
+    return tuple(dict.fromkeys(value))
+
+
 def parse_send(raw: dict[str, Any], cid: str | int | None, max_length: int) -> Send:
-    content = check_content(raw.get("content"), max_length)
+    attachments = parse_attachments(raw.get("attachments"))
+    content = check_content(raw.get("content"), max_length, allow_empty=bool(attachments))
     to = raw.get("to")
     if to is not None and (isinstance(to, bool) or not isinstance(to, int | str)):
         raise PalaverError(ErrorCode.INVALID_FORMAT, "to must be a user id or a username")
@@ -204,6 +228,7 @@ def parse_send(raw: dict[str, Any], cid: str | int | None, max_length: int) -> S
         to=to,
         content=content,
         client_msg_id=_str(raw, "client_msg_id", max_length=MAX_ID_LENGTH),
+        attachments=attachments,
         reply_to_id=_int(raw, "reply_to_id", required=False),
         thread_root_id=_int(raw, "thread_root_id", required=False),
     )

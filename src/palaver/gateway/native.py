@@ -302,12 +302,21 @@ class NativeHandler(GatewayHandler):
             assert command.to is not None
             conversation, _ = await services.conversations.direct(user, command.to)
             cid = conversation.id
+        member_checked = cid in client.cursors
+        attachments: list[dict[str, Any]] = []
+        if command.attachments:
+            # Membership first: an outsider must not bind uploads to the conversation.
+            if not member_checked:
+                await services.messaging.require_member(cid, user.id)
+                member_checked = True
+            attachments = await services.uploads.attach(user.id, cid, command.attachments)
         appended = await services.messaging.send(
             user,
             cid,
             command.content,
             client_msg_id=command.client_msg_id,
-            member_checked=cid in client.cursors,
+            member_checked=member_checked,
+            attachments=tuple(attachments),
             reply_to_id=command.reply_to_id,
             thread_root_id=command.thread_root_id,
         )

@@ -18,6 +18,7 @@ from palaver.http import (
     moderation_routes,
     rich_routes,
     search_routes,
+    upload_routes,
     users_routes,
 )
 from palaver.http.asyncapi import asyncapi_router
@@ -70,6 +71,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.include_router(moderation_routes.admin_router)
     app.include_router(users_routes.router)
     app.include_router(conversation_routes.router)
+    app.include_router(upload_routes.router)
     app.include_router(rich_routes.router)
     app.include_router(search_routes.router)
     app.include_router(web_router())

@@ -31,6 +31,21 @@ MESSAGE_FIELDS = {
     "client_msg_id": {"type": ["string", "null"]},
     **asyncapi_rich.RICH_MESSAGE_FIELDS,
 }
+# An element of a message's ``attachments`` (present only when it has some).
+ATTACHMENT = {
+    "type": "object",
+    "properties": {
+        "id": INT,
+        "name": STR,
+        "type": {**STR, "description": "MIME type detected from the content"},
+        "size": INT,
+        "width": INT,
+        "height": INT,
+        "thumbnail": BOOL,
+    },
+    "required": ["id", "name", "type", "size"],
+}
+MESSAGE_FIELDS["attachments"] = {"type": "array", "items": ATTACHMENT}
 
 # name: (summary, fields, required)
 CLIENT_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
@@ -46,11 +61,21 @@ CLIENT_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
         {
             "conversation_id": INT,
             "to": {"oneOf": [INT, STR], "description": "user id or username"},
-            "content": {**STR, "maxLength": 5000},
+            "content": {
+                **STR,
+                "maxLength": 5000,
+                "description": "required, unless attachments are given",
+            },
             "client_msg_id": {**STR, "maxLength": 64},
+            "attachments": {
+                "type": "array",
+                "maxItems": 10,
+                "items": INT,
+                "description": "ids of the sender's own uploads (POST /api/upload)",
+            },
             **asyncapi_rich.SEND_FIELDS,
         },
-        ["content"],
+        [],
     ),
     "delivered": (
         "Delivery cursor.",

@@ -16,6 +16,7 @@ from palaver.core import events
 from palaver.core.errors import ErrorCode, PalaverError, not_found
 from palaver.core.models import ConversationKind, Message, User
 from palaver.core.moderation import member_state
+from palaver.core.uploads import MAX_ATTACHMENTS
 from palaver.http.deps import PrincipalDep, ServicesDep
 from palaver.http.message_schemas import MessageOut
 from palaver.http.schemas import ERROR_RESPONSES, Strict
@@ -33,8 +34,15 @@ class CreateConversationIn(Strict):
 
 
 class SendIn(Strict):
-    content: str = Field(..., description="the text; at most the configured length")
+    content: str = Field(
+        "", description="the text; at most the configured length; may be empty with attachments"
+    )
     client_msg_id: str | None = Field(None, max_length=64, description="idempotency key")
+    attachments: list[int] = Field(
+        default_factory=list,
+        max_length=MAX_ATTACHMENTS,
+        description="ids of the sender's own uploads (POST /api/upload) to attach",
+    )
     reply_to_id: int | None = Field(None, ge=0, description="the message this answers")
     thread_root_id: int | None = Field(
         None, ge=0, description="post in the thread of this message (a reply joins its root)"
@@ -232,11 +240,20 @@ async def send(
 ) -> dict[str, Any]:
     """Send a message; answered once it is durably stored. A repeated
     ``client_msg_id`` answers 200 with the original message instead of a second one."""
+    attachments: list[dict[str, Any]] = []
+    if body.attachments:
+        # Membership first: an outsider must not bind uploads to the conversation.
+        await services.messaging.require_member(conversation_id, principal.user.id)
+        attachments = await services.uploads.attach(
+            principal.user.id, conversation_id, body.attachments
+        )
     appended = await services.messaging.send(
         principal.user,
         conversation_id,
         body.content,
         client_msg_id=body.client_msg_id,
+        member_checked=bool(body.attachments),
+        attachments=tuple(attachments),
         reply_to_id=body.reply_to_id,
         thread_root_id=body.thread_root_id,
     )

@@ -12,13 +12,16 @@ from palaver.metrics import Metrics
 from palaver.services.audit import Audit
 from palaver.services.auth import AuthService
 from palaver.services.conversations import ConversationService
+from palaver.services.export import ExportService
 from palaver.services.mail import Mailer
 from palaver.services.messaging import MessagingService
 from palaver.services.moderation import ModerationService
 from palaver.services.retention import RetentionJob
 from palaver.services.rich import RichMessagingService
 from palaver.services.search import SearchIndexer, SearchService
+from palaver.services.storage import LocalStorage
 from palaver.services.tokens import TokenService
+from palaver.services.uploads import UploadService
 from palaver.services.users import UserCache
 from palaver.store import create_store
 from palaver.store.base import Store
@@ -41,6 +44,8 @@ class Services:
     moderation: ModerationService
     retention: RetentionJob
     metrics: Metrics
+    uploads: UploadService
+    exports: ExportService
     rich: RichMessagingService
     search: SearchService
     indexer: SearchIndexer
@@ -94,6 +99,7 @@ def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Ser
         on_rate_limited=lambda scope: metrics.rate_limited.labels(scope=scope).inc(),
     )
     conversations = ConversationService(store, broker, messaging, audit)
+    uploads = UploadService(settings, store, broker, LocalStorage(settings.effective_upload_dir))
     rich = RichMessagingService(settings, store, messaging)
     messaging.resolve_extras = rich.send_extras
     return Services(
@@ -110,6 +116,8 @@ def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Ser
         moderation=ModerationService(settings, store, broker, messaging, conversations, audit),
         retention=RetentionJob(store, settings.history_retention_days),
         metrics=metrics,
+        uploads=uploads,
+        exports=ExportService(uploads, broker, audit),
         rich=rich,
         search=SearchService(store),
         indexer=indexer,

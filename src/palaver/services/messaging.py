@@ -153,8 +153,10 @@ class MessagingService:
         """Durably append a message and wake every node; return it once committed.
 
         A repeated ``client_msg_id`` returns the original message (``duplicate``).
-        ``reply_to_id`` and ``thread_root_id`` name messages of the same conversation."""
-        check_content(content, self.settings.max_message_length)
+        ``reply_to_id`` and ``thread_root_id`` name messages of the same conversation.
+        ``attachments`` are already resolved elements (:meth:`UploadService.attach`);
+        with some, the text may be empty."""
+        check_content(content, self.settings.max_message_length, allow_empty=bool(attachments))
         await self.check_rate(sender.id)
         member = None if member_checked else await self.require_member(conversation_id, sender.id)
         if self.guard is not None:

@@ -318,3 +318,28 @@ user_privacy = Table(
     # Who may open a direct conversation: "everyone" or "contacts".
     Column("dm_policy", String(16), nullable=False, default="everyone"),
 )
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("owner_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # The conversation whose members may read the file (NULL: only its owner, until it
+    # is attached to a message).
+    Column(
+        "conversation_id",
+        Id,
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        nullable=True,
+    ),
+    Column("name", String(255), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("width", Integer, nullable=True),
+    Column("height", Integer, nullable=True),
+    Column("storage_key", String(64), nullable=False, unique=True),
+    Column("thumbnail_key", String(64), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_uploads_owner", "owner_id", "id"),
+    Index("ix_uploads_conversation", "conversation_id"),
+)

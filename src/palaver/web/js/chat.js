@@ -554,11 +554,12 @@ export class Chat extends Emitter {
   // -- sending ----------------------------------------------------------------------
 
   /** Queue a message: shown at once as pending, sent now or after the next resume. */
-  send(conversation, content) {
+  send(conversation, content, attachments = []) {
     const entry = {
       client_msg_id: crypto.randomUUID(),
       conversation_id: conversation.id,
       content,
+      attachments,
       created_at: Date.now(),
       pending: true,
       failed: false,
@@ -612,6 +613,7 @@ export class Chat extends Emitter {
           conversation_id: entry.conversation_id,
           content: entry.content,
           client_msg_id: entry.client_msg_id,
+          ...(entry.attachments?.length ? { attachments: entry.attachments.map((a) => a.id) } : {}),
         },
         { id: `s:${entry.client_msg_id}` },
       )
@@ -672,6 +674,7 @@ export class Chat extends Emitter {
           sender_name: me.display_name,
           kind: "text",
           content: entry.content,
+          ...(entry.attachments?.length ? { attachments: entry.attachments } : {}),
           created_at: ack.created_at,
           client_msg_id: ack.client_msg_id,
         },
@@ -706,10 +709,11 @@ export class Chat extends Emitter {
   // per tab: two tabs never overwrite each other's queue. Removed at sign-out.
   #saveOutbox() {
     try {
-      const entries = store.outbox.map(({ client_msg_id, conversation_id, content, created_at }) => ({
+      const entries = store.outbox.map(({ client_msg_id, conversation_id, content, attachments, created_at }) => ({
         client_msg_id,
         conversation_id,
         content,
+        attachments,
         created_at,
       }));
       if (entries.length) sessionStorage.setItem(this.#outboxKey(), JSON.stringify(entries));

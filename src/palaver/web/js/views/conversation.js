@@ -4,8 +4,9 @@
 // place, so a pending message turns into a sent one without being rebuilt from scratch,
 // and scrolling back through history keeps the reader's position.
 
+import { hasAttachments, renderAttachments, setupAttachments, takeAttachments, uploading } from "../attachments.js";
 import { chat } from "../chat.js";
-import { $, avatar, h, hueClass, icon, paintAvatar, richText, setIcon } from "../dom.js";
+import { $, avatar, h, hueClass, icon, paintAvatar, richText, setIcon, toast } from "../dom.js";
 import { clock, dayKey, dayLabel, fullStamp, lastSeen } from "../format.js";
 import { isMuted, setMuted } from "../notify.js";
 import { store } from "../store.js";
@@ -38,6 +39,7 @@ const view = {
 export function setupConversation({ back, toggleInfo }) {
   const messages = $("messages");
   const input = $("composer-input");
+  setupAttachments();
 
   for (const event of ["messages", "history", "typing", "members"]) {
     store.on(event, (id) => {
@@ -241,7 +243,8 @@ function buildRows(conversation) {
 function signature(row) {
   if (row.kind !== "message") return row.kind + (row.label ?? "") + (row.message?.content ?? "");
   const m = row.message;
-  return [row.own, row.grouped, row.status, m.seq, m.content, m.error ?? "", richSignature(m)].join("\u0000");
+  const files = (m.attachments ?? []).map((a) => a.id).join(",");
+  return [row.own, row.grouped, row.status, m.seq, m.content, m.error ?? "", files, richSignature(m)].join("\u0000");
 }
 
 function buildRow(row, conversation) {
@@ -273,7 +276,8 @@ function buildRow(row, conversation) {
   if (!row.own && !direct && !row.grouped) {
     bubble.append(h("span", { class: `sender ${hueClass(m.sender_id)}`, text: m.sender_name || "Someone" }));
   }
-  bubble.append(h("p", { class: "text" }, richText(m.content)));
+  if (m.content || !m.attachments?.length) bubble.append(h("p", { class: "text" }, richText(m.content)));
+  if (m.attachments?.length) bubble.append(renderAttachments(m.attachments));
   const when = h("time", { text: clock(m.created_at), title: fullStamp(m.created_at) });
   when.dateTime = new Date(m.created_at).toISOString();
   const meta = h("span", { class: "meta" }, when);
@@ -498,12 +502,16 @@ function submit() {
   const input = $("composer-input");
   if (!conversation) return;
   const text = input.value;
-  if (!text.trim()) return;
+  if (uploading()) {
+    toast("Wait for the files to finish uploading.");
+    return;
+  }
+  if (!text.trim() && !hasAttachments()) return;
   if (length(text) > store.limits.max_message_length) {
     updateCounter();
     return;
   }
-  chat.send(conversation, text);
+  chat.send(conversation, text.trim() ? text : "", takeAttachments());
   input.value = "";
   view.drafts.delete(conversation.id);
   view.unreadFrom = null;

@@ -1,6 +1,7 @@
 // The conversation list: newest activity first, with preview, time, unread badge and
 // presence; the search box filters it and finds people to start a direct chat with.
 
+import { attachmentSummary } from "../attachments.js";
 import { chat } from "../chat.js";
 import { $, avatar, debounce, h, icon, paintAvatar, toast } from "../dom.js";
 import { listTime } from "../format.js";
@@ -117,9 +118,10 @@ function previewOf(conversation) {
   const last = conversation.lastMessage;
   if (!last) return { text: conversation.topic || "No messages yet", kind: "empty" };
   if (last.kind === "system") return { text: last.content, kind: "system" };
-  if (last.sender_id === me.id) return { text: `You: ${last.content}`, kind: "own" };
+  const content = last.content || attachmentSummary(last);
+  if (last.sender_id === me.id) return { text: `You: ${content}`, kind: "own" };
   const sender = conversation.type === "direct" ? "" : `${last.sender_name || "Someone"}: `;
-  return { text: sender + last.content, kind: "text" };
+  return { text: sender + content, kind: "text" };
 }
 
 function fill(li, conversation) {

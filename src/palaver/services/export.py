@@ -1,0 +1,179 @@
+"""A user's own data as a zip archive: profile, messages and uploaded files.
+
+The archive is written to a scratch file page by page (messages 500 at a time, files in
+64 KB chunks), so an account with a million messages costs disk, not memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from palaver.broker.base import Broker, BrokerUnavailable
+from palaver.core.errors import ErrorCode, PalaverError
+from palaver.core.models import User, now_ms
+from palaver.services.audit import Audit
+from palaver.services.uploads import UploadService
+
+# Two exports at once, then one per 15 minutes: an archive can be large to build, and a
+# user rarely needs a fresh one more often.
+EXPORT_BURST = 2
+EXPORT_PER_SECOND = 1 / 900
+PAGE = 500
+
+_JSON = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+
+
+class ExportService:
+    """Builds data exports (``GET /api/me/export``)."""
+
+    def __init__(self, uploads: UploadService, broker: Broker, audit: Audit) -> None:
+        self.uploads = uploads
+        self.records = uploads.records
+        self.store = uploads.db
+        self.broker = broker
+        self.audit = audit
+
+    async def check_rate(self, user_id: int) -> None:
+        try:
+            wait = await self.broker.take_token(
+                f"export:{user_id}", EXPORT_BURST, EXPORT_PER_SECOND
+            )
+        except BrokerUnavailable:
+            return
+        if wait > 0:
+            raise PalaverError(
+                ErrorCode.RATE_LIMITED,
+                "an export was made recently; try again later",
+                retry_after=round(wait, 3),
+            )
+
+    async def build(self, user: User, *, ip: str | None = None) -> Path:
+        """Write the archive of ``user``'s data to a new scratch file and return its
+        path (the caller deletes it). Rate-limited and audited as ``data.export``."""
+        await self.check_rate(user.id)
+        fd, name = tempfile.mkstemp(
+            prefix="export-", suffix=".zip", dir=self.uploads.storage.scratch_dir()
+        )
+        os.close(fd)
+        path = Path(name)
+        try:
+            counts = await self._write(user, path)
+        except BaseException:
+            await asyncio.to_thread(path.unlink, True)
+            raise
+        await self.audit.record(
+            "data.export", actor_id=user.id, target=f"user:{user.id}", ip=ip, **counts
+        )
+        return path
+
+    async def _write(self, user: User, path: Path) -> dict[str, int]:
+        archive = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED)
+        try:
+            await asyncio.to_thread(archive.writestr, "profile.json", await self._profile(user))
+            messages = await self._messages(user.id, archive)
+            files = await self._files(user.id, archive)
+        finally:
+            await asyncio.to_thread(archive.close)
+        return {"messages": messages, "uploads": files}
+
+    async def _profile(self, user: User) -> bytes:
+        summaries = await self.store.list_user_conversations(user.id)
+        profile: dict[str, Any] = {
+            "id": user.id,
+            "username": user.username,
+            "email": user.email,
+            "display_name": user.display_name,
+            "avatar_url": user.avatar_url,
+            "is_admin": user.is_admin,
+            "created_at": user.created_at,
+            "last_seen_at": user.last_seen_at,
+            "exported_at": now_ms(),
+            "conversations": [
+                {
+                    "id": s.conversation.id,
+                    "type": s.conversation.kind.value,
+                    "name": s.conversation.name,
+                    "role": s.member.role.value,
+                    "joined_at": s.member.joined_at,
+                }
+                for s in summaries
+            ],
+        }
+        return orjson.dumps(profile, option=_JSON)
+
+    async def _messages(self, user_id: int, archive: zipfile.ZipFile) -> int:
+        count = 0
+        after = 0
+        out = await asyncio.to_thread(archive.open, "messages.jsonl", "w", force_zip64=True)
+        try:
+            while True:
+                page = await self.records.messages_by_sender(user_id, after_id=after, limit=PAGE)
+                if not page:
+                    break
+                lines = b"".join(orjson.dumps(_message_line(item)) + b"\n" for item in page)
+                await asyncio.to_thread(out.write, lines)
+                count += len(page)
+                after = page[-1].message.id
+        finally:
+            await asyncio.to_thread(out.close)
+        return count
+
+    async def _files(self, user_id: int, archive: zipfile.ZipFile) -> int:
+        index: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            page = await self.records.list_for_owner(user_id, after_id=after, limit=100)
+            if not page:
+                break
+            for upload in page:
+                # The id keeps names unique; the name was made safe when stored.
+                member = f"uploads/{upload.id}-{upload.name}"
+                out = await asyncio.to_thread(archive.open, member, "w", force_zip64=True)
+                try:
+                    with contextlib.suppress(FileNotFoundError):
+                        async for chunk in self.uploads.content(upload):
+                            await asyncio.to_thread(_write, out, chunk)
+                finally:
+                    await asyncio.to_thread(out.close)
+                index.append(
+                    {
+                        **upload.attachment(),
+                        "conversation_id": upload.conversation_id,
+                        "created_at": upload.created_at,
+                        "file": member,
+                    }
+                )
+            after = page[-1].id
+        await asyncio.to_thread(archive.writestr, "uploads.json", orjson.dumps(index, option=_JSON))
+        return len(index)
+
+
+def _write(out: IO[bytes], chunk: bytes) -> None:
+    out.write(chunk)
+
+
+def _message_line(item: Any) -> dict[str, Any]:
+    m = item.message
+    line: dict[str, Any] = {
+        "message_id": m.id,
+        "conversation_id": m.conversation_id,
+        "conversation_name": item.conversation_name,
+        "conversation_type": item.conversation_kind,
+        "seq": m.seq,
+        "kind": m.kind.value,
+        "content": m.content,
+        "created_at": m.created_at,
+        "client_msg_id": m.client_msg_id,
+    }
+    attachments = getattr(m, "attachments", None)
+    if attachments:
+        line["attachments"] = attachments
+    return line

@@ -1,0 +1,124 @@
+"""Image re-encoding with Pillow (blocking: run it on a thread).
+
+Decoding an upload and encoding the pixels afresh is what makes an image safe to show:
+whatever the original carried besides pixels (EXIF with GPS position, comments, XMP,
+ICC profiles, bytes appended after the image end, a second format's payload in a
+polyglot) is not in the new file. The EXIF orientation is applied to the pixels first,
+so photos stay upright once their EXIF is gone. ICC profiles are dropped too (they are
+metadata an attacker controls, and browsers assume sRGB without one).
+
+Animated GIF, PNG and WebP keep their first frame only: one decoded frame bounds the
+work per upload (a 1,000-frame GIF is a decompression bomb of its own) and a still image
+is what a chat thumbnail shows anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from palaver.core.errors import ErrorCode, PalaverError
+
+_PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP"}
+# The modes each encoder writes without surprises; anything else is converted.
+_SAVE_MODES = {
+    "jpeg": ("L", "RGB"),
+    "png": ("1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"),
+    "gif": ("L", "P"),
+    "webp": ("RGB", "RGBA"),
+}
+JPEG_QUALITY = 88
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    width: int
+    height: int
+
+
+def too_large(pixels: int | None, max_pixels: int) -> PalaverError:
+    what = f"has {pixels} pixels" if pixels is not None else "is too large to decode"
+    return PalaverError(
+        ErrorCode.IMAGE_TOO_LARGE,
+        f"the image {what}; at most {max_pixels} pixels are accepted",
+        field="file",
+        details={"max_pixels": max_pixels},
+    )
+
+
+def reencode(
+    source: Path,
+    kind: str,
+    target: Path,
+    thumbnail: Path,
+    *,
+    max_pixels: int,
+    thumbnail_size: int,
+) -> ImageInfo:
+    """Decode ``source`` (sniffed as ``kind``), write a clean copy in the same format
+    to ``target`` and a thumbnail (longest side ``thumbnail_size``; PNG when it has
+    transparency, else JPEG) to ``thumbnail``.
+
+    Raises ``IMAGE_TOO_LARGE`` past ``max_pixels`` (checked from the header, before any
+    pixel is decoded) and ``INVALID_IMAGE`` when the file does not decode.
+    """
+    try:
+        # Past its own limit Pillow only warns (and raises past twice that) while
+        # opening; the header check below is the limit that counts.
+        with Image.open(source, formats=[_PIL_FORMATS[kind]]) as opened:
+            pixels = opened.width * opened.height
+            if pixels > max_pixels:
+                raise too_large(pixels, max_pixels)
+            opened.seek(0)
+            opened.load()
+            upright = ImageOps.exif_transpose(opened)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise too_large(None, max_pixels) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise PalaverError(
+            ErrorCode.INVALID_IMAGE, "the image could not be decoded", field="file"
+        ) from exc
+    clean = _clean(upright, kind)
+    save_options: dict[str, object] = {}
+    if kind == "jpeg":
+        save_options = {"quality": JPEG_QUALITY, "optimize": True}
+    elif kind == "webp":
+        save_options = {"quality": JPEG_QUALITY}
+    clean.save(target, format=_PIL_FORMATS[kind], **save_options)
+    _thumbnail(clean, thumbnail, thumbnail_size)
+    return ImageInfo(width=clean.width, height=clean.height)
+
+
+def _clean(image: Image.Image, kind: str) -> Image.Image:
+    """The pixels of ``image`` with no metadata but transparency, in a mode the
+    encoder of ``kind`` writes."""
+    transparency = image.info.get("transparency")
+    if image.mode not in _SAVE_MODES[kind]:
+        has_alpha = image.mode in ("RGBA", "LA", "PA") or transparency is not None
+        if kind == "gif":
+            image = image.convert("RGBA" if has_alpha else "RGB").convert(
+                "P", palette=Image.Palette.ADAPTIVE
+            )
+        elif kind == "webp" and has_alpha:
+            image = image.convert("RGBA")
+        else:
+            image = image.convert("RGB" if kind != "png" or not has_alpha else "RGBA")
+        transparency = None
+    else:
+        image = image.copy()
+    image.info = {} if transparency is None else {"transparency": transparency}
+    return image
+
+
+def _thumbnail(image: Image.Image, target: Path, size: int) -> None:
+    thumb = image.copy()
+    alpha = thumb.mode in ("RGBA", "LA", "PA") or "transparency" in thumb.info
+    thumb = thumb.convert("RGBA" if alpha else "RGB")
+    thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
+    thumb.info = {}
+    if alpha:
+        thumb.save(target, format="PNG", optimize=True)
+    else:
+        thumb.save(target, format="JPEG", quality=80, optimize=True)

@@ -1,0 +1,108 @@
+"""Upload records and the export reads, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from palaver.core.models import NewMessage
+from palaver.core.uploads import Upload
+from palaver.store.sql import SqlStore
+from palaver.store.uploads import UploadStore
+
+from .helpers import T0, room, send, user
+
+
+async def make(records: UploadStore, owner_id: int, key: str, **extra: Any) -> Upload:
+    values: dict[str, Any] = {
+        "owner_id": owner_id,
+        "conversation_id": None,
+        "name": f"{key}.png",
+        "kind": "png",
+        "size": 100,
+        "storage_key": key.ljust(32, "0"),
+        "thumbnail_key": None,
+        "width": 10,
+        "height": 5,
+        "at": T0,
+        **extra,
+    }
+    return await records.create(**values)
+
+
+async def test_readable_by_owner_and_members_of_the_bound_conversation(store: SqlStore) -> None:
+    records = UploadStore(store)
+    ada, bob, eve = [await user(store, n) for n in ("ada", "bob", "eve")]
+    team = await room(store, "team", ada, bob)
+    loose = await make(records, ada.id, "a")
+    shared = await make(records, ada.id, "b", conversation_id=team.id, thumbnail_key="t" * 32)
+    assert shared.thumbnail_key == "t" * 32
+    assert await records.get(loose.id) == loose
+    assert await records.get_readable(loose.id, ada.id) == loose
+    assert await records.get_readable(loose.id, bob.id) is None
+    assert await records.get_readable(shared.id, bob.id) == shared
+    assert await records.get_readable(shared.id, eve.id) is None
+    assert await records.get_readable(999, ada.id) is None
+    # Leaving the conversation ends access.
+    assert await store.remove_member(team.id, bob.id)
+    assert await records.get_readable(shared.id, bob.id) is None
+
+
+async def test_bind_only_the_owners_unbound_uploads(store: SqlStore) -> None:
+    records = UploadStore(store)
+    ada, bob = await user(store, "ada"), await user(store, "bob")
+    team = await room(store, "team", ada, bob)
+    other = await room(store, "other", ada)
+    mine = await make(records, ada.id, "a")
+    elsewhere = await make(records, ada.id, "b", conversation_id=other.id)
+    bobs = await make(records, bob.id, "c")
+    assert await records.bind([mine.id, elsewhere.id, bobs.id], ada.id, team.id) == 1
+    found = await records.get_many([mine.id, elsewhere.id, bobs.id, 12345])
+    assert {i: u.conversation_id for i, u in found.items()} == {
+        mine.id: team.id,
+        elsewhere.id: other.id,
+        bobs.id: None,
+    }
+    # Binding again is idempotent.
+    assert await records.bind([mine.id], ada.id, team.id) == 1
+    assert await records.get_many([]) == {}
+
+
+async def test_list_and_delete(store: SqlStore) -> None:
+    records = UploadStore(store)
+    ada, bob = await user(store, "ada"), await user(store, "bob")
+    made = [await make(records, ada.id, f"k{i}") for i in range(3)]
+    await make(records, bob.id, "bob")
+    assert [u.id for u in await records.list_for_owner(ada.id, limit=2)] == [m.id for m in made[:2]]
+    rest = await records.list_for_owner(ada.id, after_id=made[1].id)
+    assert [u.id for u in rest] == [made[2].id]
+    assert await records.delete(made[0].id)
+    assert not await records.delete(made[0].id)
+
+
+async def test_messages_by_sender_pages_with_conversation_names(store: SqlStore) -> None:
+    records = UploadStore(store)
+    ada, bob = await user(store, "ada"), await user(store, "bob")
+    team = await room(store, "team", ada, bob)
+    direct, _ = await store.get_or_create_direct(ada.id, bob.id, T0)
+    await send(store, team, ada, "one", "two")
+    await send(store, team, bob, "not mine")
+    await store.append_messages(
+        [
+            NewMessage(
+                conversation_id=direct.id,
+                sender_id=ada.id,
+                content="",
+                attachments=({"id": 7, "name": "x.pdf", "type": "application/pdf", "size": 3},),
+            )
+        ],
+        T0,
+    )
+    first = await records.messages_by_sender(ada.id, limit=2)
+    assert [(m.message.content, m.conversation_name, m.conversation_kind) for m in first] == [
+        ("one", "team", "room"),
+        ("two", "team", "room"),
+    ]
+    rest = await records.messages_by_sender(ada.id, after_id=first[-1].message.id)
+    assert [(m.conversation_kind, m.message.attachments) for m in rest] == [
+        ("direct", ({"id": 7, "name": "x.pdf", "type": "application/pdf", "size": 3},))
+    ]
