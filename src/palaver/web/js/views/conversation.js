@@ -10,6 +10,8 @@ import { clock, dayKey, dayLabel, fullStamp, lastSeen } from "../format.js";
 import { isMuted, setMuted } from "../notify.js";
 import { store } from "../store.js";
 import { decorateBubble, isEntry, richSignature } from "../rich.js";
+import { decorateReply, quoteSignature, setupReplies, takeReply } from "../replies.js";
+import { decorateThread, setupThreads } from "../threads.js";
 
 // Within this distance of the bottom the view follows new messages.
 const STICK_PX = 80;
@@ -38,6 +40,8 @@ const view = {
 export function setupConversation({ back, toggleInfo }) {
   const messages = $("messages");
   const input = $("composer-input");
+  setupReplies();
+  setupThreads();
 
   for (const event of ["messages", "history", "typing", "members"]) {
     store.on(event, (id) => {
@@ -197,7 +201,7 @@ function buildRows(conversation) {
   let previous = null;
   let markerPlaced = false;
   const push = (message, pending) => {
-    if (isEntry(message)) return;
+    if (isEntry(message) || message.thread_root_id) return; // thread replies: in their panel
     const day = dayKey(message.created_at);
     if (day !== lastDay) {
       rows.push({ key: `d${day}`, kind: "day", label: dayLabel(message.created_at) });
@@ -241,7 +245,7 @@ function buildRows(conversation) {
 function signature(row) {
   if (row.kind !== "message") return row.kind + (row.label ?? "") + (row.message?.content ?? "");
   const m = row.message;
-  return [row.own, row.grouped, row.status, m.seq, m.content, m.error ?? "", richSignature(m)].join("\u0000");
+  return [row.own, row.grouped, row.status, m.seq, m.content, m.error ?? "", richSignature(m), quoteSignature(m)].join("\u0000");
 }
 
 function buildRow(row, conversation) {
@@ -285,6 +289,8 @@ function buildRow(row, conversation) {
   }
   bubble.append(meta);
   decorateBubble(bubble, m, { own: row.own, me: store.me, socket: chat.socket });
+  decorateReply(bubble, m, conversation);
+  decorateThread(bubble, m, conversation);
   el.append(bubble);
   if (row.status === "failed") {
     el.append(
@@ -503,7 +509,7 @@ function submit() {
     updateCounter();
     return;
   }
-  chat.send(conversation, text);
+  chat.send(conversation, text, takeReply(conversation));
   input.value = "";
   view.drafts.delete(conversation.id);
   view.unreadFrom = null;
