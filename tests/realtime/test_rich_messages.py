@@ -237,3 +237,76 @@ async def test_threads_mentions_and_validation(rich_server: Server) -> None:
     assert alice_id != bob_id
     await a.close()
     await b.close()
+
+
+async def test_edits_carry_the_mentions_of_the_new_text(rich_server: Server) -> None:
+    server = rich_server
+    room, (alice_id, alice), (bob_id, bob) = await _room(server)
+    a = await server.connect(alice, resume={room: 0})
+    read = await a.send_text(room, "already read")
+    unread = await b_send(server, bob, room, "not read yet")
+    await server.rest(alice, "POST", f"/api/conversations/{room}/read", json={"seq": read["seq"]})
+    await server.services.messaging.flush_receipts()
+    b = await server.connect(bob, resume={room: unread["seq"]})
+    # Bob adds "@alice" to a message she has not read: it now counts as a mention.
+    done = await b.request(
+        {"type": "edit", "message_id": unread["message_id"], "content": "not read yet @alice"}
+    )
+    assert done["ok"] is True
+    entry = (await a.wait_messages(room, unread["seq"] + 1))[-1]
+    assert (entry["kind"], entry["mentions"]) == ("edit", ["alice"])
+    [conv] = (await server.rest(alice, "GET", "/api/conversations")).json()
+    assert (conv["unread"], conv["mentions"]) == (1, 1)
+    # An edit of a message bob had read adds no mention for him (his cursor is past it),
+    # and a plain member's @room in an edit is plain text, as in a send.
+    await a.request(
+        {"type": "edit", "message_id": read["message_id"], "content": "already read @bob"}
+    )
+    await b.request({"type": "edit", "message_id": unread["message_id"], "content": "@room hi"})
+    stored = (await server.rest(alice, "GET", f"/api/conversations/{room}/messages")).json()
+    by_id = {m["id"]: m for m in stored["messages"]}
+    assert by_id[read["message_id"]]["mentions"] == ["bob"]
+    assert not by_id[unread["message_id"]].get("mentions")
+    [conv] = (await server.rest(alice, "GET", "/api/conversations")).json()
+    assert (conv["unread"], conv["mentions"]) == (1, 0)
+    [conv] = (await server.rest(bob, "GET", "/api/conversations")).json()
+    assert (conv["unread"], conv["mentions"]) == (0, 0)
+    assert alice_id != bob_id
+    await a.close()
+    await b.close()
+
+
+async def b_send(server: Server, token: str, room: int, text: str) -> dict[str, Any]:
+    sock = await server.connect(token)
+    try:
+        return await sock.send_text(room, text)
+    finally:
+        await sock.close()
+
+
+async def test_history_gives_each_reader_their_thread_unread(rich_server: Server) -> None:
+    server = rich_server
+    room, (alice_id, alice), (bob_id, bob) = await _room(server)
+    a = await server.connect(alice, resume={room: 0})
+    b = await server.connect(bob, resume={room: 0})
+    root = await a.send_text(room, "root")
+    await b.send_text(room, "one", thread_root_id=root["message_id"])
+    two = await b.send_text(room, "two", thread_root_id=root["message_id"])
+    await a.send_text(room, "three", thread_root_id=root["message_id"])
+
+    def thread_of(page: dict[str, Any]) -> dict[str, Any]:
+        [found] = [m for m in page["messages"] if m["seq"] == root["seq"]]
+        thread: dict[str, Any] = found["thread"]
+        return thread
+
+    path = f"/api/conversations/{room}/messages"
+    mine = thread_of((await server.rest(alice, "GET", path)).json())
+    assert (mine["reply_count"], mine["read_seq"], mine["unread"]) == (3, 0, 2)
+    theirs = thread_of((await server.rest(bob, "GET", path)).json())
+    assert (theirs["read_seq"], theirs["unread"]) == (0, 1)
+    await a.request({"type": "thread_read", "root_id": root["message_id"], "seq": two["seq"]})
+    page = await a.request({"type": "history", "conversation_id": room}, "history")
+    assert (thread_of(page)["read_seq"], thread_of(page)["unread"]) == (two["seq"], 0)
+    assert alice_id != bob_id
+    await a.close()
+    await b.close()

@@ -248,7 +248,7 @@ class NativeHandler(GatewayHandler):
                     events.message(m, senders.get(m.sender_id) if m.sender_id else None)
                     for m in page.messages
                 ]
-                await services.rich.decorate(frames, page.messages)
+                await services.rich.decorate(frames, page.messages, user.id)
                 return events.reply(
                     command.id,
                     "history",

@@ -36,7 +36,7 @@ RICH_MESSAGE_FIELDS: dict[str, Any] = {
     "thread": {
         "type": "object",
         "description": "history only, on thread roots: reply_count, last_reply_at, "
-        "last_reply_seq, repliers (latest first)",
+        "last_reply_seq, repliers (latest first), and the reader's read_seq and unread",
     },
     "pinned": BOOL,
 }

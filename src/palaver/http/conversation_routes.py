@@ -70,7 +70,10 @@ async def _senders(services: Services, found: list[Message]) -> dict[int, User]:
 
 
 async def _render(
-    services: Services, found: list[Message], senders: dict[int, User] | None = None
+    services: Services,
+    found: list[Message],
+    senders: dict[int, User] | None = None,
+    viewer_id: int | None = None,
 ) -> list[dict[str, Any]]:
     if senders is None:
         senders = await _senders(services, found)
@@ -79,7 +82,7 @@ async def _render(
         {"id": m.id, **events.message(m, senders.get(m.sender_id) if m.sender_id else None)}
         for m in found
     ]
-    await services.rich.decorate(frames, found)
+    await services.rich.decorate(frames, found, viewer_id)
     return frames
 
 
@@ -224,7 +227,7 @@ async def history(
     )
     return HistoryOut(
         conversation_id=conversation_id,
-        messages=await _render(services, page.messages),
+        messages=await _render(services, page.messages, viewer_id=principal.user.id),
         has_more=len(page.messages) == limit,
         gap={"from_seq": page.gap[0], "to_seq": page.gap[1]} if page.gap else None,
     )

@@ -18,6 +18,12 @@ class ThreadSummaryOut(BaseModel):
     last_reply_at: int | None = None
     last_reply_seq: int | None = None
     repliers: list[int] = Field(description="the latest repliers, newest first (up to 5)")
+    read_seq: int | None = Field(
+        default=None, description="history only: the reader's thread read cursor"
+    )
+    unread: int | None = Field(
+        default=None, description="history only: replies by others after read_seq"
+    )
 
 
 class MessageOut(BaseModel):

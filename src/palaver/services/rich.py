@@ -113,13 +113,19 @@ class RichMessagingService:
                 raise not_found("message")
             # Threads are one level deep: replying to a reply joins its thread.
             thread_root_id = root.thread_root_id or root.id
+        mentions = await self._mentions(sender, conversation_id, content)
+        return SendExtras(reply_to_id, thread_root_id, mentions)
+
+    async def _mentions(self, sender: User, conversation_id: int, content: str) -> tuple[str, ...]:
+        """The mentions of a text as sent (or edited) by ``sender``: ``@room`` only
+        where the sender may use it."""
         mentions = parse_mentions(content) if "@" in content else ()
         if MENTION_ROOM in mentions:
             conversation = await self._conversation(conversation_id)
             member = await self.store.get_member(conversation_id, sender.id)
             if not may_mention_room(conversation.kind, member, sender):
                 mentions = tuple(m for m in mentions if m != MENTION_ROOM)
-        return SendExtras(reply_to_id, thread_root_id, mentions)
+        return mentions
 
     # -- mutations -------------------------------------------------------------------
 
@@ -137,8 +143,12 @@ class RichMessagingService:
         if self.messaging.guard is not None:
             content = self.messaging.guard(user, message.conversation_id, content, member)
         await self.messaging.check_rate(user.id)
+        # The mentions follow the text; an edit notifies nobody by itself (see the
+        # protocol document, "Mentions"), it only changes what unread counts find.
+        mentions = await self._mentions(user, message.conversation_id, content)
         mutation = await self._commit(
-            lambda: self.store.edit_message(message_id, user.id, content, now_ms()), user
+            lambda: self.store.edit_message(message_id, user.id, content, now_ms(), mentions),
+            user,
         )
         if mutation is None:
             raise not_found("message")
@@ -226,9 +236,13 @@ class RichMessagingService:
 
     # -- rendering -------------------------------------------------------------------
 
-    async def decorate(self, frames: list[dict[str, Any]], found: list[Message]) -> None:
+    async def decorate(
+        self, frames: list[dict[str, Any]], found: list[Message], viewer_id: int | None = None
+    ) -> None:
         """Add reactions, thread summaries and the pinned mark to rendered messages
-        (history, pins, threads): the state now, which later stream entries update."""
+        (history, pins, threads): the state now, which later stream entries update.
+        With ``viewer_id``, thread summaries also carry that user's ``read_seq`` and
+        ``unread`` of the thread."""
         live = [m for m in found if not m.kind.is_mutation and m.deleted_at is None]
         if not live:
             return
@@ -236,12 +250,20 @@ class RichMessagingService:
         reactions = await self.store.get_reactions(ids)
         roots = [m.id for m in live if m.thread_root_id is None]
         threads = await self.store.thread_summaries(roots) if roots else {}
+        unread = (
+            await self.store.thread_unread(viewer_id, threads)
+            if threads and viewer_id is not None
+            else {}
+        )
         pinned = set(await self.store.pinned_ids(live[0].conversation_id))
         for frame, message in zip(frames, found, strict=True):
             if message.id in reactions:
                 frame["reactions"] = summarise_reactions(reactions[message.id])
             if message.id in threads:
                 frame["thread"] = thread_frame(threads[message.id])
+                if message.id in unread:
+                    read_seq, count = unread[message.id]
+                    frame["thread"].update(read_seq=read_seq, unread=count)
             if message.id in pinned:
                 frame["pinned"] = True
 

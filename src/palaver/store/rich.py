@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from palaver.core.models import Message, MessageKind, NewMessage
@@ -29,7 +29,7 @@ from palaver.store.schema import (
     reactions,
     thread_reads,
 )
-from palaver.store.sql import SqlStore, _message, _message_values, chunks
+from palaver.store.sql import SqlStore, _message, _message_values, chunks, encode_mentions
 
 
 class RichSqlStore(SqlStore, RichMessageStore):
@@ -61,14 +61,19 @@ class RichSqlStore(SqlStore, RichMessageStore):
         return target
 
     async def edit_message(
-        self, message_id: int, editor_id: int, content: str, at: int
+        self,
+        message_id: int,
+        editor_id: int,
+        content: str,
+        at: int,
+        mentions: tuple[str, ...] = (),
     ) -> Mutation | None:
         async def txn(conn: AsyncConnection) -> Mutation | None:
             target = await self._live_target(conn, message_id)
             if target is None:
                 return None
             entry = await self._append_entry(
-                conn, _entry(target, editor_id, MessageKind.EDIT, content), at
+                conn, _entry(target, editor_id, MessageKind.EDIT, content, mentions), at
             )
             # Re-read under the conversation lock: a delete that committed meanwhile wins.
             target = await self._live_target(conn, message_id)
@@ -85,9 +90,10 @@ class RichSqlStore(SqlStore, RichMessageStore):
             await conn.execute(
                 update(messages)
                 .where(messages.c.id == message_id)
-                .values(content=content, edited_at=at)
+                .values(content=content, edited_at=at, mentions=encode_mentions(mentions))
             )
-            return Mutation(entry, replace(target, content=content, edited_at=at))
+            edited = replace(target, content=content, edited_at=at, mentions=mentions)
+            return Mutation(entry, edited)
 
         return await self._mutate("edit_message", txn)
 
@@ -277,6 +283,48 @@ class RichSqlStore(SqlStore, RichMessageStore):
 
         return await self._txn("mark_thread_read", txn)
 
+    async def thread_unread(
+        self, user_id: int, root_ids: Iterable[int]
+    ) -> dict[int, tuple[int, int]]:
+        ids = sorted(set(root_ids))
+        found: dict[int, tuple[int, int]] = {}
+        for chunk in chunks(ids):
+            cursors = select(thread_reads.c.root_id, thread_reads.c.read_seq).where(
+                thread_reads.c.user_id == user_id, thread_reads.c.root_id.in_(chunk)
+            )
+            read = dict(await self._all("thread_reads", cursors, lambda m: tuple(m.values())))
+            read_seq = func.coalesce(
+                select(thread_reads.c.read_seq)
+                .where(
+                    thread_reads.c.user_id == user_id,
+                    thread_reads.c.root_id == messages.c.thread_root_id,
+                )
+                .scalar_subquery(),
+                0,
+            )
+            # Every reply (one index range per root), counting those by others after
+            # the cursor: a root with replies gets an entry even when all are read.
+            unread = func.sum(
+                case(
+                    (
+                        and_(
+                            messages.c.seq > read_seq,
+                            messages.c.sender_id.is_distinct_from(user_id),
+                        ),
+                        1,
+                    ),
+                    else_=0,
+                )
+            )
+            stmt = (
+                select(messages.c.thread_root_id, unread)
+                .where(messages.c.thread_root_id.in_(chunk), messages.c.kind == "text")
+                .group_by(messages.c.thread_root_id)
+            )
+            for root, count in await self._all("thread_unread", stmt, lambda m: tuple(m.values())):
+                found[root] = (int(read.get(root, 0)), int(count or 0))
+        return found
+
     async def count_thread_unread(self, user_id: int, root_id: int, read_seq: int) -> int:
         stmt = select(func.count()).where(
             messages.c.thread_root_id == root_id,
@@ -303,11 +351,18 @@ class _Retract(Exception):
     """Roll the mutation back: it turned out to change nothing."""
 
 
-def _entry(target: Message, actor_id: int, kind: MessageKind, content: str = "") -> NewMessage:
+def _entry(
+    target: Message,
+    actor_id: int,
+    kind: MessageKind,
+    content: str = "",
+    mentions: tuple[str, ...] = (),
+) -> NewMessage:
     return NewMessage(
         conversation_id=target.conversation_id,
         sender_id=actor_id,
         content=content,
         kind=kind,
         ref_id=target.id,
+        mentions=mentions,
     )

@@ -44,10 +44,16 @@ class RichMessageStore(abc.ABC):
 
     @abc.abstractmethod
     async def edit_message(
-        self, message_id: int, editor_id: int, content: str, at: int
+        self,
+        message_id: int,
+        editor_id: int,
+        content: str,
+        at: int,
+        mentions: tuple[str, ...] = (),
     ) -> Mutation | None:
-        """Replace the text of a live message, keep the old text in its edit history
-        and append an ``edit`` entry; ``None`` when the message is gone or deleted."""
+        """Replace the text of a live message (and its ``mentions``, those of the new
+        text), keep the old text in its edit history and append an ``edit`` entry that
+        carries the new text and mentions; ``None`` when the message is gone or deleted."""
 
     @abc.abstractmethod
     async def delete_message(self, message_id: int, actor_id: int, at: int) -> Mutation | None:
@@ -93,6 +99,13 @@ class RichMessageStore(abc.ABC):
     @abc.abstractmethod
     async def mark_thread_read(self, user_id: int, root_id: int, seq: int) -> int:
         """Move the user's thread read cursor forward to ``seq``; return the cursor."""
+
+    @abc.abstractmethod
+    async def thread_unread(
+        self, user_id: int, root_ids: Iterable[int]
+    ) -> dict[int, tuple[int, int]]:
+        """``root id -> (read_seq, unread)`` for the user, for the given roots that
+        have replies: the thread read cursor and the replies by others after it."""
 
     @abc.abstractmethod
     async def count_thread_unread(self, user_id: int, root_id: int, read_seq: int) -> int:

@@ -28,7 +28,9 @@ const MAX_SEND_RETRIES = 6;
 
 export class Chat extends Emitter {
   // Events: "incoming" ({conversation, message}) for notifications, "ended" (reason)
-  // when the session is over, "opened" (id) when a conversation should be shown.
+  // when the session is over, "opened" (id) when a conversation should be shown,
+  // "stream" ({conversation, message}) once for every stream entry newly held (live,
+  // resumed or acknowledged; not history pages) for views that follow threads.
   synced = false; // the current socket has resumed
   #deliveredTimers = new Map();
   #typing = { conversationId: null, sentAt: 0 };
@@ -381,6 +383,7 @@ export class Chat extends Emitter {
     conversation.advance();
     if (conversation.typing.delete(message.sender_id)) store.emit("typing", conversation.id);
     if (!fresh) return;
+    this.emit("stream", { conversation, message });
     if (isEntry(message)) return void store.emit("messages", conversation.id); // applied by insert
     // "X joined", "X added Y", "X left": the member list changed.
     if (message.kind === "system") this.#refreshMembers(conversation);
@@ -553,13 +556,15 @@ export class Chat extends Emitter {
 
   // -- sending ----------------------------------------------------------------------
 
-  /** Queue a message: shown at once as pending, sent now or after the next resume. */
-  send(conversation, content, attachments = []) {
+  /** Queue a message: shown at once as pending, sent now or after the next resume.
+   * `extras`: `reply_to_id`, `thread_root_id` and `attachments` (uploads), when set. */
+  send(conversation, content, extras = {}) {
     const entry = {
       client_msg_id: crypto.randomUUID(),
       conversation_id: conversation.id,
       content,
-      attachments,
+      attachments: extras.attachments ?? [],
+      ...threadFields(extras),
       created_at: Date.now(),
       pending: true,
       failed: false,
@@ -614,6 +619,7 @@ export class Chat extends Emitter {
           content: entry.content,
           client_msg_id: entry.client_msg_id,
           ...(entry.attachments?.length ? { attachments: entry.attachments.map((a) => a.id) } : {}),
+          ...threadFields(entry),
         },
         { id: `s:${entry.client_msg_id}` },
       )
@@ -663,8 +669,7 @@ export class Chat extends Emitter {
     const conversation = store.conversation(ack.conversation_id);
     if (entry && conversation) {
       const me = this.me;
-      conversation.insert(
-        {
+      const message = {
           type: "message",
           conversation_id: ack.conversation_id,
           seq: ack.seq,
@@ -677,9 +682,9 @@ export class Chat extends Emitter {
           ...(entry.attachments?.length ? { attachments: entry.attachments } : {}),
           created_at: ack.created_at,
           client_msg_id: ack.client_msg_id,
-        },
-        me,
-      );
+          ...threadFields(entry),
+        };
+      if (conversation.insert(message, me)) this.emit("stream", { conversation, message });
       conversation.advance();
       conversation.markRead(ack.seq, me);
     }
@@ -709,12 +714,13 @@ export class Chat extends Emitter {
   // per tab: two tabs never overwrite each other's queue. Removed at sign-out.
   #saveOutbox() {
     try {
-      const entries = store.outbox.map(({ client_msg_id, conversation_id, content, attachments, created_at }) => ({
-        client_msg_id,
-        conversation_id,
-        content,
-        attachments,
-        created_at,
+      const entries = store.outbox.map((entry) => ({
+        client_msg_id: entry.client_msg_id,
+        conversation_id: entry.conversation_id,
+        content: entry.content,
+        attachments: entry.attachments,
+        created_at: entry.created_at,
+        ...threadFields(entry),
       }));
       if (entries.length) sessionStorage.setItem(this.#outboxKey(), JSON.stringify(entries));
       else sessionStorage.removeItem(this.#outboxKey());
@@ -805,6 +811,14 @@ export class Chat extends Emitter {
     const detail = error instanceof ApiError || error instanceof SocketError ? error.message : "unexpected error";
     this.emit("problem", `${what}: ${detail}`);
   }
+}
+
+/** The reply and thread fields of a send, only those set. */
+function threadFields({ reply_to_id, thread_root_id }) {
+  const fields = {};
+  if (reply_to_id) fields.reply_to_id = reply_to_id;
+  if (thread_root_id) fields.thread_root_id = thread_root_id;
+  return fields;
 }
 
 export const chat = new Chat();

@@ -30,6 +30,7 @@ export function applyEntry(conversation, entry) {
       if (target.deleted_at) return false;
       target.content = entry.content;
       target.edited_at = entry.created_at;
+      target.mentions = entry.mentions ?? []; // an edit's mentions replace the old ones
       break;
     case "delete":
       target.content = "";
@@ -60,7 +61,7 @@ export function applyEntry(conversation, entry) {
 /** What, beyond the text, makes a bubble look different (for the row reconciler). */
 export function richSignature(m) {
   const reactions = (m.reactions ?? []).map((r) => `${r.emoji}${r.user_ids.join(",")}`).join(";");
-  return [m.edited_at ?? "", m.deleted_at ?? "", m.pinned ? 1 : 0, reactions, m.thread?.reply_count ?? 0].join("|");
+  return [m.edited_at ?? "", m.deleted_at ?? "", m.pinned ? 1 : 0, reactions, m.thread?.reply_count ?? 0, m.thread?.unread ?? 0].join("|");
 }
 
 export function mentionsMe(m, me) {
@@ -88,9 +89,6 @@ export function decorateBubble(bubble, m, { own, me, socket }) {
   const meta = bubble.querySelector(".meta");
   if (m.edited_at && meta) meta.prepend(h("span", { class: "edited", text: "edited", title: "This message was edited" }));
   if (m.pinned) bubble.prepend(h("span", { class: "pinned", text: "📌 Pinned" }));
-  if (m.thread?.reply_count) {
-    bubble.append(h("span", { class: "thread-count", text: `${m.thread.reply_count} repl${m.thread.reply_count === 1 ? "y" : "ies"}` }));
-  }
   if (m.message_id === undefined || m.seq === null) return; // not sent yet
   const reactions = h("div", { class: "reactions", role: "group", "aria-label": "Reactions" });
   for (const r of m.reactions ?? []) {

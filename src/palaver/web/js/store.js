@@ -142,7 +142,7 @@ export class Conversation {
     this.unreadBase = atSeq;
     let extra = 0;
     for (const m of this.messages.values()) {
-      if (m.seq > atSeq && m.seq > this.readSeq && m.sender_id !== me.id && m.kind === "text") extra += 1;
+      if (m.seq > atSeq && m.seq > this.readSeq && m.sender_id !== me.id && m.kind === "text" && !m.thread_root_id) extra += 1;
     }
     this.unread = serverUnread + extra;
     if (this.unread === 0) this.mentioned = false;
@@ -167,7 +167,7 @@ export class Conversation {
         held = false;
         break;
       }
-      if (m.sender_id !== me.id && m.kind === "text") count += 1;
+      if (m.sender_id !== me.id && m.kind === "text" && !m.thread_root_id) count += 1;
     }
     // Without every message in between, the best estimate is what is left, at most.
     this.unread = held ? count : Math.min(this.unread, latest - seq);

@@ -11,6 +11,8 @@ import { clock, dayKey, dayLabel, fullStamp, lastSeen } from "../format.js";
 import { isMuted, setMuted } from "../notify.js";
 import { store } from "../store.js";
 import { decorateBubble, isEntry, richSignature } from "../rich.js";
+import { decorateReply, quoteSignature, setupReplies, takeReply } from "../replies.js";
+import { decorateThread, setupThreads } from "../threads.js";
 
 // Within this distance of the bottom the view follows new messages.
 const STICK_PX = 80;
@@ -40,6 +42,8 @@ export function setupConversation({ back, toggleInfo }) {
   const messages = $("messages");
   const input = $("composer-input");
   setupAttachments();
+  setupReplies();
+  setupThreads();
 
   for (const event of ["messages", "history", "typing", "members"]) {
     store.on(event, (id) => {
@@ -199,7 +203,7 @@ function buildRows(conversation) {
   let previous = null;
   let markerPlaced = false;
   const push = (message, pending) => {
-    if (isEntry(message)) return;
+    if (isEntry(message) || message.thread_root_id) return; // thread replies: in their panel
     const day = dayKey(message.created_at);
     if (day !== lastDay) {
       rows.push({ key: `d${day}`, kind: "day", label: dayLabel(message.created_at) });
@@ -244,7 +248,7 @@ function signature(row) {
   if (row.kind !== "message") return row.kind + (row.label ?? "") + (row.message?.content ?? "");
   const m = row.message;
   const files = (m.attachments ?? []).map((a) => a.id).join(",");
-  return [row.own, row.grouped, row.status, m.seq, m.content, m.error ?? "", files, richSignature(m)].join("\u0000");
+  return [row.own, row.grouped, row.status, m.seq, m.content, m.error ?? "", files, richSignature(m), quoteSignature(m)].join("\u0000");
 }
 
 function buildRow(row, conversation) {
@@ -289,6 +293,8 @@ function buildRow(row, conversation) {
   }
   bubble.append(meta);
   decorateBubble(bubble, m, { own: row.own, me: store.me, socket: chat.socket });
+  decorateReply(bubble, m, conversation);
+  decorateThread(bubble, m, conversation);
   el.append(bubble);
   if (row.status === "failed") {
     el.append(
@@ -511,7 +517,10 @@ function submit() {
     updateCounter();
     return;
   }
-  chat.send(conversation, text.trim() ? text : "", takeAttachments());
+  chat.send(conversation, text.trim() ? text : "", {
+    ...takeReply(conversation),
+    attachments: takeAttachments(),
+  });
   input.value = "";
   view.drafts.delete(conversation.id);
   view.unreadFrom = null;
