@@ -10,8 +10,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from palaver import __version__
+from palaver.compat.sio import MOUNT_PATH, SocketIODialects
 from palaver.config import Settings, ensure_secret, load_settings
-from palaver.gateway.serve import GATEWAY_STATE_KEY, start_gateway, stop_gateway
+from palaver.gateway.serve import GATEWAY_STATE_KEY, gateway_hub, start_gateway, stop_gateway
 from palaver.http import auth_routes, conversation_routes, users_routes
 from palaver.http.asyncapi import asyncapi_router
 from palaver.http.errors import install_error_handlers
@@ -28,6 +29,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     """
     settings = ensure_secret(settings)
     services = services or build_services(settings)
+    socket_io = SocketIODialects(services)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -35,11 +37,13 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         if settings.auto_migrate:
             await services.store.migrate()
         gateway = await start_gateway(services)
+        socket_io.bind(gateway_hub(gateway))
         services.retention.start()
         services.started_at = time.monotonic()
         try:
             yield {"services": services, GATEWAY_STATE_KEY: gateway}
         finally:
+            await socket_io.close()
             await stop_gateway(gateway)
             await services.close()
 
@@ -60,6 +64,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.include_router(conversation_routes.router)
     app.include_router(web_router())
     app.include_router(asyncapi_router())
+    app.mount(MOUNT_PATH, socket_io.asgi_app())
     _install_ops(app, services)
     return app
 
