@@ -23,7 +23,7 @@ import websockets
 from tests.realtime.conftest import Server, start_server
 
 NODE_DIR = Path(__file__).parent / "node"
-TIMEOUT = 5.0
+TIMEOUT = 10.0
 
 
 @pytest.fixture
