@@ -29,7 +29,14 @@ TIMEOUT = 10.0
 @pytest.fixture
 async def server(settings: Any) -> AsyncIterator[Server]:
     relaxed = settings.model_copy(
-        update={"rate_messages_burst": 10_000, "rate_messages_per_second": 10_000.0}
+        update={
+            "rate_messages_burst": 10_000,
+            "rate_messages_per_second": 10_000.0,
+            # Socket.IO long-polls are answered at least every ping interval: a short
+            # one lets clients disconnect and the server stop without waiting.
+            "ws_ping_interval": 1.0,
+            "ws_ping_timeout": 2.0,
+        }
     )
     async for value in start_server(relaxed):
         yield value

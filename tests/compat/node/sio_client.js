@@ -23,8 +23,10 @@ socket.onAny((event, data) => out({ event, data }));
 readline.createInterface({ input: process.stdin }).on("line", (line) => {
   const command = JSON.parse(line);
   if (command.close) {
+    // Let the close packet leave (a long-poll POST) before the process ends.
     socket.close();
-    process.exit(0);
+    setTimeout(() => process.exit(0), 200);
+    return;
   }
   if (command.ack !== undefined) {
     socket.emit(command.emit, command.data, (reply) => out({ ack: command.ack, data: reply }));
