@@ -182,6 +182,20 @@ def track_membership(sock: DialectSocket, event: Frame) -> None:
         sock.conversations.pop(int(event["conversation_id"]), None)
 
 
+async def conversation_of(services: Services, sock: DialectSocket, cid: int) -> Conv | None:
+    """What the socket knows of a conversation it receives a message from. A message
+    of a new conversation can come before the hub's ``joined`` frame (both race from
+    the same commit), so an unknown one is read from the store."""
+    conv = sock.conversations.get(cid)
+    if conv is None:
+        conversation = await services.store.get_conversation(cid)
+        if conversation is None:
+            return None
+        sock.remember(conversation)
+        conv = sock.conversations[cid]
+    return conv
+
+
 def mark_delivered(services: Services, sock: DialectSocket, event: Frame) -> None:
     """A message written to a socket whose protocol has no delivery receipt counts as
     delivered (merged into the next receipt flush: no query per message)."""

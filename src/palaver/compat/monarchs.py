@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from palaver.compat.bridge import (
     Frame,
+    conversation_of,
     iso,
     mark_delivered,
     online_user_ids,
@@ -152,7 +153,7 @@ class MonarchsHandler(RawDialect):
         if event.get("type") != "message":
             return []
         cid = int(event["conversation_id"])
-        conv = sock.conversations.get(cid)
+        conv = await conversation_of(self.services, sock, cid)
         if conv is None:
             return []
         if conv.kind == ConversationKind.DIRECT.value:

@@ -13,6 +13,7 @@ from typing import Any
 from palaver.compat.bridge import (
     Frame,
     as_palaver_error,
+    conversation_of,
     is_online,
     iso,
     mark_delivered,
@@ -145,7 +146,7 @@ class MrezhenHandler(RawDialect):
     async def translate(self, sock: RawSocket, event: Frame) -> list[Frame]:
         kind = event.get("type")
         if kind == "message":
-            conv = sock.conversations.get(int(event["conversation_id"]))
+            conv = await conversation_of(self.services, sock, int(event["conversation_id"]))
             if (
                 conv is None
                 or conv.kind != ConversationKind.DIRECT.value

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from palaver.compat.bridge import Frame, iso, mark_delivered
-from palaver.compat.sio_base import SEED_003, Handler, SioSocket, require_dict
+from palaver.compat.sio_base import Handler, SioSocket, require_dict
 from palaver.core.errors import ErrorCode, PalaverError, not_found
 from palaver.core.models import MessageKind, now_ms
 from palaver.core.protocol import check_content
@@ -151,7 +151,8 @@ EVENTS: dict[str, Handler] = {
 
 
 async def translate(services: Services, sock: SioSocket, event: Frame) -> list[tuple[str, Frame]]:
-    """Seed 003 events; a socket that has not said its dialect yet gets presence only."""
+    """Seed 003 events, for every conversation of the user (a new direct conversation
+    can then be shown before the client has joined it)."""
     kind = event.get("type")
     if kind == "presence":
         if event["user_id"] == sock.user_id:
@@ -164,8 +165,6 @@ async def translate(services: Services, sock: SioSocket, event: Frame) -> list[t
                 )
             ]
         return [("user:online", {"userId": event["user_id"]})]
-    if sock.dialect != SEED_003:
-        return []
     if kind == "message":
         if event["kind"] != MessageKind.TEXT.value:
             return []

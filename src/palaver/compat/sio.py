@@ -8,8 +8,10 @@ needed between nodes. Long-polling keeps per-node session state, so a load balan
 must send one client to one node (the nginx configuration hashes the client address);
 the websocket transport needs no such stickiness.
 
-A socket speaks the dialect of its first join: ``join_room`` makes it a seed 002
-socket, ``conversation:join`` (or ``message:send``) a seed 003 one.
+A socket speaks seed 003 until its first seed 002 event (``join_room``,
+``send_message``) makes it a seed 002 socket: Socket.IO clients ignore events they
+have no listener for, and a seed 003 client must hear of a new direct conversation
+before it knows to join it.
 """
 
 from __future__ import annotations
