@@ -7,7 +7,7 @@ UV := $(PYTHON) -m uv
 endif
 export UV_LINK_MODE ?= copy
 
-.PHONY: run test check format install bootstrap browser-deps serve-deps service-deps bench clean
+.PHONY: run test check format install bootstrap browser-deps serve-deps service-deps node-deps bench clean
 
 bootstrap:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
@@ -48,11 +48,18 @@ service-deps:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-client >/dev/null) \
 		|| echo "WARNING: could not install postgresql-client: backup tests will fail under CI"; }
 
-test: check browser-deps service-deps
+# socket.io-client for the Socket.IO compatibility tests (tests/compat/node, versions
+# pinned by its package-lock.json; node_modules is not committed).
+node-deps:
+	@[ -d tests/compat/node/node_modules/socket.io-client ] || { \
+		command -v npm >/dev/null 2>&1 && (cd tests/compat/node && npm ci --no-audit --no-fund --silent) \
+		|| echo "WARNING: could not install socket.io-client: Node.js compatibility tests will fail"; }
+
+test: check browser-deps service-deps node-deps
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 bench: install
 	$(UV) run --frozen palaver bench
 
 clean:
-	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache tests/compat/node/node_modules

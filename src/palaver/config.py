@@ -55,7 +55,8 @@ class Settings(BaseModel):
 
     jwt_issuer: str = "palaver"
     jwt_audience: str = "palaver"
-    access_token_ttl: int = Field(900, ge=30, le=86400, description="seconds")
+    # Up to 30 days: clients of the seed protocols never refresh (seed 003 uses 7 days).
+    access_token_ttl: int = Field(900, ge=30, le=30 * 86400, description="seconds")
     refresh_token_ttl: int = Field(30 * 86400, ge=300, description="seconds")
     password_min_length: int = Field(8, ge=1, le=128)
     password_require_classes: bool = True
@@ -102,6 +103,9 @@ class Settings(BaseModel):
         40_000_000, ge=1, le=500_000_000, description="width x height of an image"
     )
     upload_thumbnail_size: int = Field(320, ge=16, le=2048, description="longest side, px")
+    ws_dialect: Literal["native", "monarchs", "chat-service", "mrezhen"] = Field(
+        "native", description="the protocol served at /ws (docs/compat.md)"
+    )
 
     @field_validator("database_url")
     @classmethod

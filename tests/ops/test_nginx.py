@@ -66,7 +66,9 @@ def render_config(text: str, *, port: int, upstreams: tuple[int, int], prefix: P
         "user nginx;": "",
     }
     for old, new in replacements.items():
-        assert text.count(old) == 1, f"deploy/nginx.conf no longer has {old!r} exactly once"
+        # Node addresses appear once per upstream; the rest exactly once.
+        expected = text.count("\n    upstream ") if old.startswith("server ") else 1
+        assert text.count(old) == expected, f"deploy/nginx.conf: {old!r} not {expected} times"
         text = text.replace(old, new)
     temp_paths = "".join(
         f"    {kind}_temp_path {prefix}/{kind};\n"

@@ -26,7 +26,7 @@ import abc
 import asyncio
 import logging
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 from palaver.gateway.frames import CLOSE_SERVICE_RESTART, CLOSE_TOO_SLOW, encode_text_frame
@@ -113,9 +113,13 @@ class LeanSettings:
 
 class Gateway:
     """The per-process state shared by every lean connection: handler, settings,
-    registry (``close_all``, ``wait_closed``, ``len``) and the delegate class."""
+    registry (``close_all``, ``wait_closed``, ``len``) and the delegate class.
 
-    __slots__ = ("delegate_class", "handler", "registry", "settings")
+    Other handlers may be mounted at other paths (:meth:`mount`); each gets a gateway
+    of its own, so a connection's hot path never asks which handler it belongs to.
+    """
+
+    __slots__ = ("delegate_class", "handler", "registry", "routes", "settings")
 
     def __init__(
         self,
@@ -133,10 +137,30 @@ class Gateway:
         # value; at most 1 s so production wheels stay ~30 slots.
         tick = min(1.0, max(0.005, min(delays) / 4))
         self.registry = Registry(tick=tick, horizon=max(delays) * 1.1 + tick)
+        self.routes: dict[str, Gateway] = {}
+
+    def mount(self, path: str, handler: GatewayHandler) -> Gateway:
+        """Serve ``path`` with another handler (same settings otherwise)."""
+        if path in self.settings.paths or path in self.routes:
+            raise ValueError(f"{path} is already served")
+        settings = replace(self.settings, paths=frozenset({path}))
+        gateway = Gateway(handler, settings, self.delegate_class)
+        self.routes[path] = gateway
+        return gateway
+
+    def route(self, path: str) -> Gateway | None:
+        """The gateway serving ``path``, or None (the delegate's)."""
+        if path in self.settings.paths:
+            return self
+        return self.routes.get(path)
 
     def close_all(self, code: int = CLOSE_SERVICE_RESTART, reason: str = "") -> int:
-        """Close every open lean connection (default 1012); see ``Registry.close_all``."""
-        return self.registry.close_all(code, reason)
+        """Close every open lean connection (default 1012), on every mounted path too;
+        see ``Registry.close_all``."""
+        closed = self.registry.close_all(code, reason)
+        for gateway in self.routes.values():
+            closed += gateway.close_all(code, reason)
+        return closed
 
     def dispatch_close(self, conn: Connection, code: int) -> None:
         try:

@@ -47,12 +47,27 @@ async def start_gateway(services: Services) -> Gateway:
     from uvicorn.importer import import_from_string
 
     delegate = import_from_string(WS_PROTOCOLS["websockets-sansio"] or "")
-    return Gateway(NativeHandler(services, hub), lean, delegate)
+    from palaver.compat.raw_paths import dialect_handlers
+
+    dialects = dialect_handlers(services, hub)
+    native = NativeHandler(services, hub)
+    # A dialect mounted at /ws replaces the native protocol there, for clients that
+    # cannot change their URL; it stays at its own path too.
+    main = native if settings.ws_dialect == "native" else dialects[settings.ws_dialect][1]
+    gateway = Gateway(main, lean, delegate)
+    for path, handler in dialects.values():
+        gateway.mount(path, handler)
+    return gateway
+
+
+def gateway_hub(gateway: Gateway) -> Hub:
+    """The hub every handler of ``gateway`` shares."""
+    hub = getattr(gateway.handler, "hub", None)
+    assert isinstance(hub, Hub)
+    return hub
 
 
 async def stop_gateway(gateway: Gateway) -> None:
     """Tell every socket to reconnect (1012) and stop the hub."""
     gateway.close_all()
-    handler = gateway.handler
-    if isinstance(handler, NativeHandler):
-        await handler.hub.close()
+    await gateway_hub(gateway).close()

@@ -85,7 +85,9 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         del self._buf[: end + 4]
         request = Request(head, self._transport)
         gateway = self.gateway
-        if gateway is None or request.path not in gateway.settings.paths:
+        if gateway is not None:
+            gateway = gateway.route(request.path)
+        if gateway is None:
             self._delegate(head)
             return
         request.cache_headers(True)

@@ -10,8 +10,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from palaver import __version__
+from palaver.compat.sio import MOUNT_PATH, SocketIODialects
 from palaver.config import Settings, ensure_secret, load_settings
-from palaver.gateway.serve import GATEWAY_STATE_KEY, start_gateway, stop_gateway
+from palaver.gateway.serve import GATEWAY_STATE_KEY, gateway_hub, start_gateway, stop_gateway
 from palaver.http import (
     auth_routes,
     conversation_routes,
@@ -36,6 +37,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     """
     settings = ensure_secret(settings)
     services = services or build_services(settings)
+    socket_io = SocketIODialects(services)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -44,12 +46,14 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
             await services.store.migrate()
         await services.moderation.start()
         gateway = await start_gateway(services)
+        socket_io.bind(gateway_hub(gateway))
         services.retention.start()
         services.indexer.start()
         services.started_at = time.monotonic()
         try:
             yield {"services": services, GATEWAY_STATE_KEY: gateway}
         finally:
+            await socket_io.close()
             await stop_gateway(gateway)
             await services.close()
 
@@ -76,6 +80,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.include_router(search_routes.router)
     app.include_router(web_router())
     app.include_router(asyncapi_router())
+    app.mount(MOUNT_PATH, socket_io.asgi_app())
     _install_ops(app, services)
     return app
 

@@ -261,8 +261,11 @@ def _message(name: str, spec: tuple[str, dict[str, Any], list[str]]) -> dict[str
 
 def document() -> dict[str, Any]:
     """The AsyncAPI 3.0 document."""
+    from palaver.compat.asyncapi import channels_and_operations
+
     client = {f"client.{n}": _message(n, s) for n, s in CLIENT_FRAMES.items()}
     server = {f"server.{n}": _message(n, s) for n, s in SERVER_FRAMES.items()}
+    compat_channels, compat_operations = channels_and_operations()
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -282,7 +285,8 @@ def document() -> dict[str, Any]:
             "ws": {
                 "address": "/ws",
                 "messages": {**client, **server},
-            }
+            },
+            **compat_channels,
         },
         "operations": {
             "sendToServer": {
@@ -295,6 +299,7 @@ def document() -> dict[str, Any]:
                 "channel": {"$ref": "#/channels/ws"},
                 "messages": [{"$ref": f"#/channels/ws/messages/{k}"} for k in server],
             },
+            **compat_operations,
         },
         "components": {
             "securitySchemes": {

@@ -26,11 +26,23 @@ router = APIRouter(tags=["conversations"], responses=ERROR_RESPONSES)
 
 
 class CreateConversationIn(Strict):
-    type: Literal["room", "group", "direct"]
+    type: Literal["room", "group", "direct"] | None = Field(
+        None, description="required, except for a direct chat named by a user field"
+    )
     name: str | None = Field(None, max_length=64)
     topic: str | None = Field(None, max_length=512)
     members: list[int | str] = Field(default_factory=list, max_length=1000)
     user_id: int | str | None = Field(None, description="the other user of a direct chat")
+    # The spellings of seed clients that create-or-get a direct chat with no "type".
+    userId: int | str | None = Field(None, description="alias of user_id")
+    participantId: int | str | None = Field(None, description="alias of user_id")
+
+    @property
+    def other_user(self) -> int | str | None:
+        for ref in (self.user_id, self.userId, self.participantId):
+            if ref is not None:
+                return ref
+        return None
 
 
 class SendIn(Strict):
@@ -123,17 +135,22 @@ async def create_conversation(
     body: CreateConversationIn, response: Response, principal: PrincipalDep, services: ServicesDep
 ) -> dict[str, Any]:
     """Create a room or group, or create-or-return the direct conversation with
-    ``user_id`` (200 when it already existed)."""
+    ``user_id`` (200 when it already existed). Without ``type``, a body naming a user
+    (``user_id``, ``userId`` or ``participantId``) means a direct chat."""
     service = services.conversations
-    if body.type == "direct":
-        if body.user_id is None:
+    kind = body.type or ("direct" if body.other_user is not None else None)
+    if kind is None:
+        raise PalaverError(ErrorCode.VALIDATION_ERROR, "type is required", field="type")
+    if kind == "direct":
+        other = body.other_user
+        if other is None:
             raise PalaverError(ErrorCode.MISSING_RECIPIENT, "user_id is required", field="user_id")
-        conversation, created = await service.direct(principal.user, body.user_id)
+        conversation, created = await service.direct(principal.user, other)
         if not created:
             response.status_code = 200
     elif not body.name:
         raise PalaverError(ErrorCode.VALIDATION_ERROR, "name is required", field="name")
-    elif body.type == "room":
+    elif kind == "room":
         conversation = await service.create_room(principal.user, body.name, body.topic)
     else:
         conversation = await service.create_group(principal.user, body.name, body.members)

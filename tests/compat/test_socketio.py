@@ -1,0 +1,208 @@
+"""The Distributed (seed 002) and Scalable (seed 003) chat events on one Socket.IO
+endpoint, driven by python-socketio and by Node.js socket.io-client."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import socketio
+from tests.compat.conftest import NodeSio, Sio
+from tests.realtime.conftest import PASSWORD, Server
+
+
+async def email_user(server: Server, email: str) -> tuple[int, str]:
+    """Seed 002's REST: register by e-mail, log in for ``{token}``."""
+    async with httpx.AsyncClient(base_url=server.base) as http:
+        r = await http.post("/api/auth/register", json={"email": email, "password": PASSWORD})
+        assert r.status_code == 201, r.text
+        r = await http.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        return r.json()["user"]["id"], r.json()["token"]
+
+
+async def test_seed_002_rooms_with_python_socketio(server: Server) -> None:
+    transport = "websocket"
+    _, ada_token = await email_user(server, "ada@example.com")
+    _, bob_token = await email_user(server, "bob@example.com")
+    ada = await Sio.connect(server.base, ada_token, transport)
+    bob = await Sio.connect(server.base, bob_token, transport)
+    assert (await ada.call("join_room", {"room": "general"}))["ok"] is True
+    await bob.call("join_room", {"room": "general"})
+    assert await ada.next("system") == {"message": "bob joined"}
+
+    sent = await ada.call("send_message", {"room": "general", "content": "hello"})
+    assert sent["ok"] is True
+    for sock in (ada, bob):
+        got = await sock.next("message")
+        assert got["id"] == sent["id"]
+        assert (got["room"], got["senderEmail"], got["content"]) == (
+            "general",
+            "ada@example.com",
+            "hello",
+        )
+        assert got["createdAt"].endswith("Z")
+
+    # The REST history of the room has the same shape.
+    r = await server.rest(bob_token, "GET", "/api/messages/general", params={"limit": 50})
+    last = r.json()[-1]
+    assert {k: last[k] for k in ("id", "room", "senderEmail", "content")} == {
+        "id": sent["id"],
+        "room": "general",
+        "senderEmail": "ada@example.com",
+        "content": "hello",
+    }
+
+    refused = await bob.call("send_message", {"room": "elsewhere", "content": "x"})
+    assert refused["ok"] is False
+    assert refused["error"]["code"] == "NOT_FOUND"
+    assert (await bob.next("error"))["code"] == "NOT_FOUND"
+    await ada.close()
+    await bob.close()
+
+
+async def test_handshake_needs_a_valid_token(server: Server) -> None:
+    for token in ("", "forged"):
+        client = socketio.AsyncClient(reconnection=False)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await client.connect(server.base, auth={"token": token}, transports=["websocket"])
+    # The Authorization header and the token query work too.
+    _, token = await server.user("ada")
+    for kwargs in (
+        {"headers": {"Authorization": f"Bearer {token}"}},
+        {"url": f"{server.base}?token={token}"},
+    ):
+        client = socketio.AsyncClient(reconnection=False)
+        url = str(kwargs.pop("url", server.base))
+        await client.connect(url, transports=["websocket"], **kwargs)  # type: ignore[arg-type]
+        assert client.connected
+        await client.disconnect()
+
+
+async def test_seed_003_conversations_receipts_typing_presence(server: Server) -> None:
+    ada_id, ada_token = await server.user("ada")
+    bob_id, bob_token = await server.user("bob")
+    # Seed 003's REST: create-or-get the direct conversation, no "type" needed.
+    r = await server.rest(ada_token, "POST", "/api/conversations", json={"participantId": bob_id})
+    assert r.status_code == 201, r.text
+    cid = r.json()["id"]
+    again = await server.rest(bob_token, "POST", "/api/conversations", json={"userId": ada_id})
+    assert again.status_code == 200
+    assert again.json()["id"] == cid
+
+    ada = await Sio.connect(server.base, ada_token)
+    bob = await Sio.connect(server.base, bob_token)
+    assert await ada.next("user:online") == {"userId": bob_id}
+    assert (await ada.call("conversation:join", {"conversationId": cid}))["success"] is True
+    await bob.call("conversation:join", cid)
+
+    ack = await ada.call(
+        "message:send", {"conversationId": cid, "content": "hi bob", "tempId": "t-1"}
+    )
+    assert ack["success"] is True
+    message = ack["message"]
+    assert (message["conversation_id"], message["sender_id"], message["content"]) == (
+        cid,
+        ada_id,
+        "hi bob",
+    )
+    got = await bob.next("message:new")
+    assert got == message
+    # A retried send with the same tempId returns the original message.
+    retry = await ada.call(
+        "message:send", {"conversationId": cid, "content": "hi bob", "tempId": "t-1"}
+    )
+    assert retry["duplicate"] is True
+    assert retry["message"]["id"] == message["id"]
+
+    # Bob's socket received it: Ada hears it was delivered; then Bob reads it.
+    delivered = await ada.next("message:delivered")
+    assert (delivered["userId"], delivered["messageId"]) == (bob_id, message["id"])
+    await bob.call("message:read", {"messageId": message["id"], "conversationId": cid})
+    read = await ada.next("message:read")
+    assert (read["userId"], read["messageId"], read["conversationId"]) == (
+        bob_id,
+        message["id"],
+        cid,
+    )
+
+    await bob.call("typing:start", {"conversationId": cid})
+    assert (await ada.next("typing:start"))["userId"] == bob_id
+    await bob.call("typing:stop", {"conversationId": cid})
+    assert (await ada.next("typing:stop"))["userId"] == bob_id
+
+    # Outsiders get NOT_FOUND for a conversation that exists.
+    _, eve_token = await server.user("eve")
+    eve = await Sio.connect(server.base, eve_token)
+    refused = await eve.call("conversation:join", {"conversationId": cid})
+    assert refused["error"]["code"] == "NOT_FOUND"
+    refused = await eve.call("message:read", {"messageId": message["id"]})
+    assert refused["error"]["code"] == "NOT_FOUND"
+    refused = await eve.call("message:send", {"conversationId": cid, "content": "x"})
+    assert refused["error"]["code"] == "NOT_FOUND"
+    await eve.close()
+
+    await bob.close()
+    offline = await ada.next("user:offline")
+    assert offline["userId"] == bob_id
+    assert offline["lastSeen"].endswith("Z")
+    await ada.close()
+
+
+async def test_seed_003_rest_endpoints(server: Server) -> None:
+    async with httpx.AsyncClient(base_url=server.base) as http:
+        r = await http.post(
+            "/api/auth/register",
+            json={"username": "ada", "email": "ada@example.com", "password": PASSWORD},
+        )
+        assert r.status_code == 201
+        r = await http.post(
+            "/api/auth/login", json={"email": "ada@example.com", "password": PASSWORD}
+        )
+        token = r.json()["token"]
+        me = await http.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.json()["username"] == "ada"
+    bob_id, _ = await server.user("bob")
+    found = await server.rest(token, "GET", "/api/users/search", params={"query": "bo"})
+    assert [u["id"] for u in found.json()] == [bob_id]
+    r = await server.rest(token, "POST", "/api/conversations", json={"userId": "bob"})
+    cid = r.json()["id"]
+    await server.rest(token, "POST", f"/api/conversations/{cid}/messages", json={"content": "yo"})
+    listed = await server.rest(token, "GET", "/api/conversations")
+    assert [c["id"] for c in listed.json()] == [cid]
+    history = await server.rest(token, "GET", f"/api/conversations/{cid}/messages")
+    assert [m["content"] for m in history.json()["messages"]] == ["yo"]
+    no_type = await server.rest(token, "POST", "/api/conversations", json={"name": "x"})
+    assert no_type.status_code == 422
+    assert (await server.rest(token, "POST", "/api/auth/logout")).status_code == 204
+    assert (await server.rest(token, "GET", "/api/auth/me")).status_code == 401
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_both_dialects_with_node_socket_io_client(server: Server, transport: str) -> None:
+    _ada_id, ada_token = await server.user("ada")
+    bob_id, bob_token = await server.user("bob")
+    r = await server.rest(ada_token, "POST", "/api/conversations", json={"userId": bob_id})
+    cid = r.json()["id"]
+    ada = await NodeSio.start(server.base, ada_token, transport)
+    bob = await NodeSio.start(server.base, bob_token, transport)
+    await ada.wait("connect")
+    await bob.wait("connect")
+
+    # Seed 002 on Ada's socket.
+    assert (await ada.call("join_room", {"room": "lounge"}))["ok"] is True
+    await ada.emit("send_message", {"room": "lounge", "content": "node says hi"})
+    got = await ada.event("message")
+    assert (got["room"], got["content"]) == ("lounge", "node says hi")
+
+    # Seed 003 on Bob's socket; Ada's seed 002 socket does not receive seed 003 events.
+    assert (await bob.call("conversation:join", {"conversationId": cid}))["success"] is True
+    ack = await bob.call("message:send", {"conversationId": cid, "content": "dm from node"})
+    assert ack["success"] is True
+    new = await bob.event("message:new")
+    assert (new["sender_id"], new["content"]) == (bob_id, "dm from node")
+
+    bad = await NodeSio.start(server.base, "forged", transport)
+    refused = await bad.wait("connect_error")
+    assert refused["connect_error"]["data"]["code"] == "TOKEN_INVALID"
+    for client in (ada, bob, bad):
+        await client.close()
