@@ -14,6 +14,7 @@ the watermark. Passes are idempotent, so several nodes can run them on one datab
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,9 @@ INDEX_BATCH = 500
 #: How long a hole in the message ids may be an uncommitted transaction (see
 #: :func:`palaver.core.search.advance_watermark`): far longer than any append takes.
 GAP_GRACE_MS = 10_000
+#: Longest normalised text (bytes) ``ix_message_search_recent`` holds: a btree entry
+#: must fit a third of a page.
+SHORT_BODY = 2000
 
 _COLUMNS = ", ".join(f"m.{name.strip()}" for name in MESSAGE_COLUMNS.split(","))
 _TEXT = MessageKind.TEXT.value
@@ -198,12 +202,15 @@ class SearchStore(SqlStore):
         """Messages matching ``search``, newest first (see :class:`SearchFilter`)."""
         if not search.conversation_ids:
             return []
-        stmt, params = self._search_sql(search)
 
         async def txn(conn: AsyncConnection) -> list[Message]:
-            return [message_from_columns(row) for row in await conn.execute(stmt, params)]
+            return await self._search(conn, search)
 
         return await self._txn("search_messages", txn, write=False)
+
+    async def _search(self, conn: AsyncConnection, search: SearchFilter) -> list[Message]:
+        stmt, params = self._search_sql(search)
+        return [message_from_columns(row) for row in await conn.execute(stmt, params)]
 
     @abc.abstractmethod
     async def _index_docs(self, conn: AsyncConnection, docs: Sequence[SearchDoc]) -> None:
@@ -219,11 +226,19 @@ class SearchStore(SqlStore):
 
 
 def _filters(
-    search: SearchFilter, column: str, id_column: str, params: dict[str, Any]
+    search: SearchFilter,
+    column: str,
+    id_column: str,
+    params: dict[str, Any],
+    *,
+    live: bool = True,
 ) -> list[str]:
-    """WHERE conditions shared by both engines (``column`` prefixes the filter columns)."""
-    # A deleted message may still be indexed until the indexer reaches its delete entry.
-    where = [f"{column}.conversation_id IN :cids", "m.deleted_at IS NULL"]
+    """WHERE conditions shared by both engines (``column`` prefixes the filter columns;
+    ``live`` adds the check that ``m``, the message, is not deleted)."""
+    where = [f"{column}.conversation_id IN :cids"]
+    if live:
+        # A deleted message may still be indexed until the indexer reaches its delete.
+        where.append("m.deleted_at IS NULL")
     params["cids"] = list(search.conversation_ids)
     if search.sender_id is not None:
         where.append(f"{column}.sender_id = :sender")
@@ -254,6 +269,53 @@ class SqliteSearch(SearchStore):
             text("DELETE FROM message_search WHERE rowid = :id"),
             [{"id": i} for i in message_ids],
         )
+
+    #: How many of one conversation's newest messages a search in that conversation
+    #: reads directly (by its ``(conversation_id, seq)`` index) before it turns to the
+    #: FTS index. The FTS index can only give matches newest first from every
+    #: conversation at once, so a common word in one of many conversations would walk
+    #: thousands of other conversations' matches; the conversation's own messages find it
+    #: at once, and hold all of a small conversation.
+    room_window = 2000
+
+    async def _search(self, conn: AsyncConnection, search: SearchFilter) -> list[Message]:
+        if len(search.conversation_ids) != 1:
+            return await super()._search(conn, search)
+        params: dict[str, Any] = {
+            "cid": search.conversation_ids[0],
+            "window": self.room_window,
+            "limit": search.limit,
+        }
+        # Within a conversation seq follows id: one writer numbers both in one transaction.
+        recent = "SELECT id FROM messages WHERE conversation_id = :cid"
+        if search.before_id is not None:
+            recent += " AND id < :before_id"
+            params["before_id"] = search.before_id
+        recent += " ORDER BY seq DESC LIMIT :window"
+        where = _filters(search, "m", "m.id", params)
+        for i, term in enumerate(search.query.all_terms):
+            where.append(f"instr(s.body, :term{i}) > 0")
+            params[f"term{i}"] = term
+        # Joining the FTS table by rowid keeps only indexed messages, as a MATCH does.
+        found_sql = (
+            f"WITH recent AS ({recent}) SELECT {_COLUMNS} FROM recent "  # noqa: S608
+            "JOIN messages AS m ON m.id = recent.id "
+            "JOIN message_search AS s ON s.rowid = recent.id "
+            f"WHERE {' AND '.join(where)} ORDER BY m.id DESC LIMIT :limit"
+        )
+        stmt = text(found_sql).bindparams(bindparam("cids", expanding=True))
+        found = [message_from_columns(row) for row in await conn.execute(stmt, params)]
+        if len(found) >= search.limit:
+            return found
+        window = {k: params[k] for k in ("cid", "window", "before_id") if k in params}
+        read, oldest = (
+            await conn.execute(text(f"SELECT count(*), min(id) FROM ({recent})"), window)  # noqa: S608
+        ).one()
+        if read < self.room_window:
+            return found  # the whole conversation was read
+        # Only older messages are left: the index finds them, however rare the words.
+        older = dataclasses.replace(search, before_id=oldest, limit=search.limit - len(found))
+        return found + await super()._search(conn, older)
 
     def _search_sql(self, search: SearchFilter) -> tuple[TextClause, dict[str, Any]]:
         params: dict[str, Any] = {
@@ -306,19 +368,96 @@ class PostgresSearch(SearchStore):
             {"ids": list(message_ids)},
         )
 
+    #: Index rows a search reads first, newest first, across the conversations it covers
+    #: (at least :attr:`min_per_conversation` from each): index-only scans of
+    #: ``ix_message_search_recent``, which holds the text. A common word is found there
+    #: at once; the trigram index answers for what those rows do not settle.
+    window = 4000
+    min_per_conversation = 25
+
+    async def _search(self, conn: AsyncConnection, search: SearchFilter) -> list[Message]:
+        found, edge = await self._search_recent(conn, search)
+        if len(found) >= search.limit or edge == 0:
+            return found
+        older = dataclasses.replace(search, before_id=edge, limit=search.limit - len(found))
+        return found + await super()._search(conn, older)
+
+    async def _search_recent(
+        self, conn: AsyncConnection, search: SearchFilter
+    ) -> tuple[list[Message], int]:
+        """The matches among each conversation's newest index rows, and the edge: the
+        id from which on every row of every conversation was read (0: all of them)."""
+        per = max(self.min_per_conversation, self.window // len(search.conversation_ids))
+        params: dict[str, Any] = {
+            "cids": list(search.conversation_ids),
+            "per": per,
+            "limit": search.limit,
+        }
+        inner = ["s.conversation_id = c.id"]
+        if search.sender_id is not None:
+            inner.append("s.sender_id = :sender")
+            params["sender"] = search.sender_id
+        if search.after is not None:
+            inner.append("s.created_at >= :after")
+            params["after"] = search.after
+        if search.before is not None:
+            inner.append("s.created_at < :before")
+            params["before"] = search.before
+        if search.before_id is not None:
+            inner.append("s.message_id < :before_id")
+            params["before_id"] = search.before_id
+        conditions = " AND ".join(inner)
+        terms = []
+        for i, term in enumerate(search.query.all_terms):
+            terms.append(f"strpos(win.body, :term{i}) > 0")
+            params[f"term{i}"] = term
+        # Short texts come from the covering index without a heap access; the few long
+        # ones (too big for a btree entry) from their own small index.
+        branch = (
+            "(SELECT s.message_id, s.body FROM message_search AS s "  # noqa: S608
+            f"WHERE {conditions} AND octet_length(s.body) {{}} {SHORT_BODY} "
+            "ORDER BY s.message_id DESC LIMIT :per)"
+        )
+        sql = (
+            "WITH win AS MATERIALIZED ("  # noqa: S608 (no input in the text)
+            " SELECT w.message_id, w.body, c.id AS cid"
+            " FROM unnest(CAST(:cids AS BIGINT[])) AS c(id) CROSS JOIN LATERAL ("
+            f"  SELECT u.message_id, u.body FROM ({branch.format('<=')} UNION ALL"
+            f"  {branch.format('>')}) AS u ORDER BY u.message_id DESC LIMIT :per) AS w"
+            "), edge AS ("
+            " SELECT coalesce(max(low), 0) AS id FROM (SELECT min(message_id) AS low"
+            " FROM win GROUP BY cid HAVING count(*) = :per) AS full_windows"
+            f") SELECT edge.id, {_COLUMNS} FROM edge LEFT JOIN LATERAL ("
+            f" SELECT {MESSAGE_COLUMNS} FROM (SELECT win.message_id FROM win"
+            f"  WHERE win.message_id >= edge.id AND {' AND '.join(terms)}"
+            "  ORDER BY win.message_id DESC) AS f"
+            " CROSS JOIN LATERAL (SELECT * FROM messages"
+            "  WHERE messages.id = f.message_id AND messages.deleted_at IS NULL) AS hit"
+            " ORDER BY f.message_id DESC LIMIT :limit"
+            ") AS m ON true ORDER BY m.id DESC"
+        )
+        rows = (await conn.execute(text(sql), params)).all()
+        edge = int(rows[0][0]) if rows else 0
+        return [message_from_columns(row, 1) for row in rows if row[1] is not None], edge
+
     def _search_sql(self, search: SearchFilter) -> tuple[TextClause, dict[str, Any]]:
         params: dict[str, Any] = {"limit": search.limit}
-        where = _filters(search, "s", "s.message_id", params)
+        where = _filters(search, "s", "s.message_id", params, live=False)
         for i, term in enumerate(search.query.terms):
             where.append(f"s.body LIKE :term{i}")
             params[f"term{i}"] = _like(term)
         for i, term in enumerate(search.query.short_terms):
             where.append(f"strpos(s.body, :short{i}) > 0")
             params[f"short{i}"] = term
+        # Reached when the newest rows held too few matches: the words are rare, so
+        # the matches are gathered whole (trigram index AND conversation index, in
+        # bitmaps) before ordering; a LIMIT there would tempt the planner into walking
+        # the primary key backwards through every conversation.
         sql = (
-            f"SELECT {_COLUMNS} FROM message_search AS s "  # noqa: S608 (no input in the text)
-            "JOIN messages AS m ON m.id = s.message_id "
-            f"WHERE {' AND '.join(where)} "
-            "ORDER BY s.message_id DESC LIMIT :limit"
+            "WITH hit AS MATERIALIZED ("  # noqa: S608 (no input in the text)
+            " SELECT s.message_id FROM message_search AS s"
+            f" WHERE {' AND '.join(where)}"
+            f") SELECT {_COLUMNS} FROM hit JOIN messages AS m ON m.id = hit.message_id"
+            " WHERE m.deleted_at IS NULL ORDER BY m.id DESC LIMIT :limit"
         )
         return text(sql).bindparams(bindparam("cids", expanding=True)), params
