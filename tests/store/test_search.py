@@ -215,7 +215,7 @@ async def test_newest_rows_first_then_the_index(store: SqlStore) -> None:
     every conversation is "large" here but one: whatever way a page is found, it holds
     the same messages as a plain scan, newest first, page after page."""
     if isinstance(store, PostgresSearch):
-        store.window, store.min_per_conversation = 6, 2
+        store.windows, store.min_per_conversation = (6, 12), 2
     if isinstance(store, SqliteSearch):
         store.room_window = 5
     alice, bob = await user(store, "alice"), await user(store, "bob")

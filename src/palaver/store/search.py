@@ -54,6 +54,9 @@ GAP_GRACE_MS = 10_000
 #: Longest normalised text (bytes) ``ix_message_search_recent`` holds: a btree entry
 #: must fit a third of a page.
 SHORT_BODY = 2000
+#: Matches a search asks for beyond a page: the index may still hold a few messages
+#: deleted since, which the search then skips.
+SPARE = 4
 
 _COLUMNS = ", ".join(f"m.{name.strip()}" for name in MESSAGE_COLUMNS.split(","))
 _TEXT = MessageKind.TEXT.value
@@ -70,6 +73,28 @@ class SearchDoc:
     sender_id: int | None
     created_at: int
     body: str
+
+
+#: Trigrams of one long term (a URL, an identifier) the trigram index is asked for.
+SAMPLE_GRAMS = 4
+
+
+def sample_grams(term: str) -> list[str] | None:
+    """A few alphanumeric trigrams spread over ``term`` for the index to intersect, or
+    None when the term is short enough to look up whole.
+
+    The index reads one posting list per trigram, and a long term has many, some as
+    common as ``com`` or ``git``: looking up every trigram of a 17-character
+    identifier costs ten times what four spread over it do, for nearly the same
+    candidates (the exact substring test then runs on those)."""
+    starts = [i for i in range(len(term) - 2) if term[i : i + 3].isalnum()]
+    if len(term) - 2 <= SAMPLE_GRAMS or len(starts) < 2:
+        return None
+    if len(starts) <= SAMPLE_GRAMS:
+        return [term[i : i + 3] for i in starts]
+    last = len(starts) - 1
+    picked = sorted({starts[round(k * last / (SAMPLE_GRAMS - 1))] for k in range(SAMPLE_GRAMS)})
+    return [term[i : i + 3] for i in picked]
 
 
 def _like(term: str) -> str:
@@ -307,7 +332,9 @@ class SqliteSearch(SearchStore):
         found = [message_from_columns(row) for row in await conn.execute(stmt, params)]
         if len(found) >= search.limit:
             return found
-        window = {k: params[k] for k in ("cid", "window", "before_id") if k in params}
+        window: dict[str, Any] = {
+            k: params[k] for k in ("cid", "window", "before_id") if k in params
+        }
         read, oldest = (
             await conn.execute(text(f"SELECT count(*), min(id) FROM ({recent})"), window)  # noqa: S608
         ).one()
@@ -368,30 +395,38 @@ class PostgresSearch(SearchStore):
             {"ids": list(message_ids)},
         )
 
-    #: Index rows a search reads first, newest first, across the conversations it covers
-    #: (at least :attr:`min_per_conversation` from each): index-only scans of
-    #: ``ix_message_search_recent``, which holds the text. A common word is found there
-    #: at once; the trigram index answers for what those rows do not settle.
-    window = 4000
+    #: Index rows a search reads per pass, newest first, across the conversations it
+    #: covers (at least :attr:`min_per_conversation` from each): index-only scans of
+    #: ``ix_message_search_recent``, which holds the text, so a row costs no heap page
+    #: (a conversation's rows are spread over the whole table). The small first pass
+    #: finds a common word at once; the second reads whole conversations of ordinary
+    #: size, which beats any index for words that are not common; the trigram index
+    #: answers for what is left (very large conversations).
+    windows: tuple[int, ...] = (4000, 40_000)
     min_per_conversation = 25
 
     async def _search(self, conn: AsyncConnection, search: SearchFilter) -> list[Message]:
-        found, edge = await self._search_recent(conn, search)
-        if len(found) >= search.limit or edge == 0:
-            return found
-        older = dataclasses.replace(search, before_id=edge, limit=search.limit - len(found))
-        return found + await super()._search(conn, older)
+        found: list[Message] = []
+        for window in self.windows:
+            per = max(self.min_per_conversation, window // len(search.conversation_ids))
+            more, edge = await self._search_recent(conn, search, per)
+            found += more
+            if len(more) >= search.limit or edge == 0:
+                return found
+            # Everything from the edge on was read: the next pass starts below it.
+            search = dataclasses.replace(search, before_id=edge, limit=search.limit - len(more))
+        return found + await super()._search(conn, search)
 
     async def _search_recent(
-        self, conn: AsyncConnection, search: SearchFilter
+        self, conn: AsyncConnection, search: SearchFilter, per: int
     ) -> tuple[list[Message], int]:
-        """The matches among each conversation's newest index rows, and the edge: the
-        id from which on every row of every conversation was read (0: all of them)."""
-        per = max(self.min_per_conversation, self.window // len(search.conversation_ids))
+        """The matches among the newest ``per`` index rows of each conversation, and the
+        edge: the id from which on every row of every conversation was read (0: all)."""
         params: dict[str, Any] = {
             "cids": list(search.conversation_ids),
             "per": per,
-            "limit": search.limit,
+            # A few spare matches: a deleted message still indexed is one of them.
+            "cap": search.limit + SPARE,
         }
         inner = ["s.conversation_id = c.id"]
         if search.sender_id is not None:
@@ -409,43 +444,70 @@ class PostgresSearch(SearchStore):
         conditions = " AND ".join(inner)
         terms = []
         for i, term in enumerate(search.query.all_terms):
-            terms.append(f"strpos(win.body, :term{i}) > 0")
+            terms.append(f"strpos(v.body, :term{i}) > 0")
             params[f"term{i}"] = term
-        # Short texts come from the covering index without a heap access; the few long
-        # ones (too big for a btree entry) from their own small index.
+        # Short texts come from the covering index; the few long ones (too big for a
+        # btree entry) from their own small index.
         branch = (
             "(SELECT s.message_id, s.body FROM message_search AS s "  # noqa: S608
             f"WHERE {conditions} AND octet_length(s.body) {{}} {SHORT_BODY} "
             "ORDER BY s.message_id DESC LIMIT :per)"
         )
+        # One row per conversation (rows read, oldest id read, newest matches): the
+        # texts never leave the database.
         sql = (
-            "WITH win AS MATERIALIZED ("  # noqa: S608 (no input in the text)
-            " SELECT w.message_id, w.body, c.id AS cid"
-            " FROM unnest(CAST(:cids AS BIGINT[])) AS c(id) CROSS JOIN LATERAL ("
-            f"  SELECT u.message_id, u.body FROM ({branch.format('<=')} UNION ALL"
-            f"  {branch.format('>')}) AS u ORDER BY u.message_id DESC LIMIT :per) AS w"
-            "), edge AS ("
-            " SELECT coalesce(max(low), 0) AS id FROM (SELECT min(message_id) AS low"
-            " FROM win GROUP BY cid HAVING count(*) = :per) AS full_windows"
-            f") SELECT edge.id, {_COLUMNS} FROM edge LEFT JOIN LATERAL ("
-            f" SELECT {MESSAGE_COLUMNS} FROM (SELECT win.message_id FROM win"
-            f"  WHERE win.message_id >= edge.id AND {' AND '.join(terms)}"
-            "  ORDER BY win.message_id DESC) AS f"
-            " CROSS JOIN LATERAL (SELECT * FROM messages"
-            "  WHERE messages.id = f.message_id AND messages.deleted_at IS NULL) AS hit"
-            " ORDER BY f.message_id DESC LIMIT :limit"
-            ") AS m ON true ORDER BY m.id DESC"
+            "SELECT w.n, w.low, w.hits FROM unnest(CAST(:cids AS BIGINT[])) AS c(id)"  # noqa: S608
+            " CROSS JOIN LATERAL (SELECT count(*) AS n, min(v.message_id) AS low,"
+            "  (array_agg(v.message_id ORDER BY v.message_id DESC)"
+            f"   FILTER (WHERE {' AND '.join(terms)}))[1:CAST(:cap AS INTEGER)] AS hits"
+            "  FROM (SELECT u.message_id, u.body FROM"
+            f"   ({branch.format('<=')} UNION ALL {branch.format('>')}) AS u"
+            "   ORDER BY u.message_id DESC LIMIT :per) AS v) AS w"
         )
         rows = (await conn.execute(text(sql), params)).all()
-        edge = int(rows[0][0]) if rows else 0
-        return [message_from_columns(row, 1) for row in rows if row[1] is not None], edge
+        # Where each conversation's reading stops: its oldest row read, or its last
+        # match returned when more may follow (deleted ones may take some places).
+        edge = 0
+        for n, low, hits in rows:
+            if n == per:
+                edge = max(edge, low)
+            if hits and len(hits) == params["cap"]:
+                edge = max(edge, hits[-1])
+        candidates = sorted((h for *_, hits in rows for h in hits or () if h >= edge), reverse=True)
+        return await self._live_messages(conn, candidates, search.limit), edge
+
+    async def _live_messages(
+        self, conn: AsyncConnection, ids: list[int], limit: int
+    ) -> list[Message]:
+        """The first ``limit`` of these messages (ids newest first) not deleted since
+        they were indexed."""
+        stmt = text(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages "  # noqa: S608 (no input in the text)
+            "WHERE id = ANY(CAST(:ids AS BIGINT[])) AND deleted_at IS NULL ORDER BY id DESC"
+        )
+        found: list[Message] = []
+        while ids and len(found) < limit:
+            take = limit - len(found) + SPARE
+            chunk, ids = ids[:take], ids[take:]
+            rows = await conn.execute(stmt, {"ids": chunk})
+            found += [message_from_columns(row) for row in rows]
+        return found[:limit]
 
     def _search_sql(self, search: SearchFilter) -> tuple[TextClause, dict[str, Any]]:
         params: dict[str, Any] = {"limit": search.limit}
         where = _filters(search, "s", "s.message_id", params, live=False)
         for i, term in enumerate(search.query.terms):
-            where.append(f"s.body LIKE :term{i}")
-            params[f"term{i}"] = _like(term)
+            grams = sample_grams(term)
+            if grams is None:
+                where.append(f"s.body LIKE :term{i}")
+                params[f"term{i}"] = _like(term)
+                continue
+            # The index intersects a few trigrams; the exact test runs on what remains.
+            for j, gram in enumerate(grams):
+                where.append(f"s.body LIKE :gram{i}_{j}")
+                params[f"gram{i}_{j}"] = _like(gram)
+            where.append(f"strpos(s.body, :term{i}) > 0")
+            params[f"term{i}"] = term
         for i, term in enumerate(search.query.short_terms):
             where.append(f"strpos(s.body, :short{i}) > 0")
             params[f"short{i}"] = term
