@@ -271,3 +271,29 @@ async def test_newest_rows_first_then_the_index(store: SqlStore) -> None:
                 ]
                 for limit in (1, 3, 50):
                     assert await pages(q, scope, limit, sender) == expected, (q, limit)
+
+
+async def test_long_terms_look_up_their_rarest_trigrams(store: SqlStore) -> None:
+    """Once the index is sampled, a long term is looked up by its two rarest trigrams
+    and checked whole: a message holding every trigram of the term but not the term
+    is a candidate, never a result."""
+    if isinstance(store, PostgresSearch):
+        store.windows, store.min_per_conversation = (2,), 1  # the trigram index answers
+    alice = await user(store, "alice")
+    general = await room(store, "general", alice)
+    other = await room(store, "other", alice)
+    await send(store, general, alice, *(f"filler message {i} about the deploy" for i in range(30)))
+    await send(store, general, alice, "see https://example.com/kalomi/42 now")
+    await send(store, other, alice, "call ulanka_dekadevo() twice")
+    # Every trigram of both terms, neither term.
+    await send(store, general, alice, "example.co om/ka kalom lomi ulank anka_d _dekad adevo")
+    await send(store, other, alice, "filler about the deploy")
+    await _index_all(store)
+    await store.refresh_search_stats()
+    both = [general, other]
+    assert await _find(store, "example.com/kalomi", both) == [
+        "see https://example.com/kalomi/42 now"
+    ]
+    assert await _find(store, "ulanka_dekadevo", both) == ["call ulanka_dekadevo() twice"]
+    assert await _find(store, "deploy", [other]) == ["filler about the deploy"]
+    assert await _find(store, "kalomi 42", both) == ["see https://example.com/kalomi/42 now"]

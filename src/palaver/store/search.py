@@ -14,6 +14,7 @@ the watermark. Passes are idempotent, so several nodes can run them on one datab
 from __future__ import annotations
 
 import abc
+import asyncio
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +25,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import TextClause
 
 from palaver.core.models import Message, MessageKind, now_ms
-from palaver.core.search import IndexProgress, SearchFilter, advance_watermark, normalize
+from palaver.core.search import (
+    GramCounts,
+    IndexProgress,
+    SearchFilter,
+    advance_watermark,
+    normalize,
+)
 from palaver.store.schema import messages, search_state
 from palaver.store.sql import MESSAGE_COLUMNS, SqlStore, message_from_columns
 
@@ -57,6 +64,8 @@ SHORT_BODY = 2000
 #: Matches a search asks for beyond a page: the index may still hold a few messages
 #: deleted since, which the search then skips.
 SPARE = 4
+#: Indexed texts (the newest) whose trigrams tell common from rare ones.
+GRAM_SAMPLE = 5000
 
 _COLUMNS = ", ".join(f"m.{name.strip()}" for name in MESSAGE_COLUMNS.split(","))
 _TEXT = MessageKind.TEXT.value
@@ -97,6 +106,11 @@ def sample_grams(term: str) -> list[str] | None:
     return [term[i : i + 3] for i in picked]
 
 
+def _phrase(term: str) -> str:
+    """An FTS5 string: the term as one phrase, quotes doubled."""
+    return '"' + term.replace('"', '""') + '"'
+
+
 def _like(term: str) -> str:
     escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
@@ -104,6 +118,21 @@ def _like(term: str) -> str:
 
 class SearchStore(SqlStore):
     """The search methods shared by both engines; subclasses write the SQL."""
+
+    #: Trigram statistics of the newest indexed texts (None until first sampled).
+    _grams: GramCounts | None = None
+
+    async def refresh_search_stats(self) -> None:
+        async def txn(conn: AsyncConnection) -> list[str]:
+            rows = await conn.execute(text(self._sample_sql), {"n": GRAM_SAMPLE})
+            return [row[0] for row in rows]
+
+        texts = await self._txn("search_stats", txn, write=False)
+        # Counting takes tens of milliseconds: not on the event loop.
+        self._grams = await asyncio.to_thread(GramCounts, texts)
+
+    #: The newest ``:n`` indexed texts.
+    _sample_sql: str
 
     async def search_backlog(self) -> bool:
         """Whether messages past the watermark exist (one cheap read, for polling)."""
@@ -281,7 +310,10 @@ def _filters(
 
 
 class SqliteSearch(SearchStore):
-    """FTS5 with the trigram tokenizer: every term is a quoted phrase (a substring)."""
+    """FTS5 with the trigram tokenizer: every term is a quoted phrase (a substring), or
+    for a long term its rarest trigrams and a substring test."""
+
+    _sample_sql = "SELECT body FROM message_search ORDER BY rowid DESC LIMIT :n"
 
     async def _index_docs(self, conn: AsyncConnection, docs: Sequence[SearchDoc]) -> None:
         await conn.execute(
@@ -345,11 +377,17 @@ class SqliteSearch(SearchStore):
         return found + await super()._search(conn, older)
 
     def _search_sql(self, search: SearchFilter) -> tuple[TextClause, dict[str, Any]]:
-        params: dict[str, Any] = {
-            "match": " AND ".join('"' + t.replace('"', '""') + '"' for t in search.query.terms),
-            "limit": search.limit,
-        }
-        where = ["message_search MATCH :match"]
+        params: dict[str, Any] = {"limit": search.limit}
+        phrases: list[str] = []
+        exact: list[str] = []
+        for i, term in enumerate(search.query.terms):
+            grams = self._grams.rarest(term) if self._grams is not None else None
+            phrases += [_phrase(g) for g in grams] if grams else [_phrase(term)]
+            if grams:
+                exact.append(f"instr(message_search.body, :term{i}) > 0")
+                params[f"term{i}"] = term
+        params["match"] = " AND ".join(phrases)
+        where = ["message_search MATCH :match", *exact]
         where += _filters(search, "m", "message_search.rowid", params)
         for i, term in enumerate(search.query.short_terms):
             where.append(f"instr(message_search.body, :short{i}) > 0")
@@ -364,7 +402,10 @@ class SqliteSearch(SearchStore):
 
 
 class PostgresSearch(SearchStore):
-    """pg_trgm: every term is ``body LIKE '%term%'``, answered by the trigram index."""
+    """pg_trgm: every term is ``body LIKE '%term%'``, answered by the trigram index (or
+    for a long term, its rarest trigrams and a substring test)."""
+
+    _sample_sql = "SELECT body FROM message_search ORDER BY message_id DESC LIMIT :n"
 
     async def _index_docs(self, conn: AsyncConnection, docs: Sequence[SearchDoc]) -> None:
         await conn.execute(
@@ -497,7 +538,10 @@ class PostgresSearch(SearchStore):
         params: dict[str, Any] = {"limit": search.limit}
         where = _filters(search, "s", "s.message_id", params, live=False)
         for i, term in enumerate(search.query.terms):
-            grams = sample_grams(term)
+            if self._grams is not None:
+                grams = self._grams.rarest(term, alnum=True)
+            else:
+                grams = sample_grams(term)
             if grams is None:
                 where.append(f"s.body LIKE :term{i}")
                 params[f"term{i}"] = _like(term)
