@@ -166,6 +166,8 @@ async def test_filters_and_pages(search_server: Server) -> None:
     bob = await server.connect(bob_token)
     for i in range(5):
         await ada.send_text(room, f"status update {i}")
+    # Past the millisecond the last message may have been stamped with.
+    await asyncio.sleep(0.002)
     middle = now_ms()
     for i in range(5, 8):
         await bob.send_text(room, f"status update {i}")
