@@ -42,7 +42,8 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
             await services.store.migrate()
         gateway = await start_gateway(services)
         services.retention.start()
-        services.indexer.start()
+        if settings.search_indexer:
+            services.indexer.start()
         services.started_at = time.monotonic()
         try:
             yield {"services": services, GATEWAY_STATE_KEY: gateway}

@@ -141,6 +141,10 @@ class SearchIndexer:
         if self._wake is not None:
             self._wake.set()
 
+    @property
+    def running(self) -> bool:
+        return self._task is not None
+
     def start(self) -> None:
         if self._task is None:
             self._wake = asyncio.Event()
