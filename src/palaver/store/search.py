@@ -154,59 +154,47 @@ class SearchStore(SqlStore):
         """Index up to ``batch`` entries after the watermark and move it. Text messages
         are indexed, ``edit`` entries re-index the message they edit, ``delete``
         entries remove it. Safe to run on several nodes at once."""
+        # Read and normalise outside the write transaction: on SQLite it holds the one
+        # write lock that every send needs, so it should only write.
+        start, rows, edited = await self._txn(
+            "index_read", lambda conn: self._pending(conn, batch), write=False
+        )
+        docs: dict[int, SearchDoc] = {}
+        gone: set[int] = set()
+        # In stream order, so a message edited then deleted in one batch ends deleted.
+        for r in rows:
+            if r.kind == _TEXT and r.deleted_at is None:
+                docs[r.id] = SearchDoc(
+                    r.id, r.conversation_id, r.sender_id, r.created_at, normalize(r.content)
+                )
+            elif r.kind == _EDIT and r.ref_id in edited and r.ref_id not in gone:
+                original = edited[r.ref_id]
+                docs[r.ref_id] = SearchDoc(
+                    original.id,
+                    original.conversation_id,
+                    original.sender_id,
+                    original.created_at,
+                    normalize(r.content),
+                )
+            elif r.kind == _DELETE and r.ref_id is not None:
+                docs.pop(r.ref_id, None)
+                gone.add(r.ref_id)
+        moved = advance_watermark(
+            start,
+            [(r.id, r.created_at) for r in rows],
+            now if now is not None else now_ms(),
+            GAP_GRACE_MS,
+        )
 
         async def txn(conn: AsyncConnection) -> IndexProgress:
             watermark = await self._lock_watermark(conn)
-            rows = (
-                await conn.execute(
-                    select(
-                        messages.c.id,
-                        messages.c.conversation_id,
-                        messages.c.sender_id,
-                        messages.c.kind,
-                        messages.c.content,
-                        messages.c.created_at,
-                        messages.c.ref_id,
-                        messages.c.deleted_at,
-                    )
-                    .where(messages.c.id > watermark)
-                    .order_by(messages.c.id)
-                    .limit(batch)
-                )
-            ).all()
-            edited = await self._originals(
-                conn, {r.ref_id for r in rows if r.kind == _EDIT and r.ref_id is not None}
-            )
-            docs: dict[int, SearchDoc] = {}
-            gone: set[int] = set()
-            # In stream order, so a message edited then deleted in one batch ends deleted.
-            for r in rows:
-                if r.kind == _TEXT and r.deleted_at is None:
-                    docs[r.id] = SearchDoc(
-                        r.id, r.conversation_id, r.sender_id, r.created_at, normalize(r.content)
-                    )
-                elif r.kind == _EDIT and r.ref_id in edited and r.ref_id not in gone:
-                    original = edited[r.ref_id]
-                    docs[r.ref_id] = SearchDoc(
-                        original.id,
-                        original.conversation_id,
-                        original.sender_id,
-                        original.created_at,
-                        normalize(r.content),
-                    )
-                elif r.kind == _DELETE and r.ref_id is not None:
-                    docs.pop(r.ref_id, None)
-                    gone.add(r.ref_id)
+            if watermark != start:
+                # Another node indexed these meanwhile: read again from where it got.
+                return IndexProgress(0, start, watermark)
             if docs:
                 await self._index_docs(conn, list(docs.values()))
             if gone:
                 await self._unindex(conn, sorted(gone))
-            moved = advance_watermark(
-                watermark,
-                [(r.id, r.created_at) for r in rows],
-                now if now is not None else now_ms(),
-                GAP_GRACE_MS,
-            )
             if moved != watermark:
                 await conn.execute(
                     update(search_state)
@@ -216,6 +204,35 @@ class SearchStore(SqlStore):
             return IndexProgress(len(docs), watermark, moved)
 
         return await self._txn("index_messages", txn)
+
+    async def _pending(
+        self, conn: AsyncConnection, batch: int
+    ) -> tuple[int, Sequence[Any], dict[int, Any]]:
+        """The watermark, the next ``batch`` entries after it and the messages they
+        edit."""
+        stmt = select(search_state.c.last_id).where(search_state.c.name == WATERMARK)
+        watermark = int((await conn.execute(stmt)).scalar() or 0)
+        rows = (
+            await conn.execute(
+                select(
+                    messages.c.id,
+                    messages.c.conversation_id,
+                    messages.c.sender_id,
+                    messages.c.kind,
+                    messages.c.content,
+                    messages.c.created_at,
+                    messages.c.ref_id,
+                    messages.c.deleted_at,
+                )
+                .where(messages.c.id > watermark)
+                .order_by(messages.c.id)
+                .limit(batch)
+            )
+        ).all()
+        edited = await self._originals(
+            conn, {r.ref_id for r in rows if r.kind == _EDIT and r.ref_id is not None}
+        )
+        return watermark, rows, edited
 
     async def _originals(self, conn: AsyncConnection, ids: set[int]) -> dict[int, Any]:
         """The edited messages that are still searchable (text, not deleted)."""
