@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import text
 
 from palaver.core.models import Conversation, MessageKind, NewMessage
 from palaver.core.search import SearchFilter, normalize, parse_query
-from palaver.store.search import PostgresSearch, SqliteSearch
+from palaver.services.search import SearchIndexer
+from palaver.store.search import PostgresSearch, SearchStore, SqliteSearch
 from palaver.store.sql import SqlStore
 
 from .conftest import StoreFactory
@@ -297,3 +300,23 @@ async def test_long_terms_look_up_their_rarest_trigrams(store: SqlStore) -> None
     assert await _find(store, "ulanka_dekadevo", both) == ["call ulanka_dekadevo() twice"]
     assert await _find(store, "deploy", [other]) == ["filler about the deploy"]
     assert await _find(store, "kalomi 42", both) == ["see https://example.com/kalomi/42 now"]
+
+
+async def test_the_indexer_samples_the_index(store: SqlStore) -> None:
+    """The background indexer samples what the index holds (the trigram statistics
+    long terms are looked up by) as soon as it starts, and every few minutes after."""
+    alice = await user(store, "alice")
+    general = await room(store, "general", alice)
+    await send(store, general, alice, "zyxwvu once", "deploy twice", "deploy thrice")
+    assert isinstance(store, SearchStore)
+    assert store.gram_counts is None
+    indexer = SearchIndexer(store, poll=0.01)
+    indexer.start()
+    try:
+        async with asyncio.timeout(10):
+            while store.gram_counts is None:
+                await asyncio.sleep(0.01)
+    finally:
+        await indexer.stop()
+    # Never seen first; "zyx" was seen once, the trigrams of "deploy" twice.
+    assert store.gram_counts.rarest("deployzyx") == ["oyz", "yzy"]

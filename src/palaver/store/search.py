@@ -122,6 +122,10 @@ class SearchStore(SqlStore):
     #: Trigram statistics of the newest indexed texts (None until first sampled).
     _grams: GramCounts | None = None
 
+    @property
+    def gram_counts(self) -> GramCounts | None:
+        return self._grams
+
     async def refresh_search_stats(self) -> None:
         async def txn(conn: AsyncConnection) -> list[str]:
             rows = await conn.execute(text(self._sample_sql), {"n": GRAM_SAMPLE})
