@@ -242,7 +242,9 @@ async def test_newest_rows_first_then_the_index(store: SqlStore) -> None:
     async with store.engine.begin() as conn:
         await conn.execute(text(f"UPDATE messages SET deleted_at = 1 WHERE id = {gone.id}"))
 
-    async def pages(q: str, scope: list[Conversation], limit: int, sender: int | None) -> list[int]:
+    async def pages(
+        q: str, scope: list[Conversation], limit: int, sender: int | None, dates: tuple[int, int]
+    ) -> list[int]:
         ids: list[int] = []
         before: int | None = None
         while True:
@@ -251,6 +253,8 @@ async def test_newest_rows_first_then_the_index(store: SqlStore) -> None:
                     query=parse_query(q),
                     conversation_ids=[c.id for c in scope],
                     sender_id=sender,
+                    after=dates[0],
+                    before=dates[1],
                     before_id=before,
                     limit=limit,
                 )
@@ -260,9 +264,12 @@ async def test_newest_rows_first_then_the_index(store: SqlStore) -> None:
                 return ids
             before = page[-1].id
 
+    everything = (T0 - 1, T0 + 1000)
+    # Sender and date filters: rows read but not passing them still count as read.
+    filters = [(None, everything), (bob.id, everything), (None, (T0 + 12, T0 + 30))]
     for scope in ([big], [small], [big, small], [big, small, elsewhere]):
         for q in ("alpha", "beta", "delta gamma", "alpha beta", "epsilon", "nowhere"):
-            for sender in (None, bob.id):
+            for sender, dates in filters:
                 terms = parse_query(q).all_terms
                 expected = [
                     m.id
@@ -270,10 +277,12 @@ async def test_newest_rows_first_then_the_index(store: SqlStore) -> None:
                     if m.conversation_id in {c.id for c in scope}
                     and m.id != gone.id
                     and (sender is None or m.sender_id == sender)
+                    and dates[0] <= m.created_at < dates[1]
                     and all(t in normalize(m.content) for t in terms)
                 ]
                 for limit in (1, 3, 50):
-                    assert await pages(q, scope, limit, sender) == expected, (q, limit)
+                    found = await pages(q, scope, limit, sender, dates)
+                    assert found == expected, (q, limit, sender, dates)
 
 
 async def test_long_terms_look_up_their_rarest_trigrams(store: SqlStore) -> None:

@@ -491,27 +491,31 @@ class PostgresSearch(SearchStore):
             "cap": search.limit + SPARE,
         }
         inner = ["s.conversation_id = c.id"]
-        if search.sender_id is not None:
-            inner.append("s.sender_id = :sender")
-            params["sender"] = search.sender_id
-        if search.after is not None:
-            inner.append("s.created_at >= :after")
-            params["after"] = search.after
-        if search.before is not None:
-            inner.append("s.created_at < :before")
-            params["before"] = search.before
         if search.before_id is not None:
             inner.append("s.message_id < :before_id")
             params["before_id"] = search.before_id
         conditions = " AND ".join(inner)
-        terms = []
+        # Sender and dates are tested with the words, on the rows read, not while
+        # reading: a window is a conversation's newest rows whatever they hold, so its
+        # cost stays bounded when few rows pass (a date range long ago).
+        tests = []
+        if search.sender_id is not None:
+            tests.append("v.sender_id = :sender")
+            params["sender"] = search.sender_id
+        if search.after is not None:
+            tests.append("v.created_at >= :after")
+            params["after"] = search.after
+        if search.before is not None:
+            tests.append("v.created_at < :before")
+            params["before"] = search.before
         for i, term in enumerate(search.query.all_terms):
-            terms.append(f"strpos(v.body, :term{i}) > 0")
+            tests.append(f"strpos(v.body, :term{i}) > 0")
             params[f"term{i}"] = term
+        columns = "s.message_id, s.sender_id, s.created_at, s.body"
         # Short texts come from the covering index; the few long ones (too big for a
         # btree entry) from their own small index.
         branch = (
-            "(SELECT s.message_id, s.body FROM message_search AS s "  # noqa: S608
+            f"(SELECT {columns} FROM message_search AS s "  # noqa: S608
             f"WHERE {conditions} AND octet_length(s.body) {{}} {SHORT_BODY} "
             "ORDER BY s.message_id DESC LIMIT :per)"
         )
@@ -521,8 +525,8 @@ class PostgresSearch(SearchStore):
             "SELECT w.n, w.low, w.hits FROM unnest(CAST(:cids AS BIGINT[])) AS c(id)"  # noqa: S608
             " CROSS JOIN LATERAL (SELECT count(*) AS n, min(v.message_id) AS low,"
             "  (array_agg(v.message_id ORDER BY v.message_id DESC)"
-            f"   FILTER (WHERE {' AND '.join(terms)}))[1:CAST(:cap AS INTEGER)] AS hits"
-            "  FROM (SELECT u.message_id, u.body FROM"
+            f"   FILTER (WHERE {' AND '.join(tests)}))[1:CAST(:cap AS INTEGER)] AS hits"
+            "  FROM (SELECT u.* FROM"
             f"   ({branch.format('<=')} UNION ALL {branch.format('>')}) AS u"
             "   ORDER BY u.message_id DESC LIMIT :per) AS v) AS w"
         )
