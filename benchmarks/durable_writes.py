@@ -275,9 +275,12 @@ def wait_port(port: int, timeout: float = 90.0) -> None:
     raise RuntimeError(f"nothing listens on {port} after {timeout} s")
 
 
-def start_palaver(port: int, data_dir: str, database_url: str | None) -> subprocess.Popen[bytes]:
+def start_palaver(
+    port: int, data_dir: str, database_url: str | None, *, indexer: bool = True
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        "PALAVER_SEARCH_INDEXER": "true" if indexer else "false",
         "PALAVER_RATE_MESSAGES_BURST": "1000000",
         "PALAVER_RATE_MESSAGES_PER_SECOND": "1000000",
         "PALAVER_MAX_CONNECTIONS_PER_IP": "100000",
@@ -422,6 +425,11 @@ def main() -> int:
     parser.add_argument(
         "--sqlite", action="store_true", help="also run on SQLite (default unless --postgres)"
     )
+    parser.add_argument(
+        "--no-indexer",
+        action="store_true",
+        help="start the server without its search indexer (to see what indexing costs)",
+    )
     args = parser.parse_args()
     results = []
     if args.url:
@@ -441,7 +449,7 @@ def main() -> int:
                     dbname = f"palaver_bench_{secrets.token_hex(4)}"
                     _pg_admin(args.postgres, f'CREATE DATABASE "{dbname}"')
                     database_url = with_database(args.postgres, dbname)
-                proc = start_palaver(args.port, tmp, database_url)
+                proc = start_palaver(args.port, tmp, database_url, indexer=not args.no_indexer)
                 try:
                     results.append(measure(f"http://127.0.0.1:{args.port}", proc.pid, args, store))
                 finally:

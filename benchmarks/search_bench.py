@@ -13,7 +13,12 @@ nothing.
         --postgres postgresql://postgres@127.0.0.1:5432/test
 
 SQLite lives in a temporary directory; PostgreSQL gets a throwaway database created
-next to the one named by ``--postgres`` and dropped at the end.
+next to the one named by ``--postgres`` and dropped at the end. ``--sqlite-path`` and
+``--pg-database`` keep the filled database instead and reuse it on the next run
+(``--reindex`` rebuilds its index):
+
+    uv run python benchmarks/search_bench.py --sqlite-path /var/tmp/search.db \
+        --pg-database palaver_search_bench
 """
 
 from __future__ import annotations
@@ -381,6 +386,8 @@ async def index_all(store: SqlStore) -> tuple[int, float]:
 
 
 async def measure(store: SqlStore, n_queries: int) -> None:
+    # What a running server's indexer does every few minutes.
+    await store.refresh_search_stats()
     service = SearchService(store)
     scope = await store.user_conversation_ids(1)
     maker = TextMaker()
@@ -416,46 +423,78 @@ def _pct(values: list[float], p: int) -> float:
 
 
 async def run_sqlite(args: argparse.Namespace) -> None:
+    if args.sqlite_path:
+        await _sqlite_at(Path(args.sqlite_path), args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bench.db"
-        store = SqliteStore(f"sqlite:///{path}")
-        await store.connect()
-        try:
-            await store.migrate()
+        await _sqlite_at(Path(tmp) / "bench.db", args)
+
+
+async def _sqlite_at(path: Path, args: argparse.Namespace) -> None:
+    """Fill ``path`` unless it already holds messages (a kept database is reused)."""
+    fresh = not await asyncio.to_thread(path.exists)
+    store = SqliteStore(f"sqlite:///{path}")
+    await store.connect()
+    try:
+        await store.migrate()
+        if fresh:
             started = time.perf_counter()
             await fill_sqlite(store, args.messages, args.conversations)
             print(
                 f"SQLite: {args.messages:,} messages inserted in "
                 f"{time.perf_counter() - started:.1f} s"
             )
-            indexed, seconds = await index_all(store)
+        else:
+            print(f"SQLite: reusing {path}")
+        if args.reindex:
+            await _clear_index(store)
+        indexed, seconds = await index_all(store)
+        if indexed:
             print(f"  indexed {indexed:,} in {seconds:.1f} s ({indexed / seconds:,.0f}/s)")
-            print(f"  database file {path.stat().st_size / 2**20:,.0f} MiB")
-            await measure(store, args.queries)
-        finally:
-            await store.close()
+        size = (await asyncio.to_thread(path.stat)).st_size
+        print(f"  database file {size / 2**20:,.0f} MiB")
+        await measure(store, args.queries)
+    finally:
+        await store.close()
+
+
+async def _clear_index(store: SqlStore) -> None:
+    """Empty the index and rewind the indexer (after a change to what it stores)."""
+    from sqlalchemy import text
+
+    async with store.engine.begin() as conn:
+        await conn.execute(text("DELETE FROM message_search"))
+        await conn.execute(text("UPDATE search_state SET last_id = 0"))
 
 
 async def run_postgres(args: argparse.Namespace) -> None:
     admin = await asyncpg.connect(args.postgres)
-    name = f"palaver_search_bench_{secrets.token_hex(4)}"
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    name = args.pg_database or f"palaver_search_bench_{secrets.token_hex(4)}"
+    fresh = not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+    if fresh:
+        await admin.execute(f'CREATE DATABASE "{name}"')
     url = args.postgres.rsplit("/", 1)[0] + f"/{name}"
     try:
         store = PostgresStore(url.replace("postgresql://", "postgresql+asyncpg://", 1))
         await store.connect()
         try:
             await store.migrate()
-            started = time.perf_counter()
-            await fill_postgres(url, args.messages, args.conversations)
-            print(
-                f"PostgreSQL: {args.messages:,} messages inserted in "
-                f"{time.perf_counter() - started:.1f} s"
-            )
+            if fresh:
+                started = time.perf_counter()
+                await fill_postgres(url, args.messages, args.conversations)
+                print(
+                    f"PostgreSQL: {args.messages:,} messages inserted in "
+                    f"{time.perf_counter() - started:.1f} s"
+                )
+            else:
+                print(f"PostgreSQL: reusing database {name}")
+            if args.reindex:
+                await _clear_index(store)
             indexed, seconds = await index_all(store)
-            print(f"  indexed {indexed:,} in {seconds:.1f} s ({indexed / seconds:,.0f}/s)")
             conn = await asyncpg.connect(url)
-            await conn.execute("VACUUM ANALYZE message_search")
+            if indexed:
+                print(f"  indexed {indexed:,} in {seconds:.1f} s ({indexed / seconds:,.0f}/s)")
+                await conn.execute("VACUUM ANALYZE message_search")
             size = await conn.fetchval("SELECT pg_database_size(current_database())")
             await conn.close()
             print(f"  database size {size / 2**20:,.0f} MiB")
@@ -463,7 +502,8 @@ async def run_postgres(args: argparse.Namespace) -> None:
         finally:
             await store.close()
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not args.pg_database:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
 
 
@@ -474,6 +514,15 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=1_000)
     parser.add_argument("--queries", type=int, default=400)
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument(
+        "--sqlite-path", help="keep the SQLite database in this file; reuse it if it exists"
+    )
+    parser.add_argument(
+        "--pg-database", help="keep the PostgreSQL database under this name; reuse it if it exists"
+    )
+    parser.add_argument(
+        "--reindex", action="store_true", help="rebuild the index of a reused database"
+    )
     args = parser.parse_args()
     if args.engine in ("sqlite", "both"):
         asyncio.run(run_sqlite(args))

@@ -73,6 +73,9 @@ class Settings(BaseModel):
     smtp_from: str = "palaver@localhost"
 
     max_message_length: int = Field(5000, ge=1, le=60000)
+    search_indexer: bool = Field(
+        True, description="index messages for search on this node (one indexing node is enough)"
+    )
     history_retention_days: int = Field(0, ge=0, description="0 keeps history forever")
     rate_messages_burst: int = Field(30, ge=1)
     rate_messages_per_second: float = Field(30.0, gt=0)

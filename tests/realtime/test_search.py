@@ -238,3 +238,21 @@ async def test_openapi_describes_search(search_server: Server) -> None:
     }
     hit = document["components"]["schemas"]["SearchHitOut"]["properties"]
     assert {"highlights", "snippet", "content", "message_id"} <= set(hit)
+
+
+async def test_a_node_can_leave_indexing_to_others(search_settings: Settings) -> None:
+    """With ``search_indexer`` off a node serves searches but indexes nothing: what it
+    commits waits until another node's indexer (here, one run by hand) takes it."""
+    async for server in start_server(search_settings.model_copy(update={"search_indexer": False})):
+        assert not server.services.indexer.running
+        _, token = await server.user("ada")
+        room = await server.room(token, "general")
+        ada = await server.connect(token)
+        await ada.send_text(room, "left for another node")
+        assert await server.services.store.search_backlog()
+        assert (await search(server, token, q="another"))["results"] == []
+        other = SearchIndexer(server.services.store)
+        assert await other.run_once() == 1
+        found = await search(server, token, q="another")
+        assert [r["content"] for r in found["results"]] == ["left for another node"]
+        await ada.close()

@@ -168,6 +168,13 @@ async def test_search_objects(fresh_url: str) -> None:
                 "ix_message_search_body": "gin (body gin_trgm_ops)",
                 "ix_message_search_words": "gin (words)",
                 "ix_message_search_conversation": "btree (conversation_id, message_id)",
+                "ix_message_search_recent": (
+                    "btree (conversation_id, message_id) INCLUDE (sender_id, created_at, body)"
+                    " WHERE (octet_length(body) <= 2000)"
+                ),
+                "ix_message_search_long": (
+                    "btree (conversation_id, message_id) WHERE (octet_length(body) > 2000)"
+                ),
             }
     finally:
         await store.close()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import text
 
 from palaver.core.models import Conversation, MessageKind, NewMessage
-from palaver.core.search import SearchFilter, parse_query
+from palaver.core.search import SearchFilter, normalize, parse_query
+from palaver.services.search import SearchIndexer
+from palaver.store.search import PostgresSearch, SearchStore, SqliteSearch
 from palaver.store.sql import SqlStore
 
 from .conftest import StoreFactory
@@ -206,3 +210,122 @@ async def test_edits_reindex_and_deletes_unindex(store: SqlStore) -> None:
     await _index_all(store)
     assert await _find(store, "meet", [general]) == []
     assert await _find(store, "keep", [general]) == []
+
+
+async def test_newest_rows_first_then_the_index(store: SqlStore) -> None:
+    """A search reads the newest messages of its conversations first and asks the index
+    for older ones only when those held too few matches. With windows of a few rows,
+    every conversation is "large" here but one: whatever way a page is found, it holds
+    the same messages as a plain scan, newest first, page after page."""
+    if isinstance(store, PostgresSearch):
+        store.windows, store.min_per_conversation = (6, 12), 2
+    if isinstance(store, SqliteSearch):
+        store.room_window = 5
+    alice, bob = await user(store, "alice"), await user(store, "bob")
+    big = await room(store, "big", alice, bob)
+    small = await room(store, "small", alice)
+    elsewhere = await room(store, "elsewhere", bob)
+    words = ["alpha", "beta", "gamma delta", "Alpha beta", "épsilon"]
+    plan = [(big, alice if i % 3 else bob, words[i % 5] + f" n{i}") for i in range(40)]
+    plan[7:7] = [(small, alice, "alpha small"), (small, alice, "beta small")]
+    plan[20:20] = [(elsewhere, bob, f"alpha elsewhere {i}") for i in range(8)]
+    # Longer than a btree entry may be: PostgreSQL reads it through its own index.
+    plan.append((big, bob, "x" * 3000 + " alpha long"))
+    plan.append((big, alice, "beta newest"))
+    sent = []
+    for offset, (conversation, sender, content) in enumerate(plan):
+        [appended] = await send(store, conversation, sender, content, at=T0 + offset)
+        sent.append(appended.message)
+    await _index_all(store)
+    # Deleted, and the indexer has not seen the delete yet: never a result.
+    gone = next(m for m in reversed(sent) if m.conversation_id == big.id and "alpha" in m.content)
+    async with store.engine.begin() as conn:
+        await conn.execute(text(f"UPDATE messages SET deleted_at = 1 WHERE id = {gone.id}"))
+
+    async def pages(
+        q: str, scope: list[Conversation], limit: int, sender: int | None, dates: tuple[int, int]
+    ) -> list[int]:
+        ids: list[int] = []
+        before: int | None = None
+        while True:
+            page = await store.search_messages(
+                SearchFilter(
+                    query=parse_query(q),
+                    conversation_ids=[c.id for c in scope],
+                    sender_id=sender,
+                    after=dates[0],
+                    before=dates[1],
+                    before_id=before,
+                    limit=limit,
+                )
+            )
+            ids += [m.id for m in page]
+            if len(page) < limit:
+                return ids
+            before = page[-1].id
+
+    everything = (T0 - 1, T0 + 1000)
+    # Sender and date filters: rows read but not passing them still count as read.
+    filters = [(None, everything), (bob.id, everything), (None, (T0 + 12, T0 + 30))]
+    for scope in ([big], [small], [big, small], [big, small, elsewhere]):
+        for q in ("alpha", "beta", "delta gamma", "alpha beta", "epsilon", "nowhere"):
+            for sender, dates in filters:
+                terms = parse_query(q).all_terms
+                expected = [
+                    m.id
+                    for m in reversed(sent)
+                    if m.conversation_id in {c.id for c in scope}
+                    and m.id != gone.id
+                    and (sender is None or m.sender_id == sender)
+                    and dates[0] <= m.created_at < dates[1]
+                    and all(t in normalize(m.content) for t in terms)
+                ]
+                for limit in (1, 3, 50):
+                    found = await pages(q, scope, limit, sender, dates)
+                    assert found == expected, (q, limit, sender, dates)
+
+
+async def test_long_terms_look_up_their_rarest_trigrams(store: SqlStore) -> None:
+    """Once the index is sampled, a long term is looked up by its two rarest trigrams
+    and checked whole: a message holding every trigram of the term but not the term
+    is a candidate, never a result."""
+    if isinstance(store, PostgresSearch):
+        store.windows, store.min_per_conversation = (2,), 1  # the trigram index answers
+    alice = await user(store, "alice")
+    general = await room(store, "general", alice)
+    other = await room(store, "other", alice)
+    await send(store, general, alice, *(f"filler message {i} about the deploy" for i in range(30)))
+    await send(store, general, alice, "see https://example.com/kalomi/42 now")
+    await send(store, other, alice, "call ulanka_dekadevo() twice")
+    # Every trigram of both terms, neither term.
+    await send(store, general, alice, "example.co om/ka kalom lomi ulank anka_d _dekad adevo")
+    await send(store, other, alice, "filler about the deploy")
+    await _index_all(store)
+    await store.refresh_search_stats()
+    both = [general, other]
+    assert await _find(store, "example.com/kalomi", both) == [
+        "see https://example.com/kalomi/42 now"
+    ]
+    assert await _find(store, "ulanka_dekadevo", both) == ["call ulanka_dekadevo() twice"]
+    assert await _find(store, "deploy", [other]) == ["filler about the deploy"]
+    assert await _find(store, "kalomi 42", both) == ["see https://example.com/kalomi/42 now"]
+
+
+async def test_the_indexer_samples_the_index(store: SqlStore) -> None:
+    """The background indexer samples what the index holds (the trigram statistics
+    long terms are looked up by) as soon as it starts, and every few minutes after."""
+    alice = await user(store, "alice")
+    general = await room(store, "general", alice)
+    await send(store, general, alice, "zyxwvu once", "deploy twice", "deploy thrice")
+    assert isinstance(store, SearchStore)
+    assert store.gram_counts is None
+    indexer = SearchIndexer(store, poll=0.01)
+    indexer.start()
+    try:
+        async with asyncio.timeout(10):
+            while store.gram_counts is None:
+                await asyncio.sleep(0.01)
+    finally:
+        await indexer.stop()
+    # Never seen first; "zyx" was seen once, the trigrams of "deploy" twice.
+    assert store.gram_counts.rarest("deployzyx") == ["oyz", "yzy"]

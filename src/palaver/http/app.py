@@ -48,7 +48,8 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         gateway = await start_gateway(services)
         socket_io.bind(gateway_hub(gateway))
         services.retention.start()
-        services.indexer.start()
+        if settings.search_indexer:
+            services.indexer.start()
         services.started_at = time.monotonic()
         try:
             yield {"services": services, GATEWAY_STATE_KEY: gateway}

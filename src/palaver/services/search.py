@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import structlog
@@ -33,6 +34,9 @@ log = structlog.get_logger(__name__)
 
 #: How often an idle indexer looks for messages committed by other nodes.
 POLL_SECONDS = 0.5
+#: How often the indexer re-samples the index for the trigram statistics searches
+#: are planned by (common and rare trigrams change slowly).
+STATS_SECONDS = 600.0
 #: After a local commit, wait this long for more before indexing: one pass then covers
 #: a burst, and on SQLite the indexer takes the write lock a few times a second at most.
 WAKE_DELAY = 0.05
@@ -130,11 +134,16 @@ class SearchIndexer:
         # Made in start(): an event belongs to the loop that first waits on it.
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stats_at: float | None = None
 
     def wake(self) -> None:
         """Something was committed here: index soon. Cheap and safe on the send path."""
         if self._wake is not None:
             self._wake.set()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None
 
     def start(self) -> None:
         if self._task is None:
@@ -170,6 +179,10 @@ class SearchIndexer:
             try:
                 if await self._store.search_backlog():
                     await self.run_once()
+                now = time.monotonic()
+                if self._stats_at is None or now - self._stats_at >= STATS_SECONDS:
+                    self._stats_at = now
+                    await self._store.refresh_search_stats()
             except StoreUnavailable as exc:
                 log.warning("search.index_failed", error=str(exc))
             except Exception:

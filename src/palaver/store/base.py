@@ -352,3 +352,7 @@ class Store(RichMessageStore, ModerationStore, abc.ABC):
     @abc.abstractmethod
     async def search_messages(self, search: SearchFilter) -> list[Message]:
         """Indexed text messages matching ``search``, newest (highest id) first."""
+
+    async def refresh_search_stats(self) -> None:
+        """Re-sample what the search index holds, to plan searches by (the indexer
+        calls it now and then)."""
