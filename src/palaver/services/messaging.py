@@ -187,12 +187,14 @@ class MessagingService:
             self._announce_later(appended.message)
         # Writing a message means having read everything before it (Telegram, Slack).
         # Nobody needs a receipt event for it: every member's socket gets the message
-        # itself, and the sender's devices count their own messages as read.
+        # itself, and the sender's devices count their own messages as read. A thread
+        # reply says nothing of the main timeline, which keeps its unread and mentions.
+        in_thread = appended.message.thread_root_id is not None
         self.queue_receipt(
             CursorUpdate(
                 conversation_id,
                 sender.id,
-                read_seq=appended.message.seq,
+                read_seq=None if in_thread else appended.message.seq,
                 delivered_seq=appended.message.seq,
             ),
             announce=False,
