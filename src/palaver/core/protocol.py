@@ -139,6 +139,11 @@ def _id(raw: dict[str, Any]) -> str | int | None:
     return value
 
 
+#: The largest integer a frame may carry: ids, sequence numbers and times all fit a
+#: signed 64-bit column, and a larger one would fail in the database (INTERNAL_ERROR).
+MAX_INT = 2**62
+
+
 def _int(raw: dict[str, Any], name: str, *, required: bool = True) -> int | None:
     value = raw.get(name)
     if value is None:
@@ -150,9 +155,11 @@ def _int(raw: dict[str, Any], name: str, *, required: bool = True) -> int | None
             )
             raise PalaverError(code, f"{name} is required", field=name)
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
         raise PalaverError(
-            ErrorCode.INVALID_FORMAT, f"{name} must be a non-negative integer", field=name
+            ErrorCode.INVALID_FORMAT,
+            f"{name} must be an integer from 0 to {MAX_INT}",
+            field=name,
         )
     return value
 
@@ -199,7 +206,9 @@ def parse_attachments(value: object) -> tuple[int, ...]:
     if (
         not isinstance(value, list)
         or len(value) > MAX_ATTACHMENTS
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+        or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_INT for v in value
+        )
     ):
         raise PalaverError(
             ErrorCode.INVALID_FORMAT,
