@@ -111,9 +111,13 @@ async def _receipt(services: Services, sock: SioSocket, data: Any, *, read: bool
     if message_id is None:
         raise PalaverError(ErrorCode.INVALID_FORMAT, "messageId is required", field="messageId")
     message = await services.store.get_message(message_id)
-    if message is None:
+    # Outsiders learn nothing: a message of someone else's conversation is "not found",
+    # with the same words as one that does not exist.
+    if (
+        message is None
+        or await services.store.get_member(message.conversation_id, sock.user_id) is None
+    ):
         raise not_found("message")
-    # Outsiders learn nothing: a message of someone else's conversation is "not found".
     await services.messaging.mark(sock.user_id, message.conversation_id, message.seq, read=read)
     return {"success": True}
 
