@@ -178,6 +178,19 @@ class Upload:
     width: int | None = None
     height: int | None = None
     thumbnail_key: str | None = None
+    attached_at: int | None = None
+
+    @property
+    def blob_keys(self) -> tuple[str, ...]:
+        """The storage keys of the file and of its thumbnail."""
+        return (
+            (self.storage_key,)
+            if self.thumbnail_key is None
+            else (
+                self.storage_key,
+                self.thumbnail_key,
+            )
+        )
 
     @property
     def content_type(self) -> str:
