@@ -290,6 +290,10 @@ class UploadService:
             raise not_found("thumbnail")
         return self.storage.read(key)
 
+    def content_range(self, upload: Upload, first: int, last: int) -> AsyncIterator[bytes]:
+        """Bytes ``first`` to ``last`` (inclusive) of the file."""
+        return self.storage.read_range(upload.storage_key, first, last - first + 1)
+
     # -- attaching -------------------------------------------------------------------
 
     async def attach(
