@@ -68,9 +68,14 @@ _UPLOAD_BODY = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "required": ["file"],
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
+                        "image": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "the same as file (the name multer clients use); "
+                            "one of the two is required",
+                        },
                         "conversation_id": {
                             "type": "integer",
                             "description": "bind the file to this conversation at once",
@@ -91,7 +96,8 @@ _UPLOAD_BODY = {
     responses={413: {"description": "FILE_TOO_LARGE or IMAGE_TOO_LARGE"}, 415: {}},
 )
 async def upload(request: Request, principal: PrincipalDep, services: ServicesDep) -> UploadOut:
-    """Upload one file (multipart field ``file``; optional ``conversation_id``).
+    """Upload one file (multipart field ``file``, or ``image``; optional
+    ``conversation_id``).
 
     JPEG, PNG, GIF and WebP images are decoded and re-encoded without their metadata
     (EXIF, GPS, comments, ICC), upright, first frame only, with a thumbnail; other
