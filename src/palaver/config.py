@@ -106,6 +106,9 @@ class Settings(BaseModel):
         40_000_000, ge=1, le=500_000_000, description="width x height of an image"
     )
     upload_thumbnail_size: int = Field(320, ge=16, le=2048, description="longest side, px")
+    upload_orphan_hours: int = Field(
+        24, ge=0, description="files never attached to a message go after this; 0 keeps them"
+    )
     ws_dialect: Literal["native", "monarchs", "chat-service", "mrezhen"] = Field(
         "native", description="the protocol served at /ws (docs/compat.md)"
     )

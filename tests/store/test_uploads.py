@@ -55,7 +55,7 @@ async def test_bind_only_the_owners_unbound_uploads(store: SqlStore) -> None:
     mine = await make(records, ada.id, "a")
     elsewhere = await make(records, ada.id, "b", conversation_id=other.id)
     bobs = await make(records, bob.id, "c")
-    assert await records.bind([mine.id, elsewhere.id, bobs.id], ada.id, team.id) == 1
+    assert await records.bind([mine.id, elsewhere.id, bobs.id], ada.id, team.id, T0) == 1
     found = await records.get_many([mine.id, elsewhere.id, bobs.id, 12345])
     assert {i: u.conversation_id for i, u in found.items()} == {
         mine.id: team.id,
@@ -63,7 +63,7 @@ async def test_bind_only_the_owners_unbound_uploads(store: SqlStore) -> None:
         bobs.id: None,
     }
     # Binding again is idempotent.
-    assert await records.bind([mine.id], ada.id, team.id) == 1
+    assert await records.bind([mine.id], ada.id, team.id, T0 + 1) == 1
     assert await records.get_many([]) == {}
 
 

@@ -93,7 +93,11 @@ DIALECTS: dict[
             "join_room": ("Seed 002: enter a room.", ["room"]),
             "send_message": ("Seed 002: send to a room.", ["room", "content"]),
             "conversation:join": ("Seed 003: open a conversation.", ["conversationId"]),
-            "message:send": ("Seed 003: send.", ["conversationId", "content", "tempId"]),
+            "message:send": (
+                "Seed 003: send; an image or file by fileUrl (the url POST /api/upload "
+                "returned) or uploadId.",
+                ["conversationId", "content", "tempId", "messageType", "fileUrl", "uploadId"],
+            ),
             "message:read": ("Seed 003: read up to a message.", ["messageId"]),
             "message:delivered": ("Seed 003: received up to a message.", ["messageId"]),
             "typing:start": ("Seed 003: typing.", ["conversationId"]),
@@ -104,7 +108,17 @@ DIALECTS: dict[
             "system": ("Seed 002: joins and leaves.", ["message"]),
             "message:new": (
                 "Seed 003.",
-                ["id", "conversation_id", "sender_id", "content", "created_at", "seq"],
+                [
+                    "id",
+                    "conversation_id",
+                    "sender_id",
+                    "content",
+                    "message_type",
+                    "file_url",
+                    "attachments",
+                    "created_at",
+                    "seq",
+                ],
             ),
             "message:read": ("Seed 003.", ["conversationId", "userId", "messageId", "seq"]),
             "message:delivered": ("Seed 003.", ["conversationId", "userId", "messageId", "seq"]),

@@ -10,7 +10,9 @@ camelCase for the other events.
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from palaver.compat.bridge import Frame, iso, mark_delivered
 from palaver.compat.sio_base import Handler, SioSocket, require_dict
@@ -53,18 +55,72 @@ async def _member(services: Services, sock: SioSocket, cid: int) -> None:
 
 
 def message_payload(event: Frame) -> Frame:
-    """A native ``message`` frame in the seed's shape."""
-    return {
+    """A native ``message`` frame in the seed's shape: ``message_type`` and
+    ``file_url`` come from the first attachment (the seed's messages carry one file);
+    ``attachments`` lists them all, as on the native protocol."""
+    attachments = event.get("attachments") or []
+    first = attachments[0] if attachments else None
+    payload: Frame = {
         "id": event["message_id"],
         "conversation_id": event["conversation_id"],
         "sender_id": event["sender_id"],
         "sender_username": event["sender"],
         "content": event["content"],
-        "message_type": "text",
-        "file_url": None,
+        "message_type": _message_type(first),
+        "file_url": f"/api/uploads/{first['id']}" if first else None,
         "created_at": iso(event["created_at"]),
         "seq": event["seq"],
     }
+    if attachments:
+        payload["attachments"] = attachments
+    return payload
+
+
+def _message_type(attachment: dict[str, Any] | None) -> str:
+    if attachment is None:
+        return "text"
+    return "image" if str(attachment.get("type", "")).startswith("image/") else "file"
+
+
+MESSAGE_TYPES = ("text", "image", "file")
+_UPLOAD_PATH = re.compile(r"^/api/uploads/(\d{1,18})/?$")
+
+
+def _upload_id(sock: SioSocket, settings_url: str, body: dict[str, Any]) -> int | None:
+    """The upload a ``message:send`` carries: ``uploadId``, or ``fileUrl`` as
+    ``POST /api/upload`` returned it (``/api/uploads/17``, or that path on this
+    server's own address). Anything else is ``INVALID_FORMAT``: Palaver never fetches
+    or links a file from elsewhere."""
+    raw_id = body.get("uploadId", body.get("upload_id"))
+    url = body.get("fileUrl", body.get("file_url"))
+    if raw_id is not None:
+        upload_id = _int(raw_id)
+        if upload_id is None:
+            raise PalaverError(
+                ErrorCode.INVALID_FORMAT, "uploadId must be an integer", field="uploadId"
+            )
+        return upload_id
+    if url is None or url == "":
+        return None
+    if not isinstance(url, str):
+        raise PalaverError(ErrorCode.INVALID_FORMAT, "fileUrl must be a string", field="fileUrl")
+    parts = urlsplit(url.strip())
+    if parts.scheme or parts.netloc:
+        own = {sock.host, urlsplit(settings_url).netloc.lower()} - {""}
+        if parts.scheme not in ("http", "https") or parts.netloc.lower() not in own:
+            raise PalaverError(
+                ErrorCode.INVALID_FORMAT,
+                "fileUrl must be the url POST /api/upload returned",
+                field="fileUrl",
+            )
+    match = _UPLOAD_PATH.match(parts.path)
+    if match is None or parts.query or parts.fragment:
+        raise PalaverError(
+            ErrorCode.INVALID_FORMAT,
+            "fileUrl must be the url POST /api/upload returned",
+            field="fileUrl",
+        )
+    return int(match.group(1))
 
 
 async def conversation_join(services: Services, sock: SioSocket, data: Any) -> dict[str, Any]:
@@ -80,15 +136,42 @@ async def message_send(services: Services, sock: SioSocket, data: Any) -> dict[s
     assert sock.client is not None
     body = require_dict(data, "conversationId", "content")
     cid = _conversation_id(body)
-    content = check_content(body.get("content"), services.settings.max_message_length)
+    upload_id = _upload_id(sock, services.settings.public_url, body)
+    kind = body.get("messageType", body.get("message_type"))
+    if kind is not None and kind not in MESSAGE_TYPES:
+        raise PalaverError(
+            ErrorCode.INVALID_FORMAT,
+            "messageType must be text, image or file",
+            field="messageType",
+        )
+    if kind in ("image", "file") and upload_id is None:
+        raise PalaverError(
+            ErrorCode.INVALID_FORMAT,
+            f"messageType {kind} needs fileUrl or uploadId",
+            field="fileUrl",
+        )
+    content = check_content(
+        body.get("content"),
+        services.settings.max_message_length,
+        allow_empty=upload_id is not None,
+    )
     temp = body.get("tempId")
     client_msg_id = str(temp)[:64] if isinstance(temp, str | int) and temp != "" else None
+    member_checked = cid in sock.client.cursors
+    attachments: list[dict[str, Any]] = []
+    if upload_id is not None:
+        if not member_checked:
+            # An outsider learns nothing about the upload: the conversation is missing.
+            await services.messaging.require_member(cid, sock.user_id)
+            member_checked = True
+        attachments = await services.uploads.attach(sock.user_id, cid, [upload_id])
     appended = await services.messaging.send(
         sock.principal.user,
         cid,
         content,
         client_msg_id=client_msg_id,
-        member_checked=cid in sock.client.cursors,
+        member_checked=member_checked,
+        attachments=tuple(attachments),
     )
     m = appended.message
     payload = message_payload(
@@ -100,6 +183,7 @@ async def message_send(services: Services, sock: SioSocket, data: Any) -> dict[s
             "content": m.content,
             "created_at": m.created_at,
             "seq": m.seq,
+            "attachments": list(m.attachments),
         }
     )
     return {"success": True, "message": payload, "tempId": temp, "duplicate": appended.duplicate}

@@ -112,7 +112,7 @@ class SocketIODialects:
             raise socketio.exceptions.ConnectionRefusedError(
                 error.message, {"code": error.code.value}
             ) from None
-        sock = SioSocket(sid)
+        sock = SioSocket(sid, str(environ.get("HTTP_HOST", "")))
         sock.principal = principal
         self.sockets[sid] = sock
 

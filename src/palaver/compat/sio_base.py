@@ -16,11 +16,13 @@ SEED_003 = "003"
 class SioSocket(DialectSocket):
     """State of one Socket.IO socket."""
 
-    __slots__ = ("dialect", "receipts", "rooms", "sid")
+    __slots__ = ("dialect", "host", "receipts", "rooms", "sid")
 
-    def __init__(self, sid: str) -> None:
+    def __init__(self, sid: str, host: str = "") -> None:
         super().__init__()
         self.sid = sid
+        # The Host the client connected to: its absolute upload URLs name this server.
+        self.host = host.lower()
         # None until the first join says which seed the client speaks.
         self.dialect: str | None = None
         # Seed 002: rooms joined on this socket.

@@ -162,6 +162,40 @@ def content_disposition(name: str, *, inline: bool) -> str:
     return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
 
 
+class RangeNotSatisfiable(Exception):
+    """A ``Range`` that starts past the end of the file (HTTP 416)."""
+
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The ``(first, last)`` bytes (inclusive) a ``Range`` header asks of a file of
+    ``size`` bytes, or ``None`` to send it whole: no header, several ranges or a form
+    Palaver does not parse (RFC 9110 lets a server ignore a ``Range``). Raises
+    :class:`RangeNotSatisfiable` when it cannot be served."""
+    if not header:
+        return None
+    match = _RANGE.match(header.strip().replace(" ", ""))
+    if match is None:
+        return None
+    first, last = match.groups()
+    if not first:
+        if not last:
+            return None
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            raise RangeNotSatisfiable
+        return max(size - suffix, 0), size - 1
+    start = int(first)
+    if start >= size:
+        raise RangeNotSatisfiable
+    end = int(last) if last else size - 1
+    if end < start:
+        return None
+    return start, min(end, size - 1)
+
+
 @dataclass(frozen=True, slots=True)
 class Upload:
     """One stored file. ``storage_key`` and ``thumbnail_key`` name blobs in the
@@ -178,6 +212,19 @@ class Upload:
     width: int | None = None
     height: int | None = None
     thumbnail_key: str | None = None
+    attached_at: int | None = None
+
+    @property
+    def blob_keys(self) -> tuple[str, ...]:
+        """The storage keys of the file and of its thumbnail."""
+        return (
+            (self.storage_key,)
+            if self.thumbnail_key is None
+            else (
+                self.storage_key,
+                self.thumbnail_key,
+            )
+        )
 
     @property
     def content_type(self) -> str:

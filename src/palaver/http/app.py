@@ -48,6 +48,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         gateway = await start_gateway(services)
         socket_io.bind(gateway_hub(gateway))
         services.retention.start()
+        services.upload_expiry.start()
         if settings.search_indexer:
             services.indexer.start()
         services.started_at = time.monotonic()

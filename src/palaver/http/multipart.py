@@ -38,6 +38,10 @@ def _bad(message: str) -> PalaverError:
     return PalaverError(ErrorCode.VALIDATION_ERROR, message, field="file")
 
 
+#: Form fields that may carry the file.
+FILE_FIELDS = (b"file", b"image")
+
+
 class _Parts:
     """The parser's callbacks: collects part headers, small fields and the file."""
 
@@ -90,7 +94,8 @@ class _Parts:
     def on_headers_finished(self) -> None:
         _, options = parse_options_header(self.headers.get(b"content-disposition", b""))
         self.name = options.get(b"name")
-        if self.name == b"file":
+        # "image" is what multer-style clients (seed 003's) name the field.
+        if self.name in FILE_FIELDS:
             if self.file_seen:
                 raise _bad("one file per upload")
             self.file_seen = True
@@ -160,7 +165,7 @@ async def receive_upload(
                 await asyncio.to_thread(handle.write, data)
         parser.finalize()
         if not parts.file_seen:
-            raise _bad("the form has no field named file")
+            raise _bad("the form has no field named file (or image)")
         if parts.buffer:
             await asyncio.to_thread(handle.write, bytes(parts.buffer))
         handle.close()

@@ -14,10 +14,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
-from starlette.responses import FileResponse, StreamingResponse
+from starlette.responses import FileResponse, Response, StreamingResponse
 
 from palaver.core.errors import not_found
-from palaver.core.uploads import Upload, content_disposition
+from palaver.core.uploads import RangeNotSatisfiable, Upload, byte_range, content_disposition
 from palaver.http.deps import PrincipalDep, ServicesDep, client_ip
 from palaver.http.multipart import receive_upload
 from palaver.http.schemas import ERROR_RESPONSES
@@ -68,9 +68,14 @@ _UPLOAD_BODY = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "required": ["file"],
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
+                        "image": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "the same as file (the name multer clients use); "
+                            "one of the two is required",
+                        },
                         "conversation_id": {
                             "type": "integer",
                             "description": "bind the file to this conversation at once",
@@ -91,7 +96,8 @@ _UPLOAD_BODY = {
     responses={413: {"description": "FILE_TOO_LARGE or IMAGE_TOO_LARGE"}, 415: {}},
 )
 async def upload(request: Request, principal: PrincipalDep, services: ServicesDep) -> UploadOut:
-    """Upload one file (multipart field ``file``; optional ``conversation_id``).
+    """Upload one file (multipart field ``file``, or ``image``; optional
+    ``conversation_id``).
 
     JPEG, PNG, GIF and WebP images are decoded and re-encoded without their metadata
     (EXIF, GPS, comments, ICC), upright, first frame only, with a thumbnail; other
@@ -130,18 +136,58 @@ _FILE_RESPONSE: dict[int | str, dict[str, Any]] = {
         "content": {"application/octet-stream": {}},
     }
 }
+_RANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_FILE_RESPONSE,
+    206: {
+        "description": "the bytes a single `Range: bytes=first-last` asked for, with "
+        "`Content-Range`",
+        "content": {"application/octet-stream": {}},
+    },
+    416: {
+        "description": "the range starts past the end of the file (`Content-Range: bytes */size`)"
+    },
+}
 
 
-@router.get("/api/uploads/{upload_id}", response_class=StreamingResponse, responses=_FILE_RESPONSE)
+@router.get(
+    "/api/uploads/{upload_id}", response_class=StreamingResponse, responses=_RANGE_RESPONSES
+)
+@router.head(
+    "/api/uploads/{upload_id}",
+    operation_id="download_head",
+    response_class=Response,
+    responses=_RANGE_RESPONSES,
+)
 async def download(
-    upload_id: int, principal: PrincipalDep, services: ServicesDep
-) -> StreamingResponse:
+    upload_id: int, request: Request, principal: PrincipalDep, services: ServicesDep
+) -> Response:
     """The file, for its uploader and the members of the conversation it is bound to;
-    anyone else gets ``NOT_FOUND``, as for an id that does not exist."""
+    anyone else gets ``NOT_FOUND``, as for an id that does not exist. ``HEAD`` gives the
+    headers alone; one ``Range: bytes=first-last`` (or ``first-``, ``-suffix``) gives
+    206 with those bytes (several ranges: the whole file)."""
     found = await services.uploads.readable(principal.user.id, upload_id)
-    return await _file_response(
-        found, services.uploads.content(found), found.content_type, size=found.size
-    )
+    headers = _headers(found)
+    headers["Accept-Ranges"] = "bytes"
+    try:
+        span = byte_range(request.headers.get("range"), found.size)
+    except RangeNotSatisfiable:
+        headers["Content-Range"] = f"bytes */{found.size}"
+        return Response(status_code=416, headers=headers)
+    status, length = 200, found.size
+    if span is not None:
+        status, length = 206, span[1] - span[0] + 1
+        headers["Content-Range"] = f"bytes {span[0]}-{span[1]}/{found.size}"
+    if request.method == "HEAD":
+        headers["Content-Length"] = str(length)
+        return Response(status_code=status, headers=headers, media_type=found.content_type)
+    if span is None:
+        chunks = services.uploads.content(found)
+    else:
+        chunks = services.uploads.content_range(found, *span)
+    first = await _first(chunks)
+    response = _stream(found, first, chunks, found.content_type, size=length, headers=headers)
+    response.status_code = status
+    return response
 
 
 @router.get(
@@ -167,11 +213,13 @@ async def _first(chunks: AsyncIterator[bytes]) -> bytes:
         raise not_found("upload") from None
 
 
-async def _file_response(
-    upload: Upload, chunks: AsyncIterator[bytes], content_type: str, *, size: int | None
-) -> StreamingResponse:
-    first = await _first(chunks)
-    return _stream(upload, first, chunks, content_type, size=size)
+def _headers(upload: Upload) -> dict[str, str]:
+    return {
+        "Content-Disposition": content_disposition(upload.name, inline=upload.inline),
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": FILE_CSP,
+        "Cache-Control": "private, max-age=3600",
+    }
 
 
 def _stream(
@@ -181,18 +229,14 @@ def _stream(
     content_type: str,
     *,
     size: int | None,
+    headers: dict[str, str] | None = None,
 ) -> StreamingResponse:
     async def body() -> AsyncIterator[bytes]:
         yield first
         async for chunk in chunks:
             yield chunk
 
-    headers = {
-        "Content-Disposition": content_disposition(upload.name, inline=upload.inline),
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": FILE_CSP,
-        "Cache-Control": "private, max-age=3600",
-    }
+    headers = headers if headers is not None else _headers(upload)
     if size is not None:
         headers["Content-Length"] = str(size)
     return StreamingResponse(body(), media_type=content_type, headers=headers)

@@ -7,6 +7,7 @@ session also tells the broker, so that user's open sockets close at once on ever
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -88,6 +89,8 @@ class AuthService:
         self.tokens = tokens
         self.audit = audit
         self.mailer = mailer
+        #: Removes a deleted account's files (the upload service).
+        self.remove_files: Callable[[int], Awaitable[object]] | None = None
 
     # -- registration and login ------------------------------------------------------
 
@@ -372,6 +375,11 @@ class AuthService:
         if not await verify_password(principal.user.password_hash, password):
             raise PalaverError(ErrorCode.INVALID_CREDENTIALS, "password is wrong", field="password")
         sessions = [s.id for s in await self.store.list_sessions(principal.user.id)]
+        # Files first: if that fails the account is untouched and the user can retry. A
+        # file still arriving meanwhile is never attached (the sessions end below) and
+        # expires with the unattached ones.
+        if self.remove_files is not None:
+            await self.remove_files(principal.user.id)
         await self.store.anonymise_user(principal.user.id, now_ms())
         await self.audit.record("user.deleted", actor_id=principal.user.id, ip=ip)
         await signals.revoke_sessions(self.broker, principal.user.id, sessions or None)

@@ -21,6 +21,7 @@ from palaver.services.rich import RichMessagingService
 from palaver.services.search import SearchIndexer, SearchService
 from palaver.services.storage import LocalStorage
 from palaver.services.tokens import TokenService
+from palaver.services.upload_expiry import UploadExpiryJob
 from palaver.services.uploads import UploadService
 from palaver.services.users import UserCache
 from palaver.store import create_store
@@ -49,6 +50,7 @@ class Services:
     rich: RichMessagingService
     search: SearchService
     indexer: SearchIndexer
+    upload_expiry: UploadExpiryJob
     started_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -62,6 +64,7 @@ class Services:
 
     async def close(self) -> None:
         await self.retention.stop()
+        await self.upload_expiry.stop()
         await self.moderation.close()
         await self.messaging.close()
         await self.indexer.stop()
@@ -102,6 +105,8 @@ def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Ser
     uploads = UploadService(settings, store, broker, LocalStorage(settings.effective_upload_dir))
     rich = RichMessagingService(settings, store, messaging)
     messaging.resolve_extras = rich.send_extras
+    rich.discard_blobs = uploads.discard_blobs
+    auth.remove_files = uploads.remove_owned
     return Services(
         settings=settings,
         store=store,
@@ -121,4 +126,5 @@ def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Ser
         rich=rich,
         search=SearchService(store),
         indexer=indexer,
+        upload_expiry=UploadExpiryJob(uploads),
     )

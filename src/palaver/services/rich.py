@@ -8,6 +8,7 @@ in sequence order.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,8 @@ class RichMessagingService:
         self.settings = settings
         self.store = store
         self.messaging = messaging
+        #: Removes the blobs of a deleted message's attachments (the upload service).
+        self.discard_blobs: Callable[[Sequence[str]], Awaitable[None]] | None = None
 
     # -- lookups ---------------------------------------------------------------------
 
@@ -167,6 +170,8 @@ class RichMessagingService:
         )
         if mutation is None:
             raise not_found("message")
+        if mutation.blobs and self.discard_blobs is not None:
+            await self.discard_blobs(mutation.blobs)
         return mutation.target
 
     async def react(self, user: User, message_id: int, emoji: str, add: bool) -> Message | None:

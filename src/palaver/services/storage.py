@@ -35,6 +35,21 @@ class BlobStorage(abc.ABC):
     def read(self, key: str) -> AsyncIterator[bytes]:
         """The blob's bytes in chunks; ``FileNotFoundError`` when it is gone."""
 
+    async def read_range(self, key: str, start: int, length: int) -> AsyncIterator[bytes]:
+        """``length`` bytes of the blob from ``start``; backends that can seek do
+        better than this reading from the beginning."""
+        skip, left = start, length
+        async for chunk in self.read(key):
+            if skip >= len(chunk):
+                skip -= len(chunk)
+                continue
+            piece = chunk[skip : skip + left]
+            skip = 0
+            left -= len(piece)
+            yield piece
+            if left <= 0:
+                return
+
     @abc.abstractmethod
     async def delete(self, key: str) -> None:
         """Remove a blob; a missing one is not an error."""
@@ -78,6 +93,18 @@ class LocalStorage(BlobStorage):
         handle = await asyncio.to_thread(path.open, "rb")
         try:
             while chunk := await asyncio.to_thread(handle.read, CHUNK):
+                yield chunk
+        finally:
+            handle.close()
+
+    async def read_range(self, key: str, start: int, length: int) -> AsyncIterator[bytes]:
+        path = self._path(key)
+        handle = await asyncio.to_thread(path.open, "rb")
+        try:
+            await asyncio.to_thread(handle.seek, start)
+            left = length
+            while left > 0 and (chunk := await asyncio.to_thread(handle.read, min(CHUNK, left))):
+                left -= len(chunk)
                 yield chunk
         finally:
             handle.close()

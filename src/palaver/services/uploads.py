@@ -44,6 +44,8 @@ UPLOAD_PER_SECOND = 1 / 3
 # Images decoded at once per process: a 40-megapixel RGBA image takes 160 MB decoded,
 # so this bounds the memory that image uploads can take together.
 DECODE_SLOTS = 2
+# Expired uploads deleted per transaction.
+ORPHAN_BATCH = 500
 
 Source = bytes | Path | AsyncIterable[bytes]
 
@@ -288,6 +290,10 @@ class UploadService:
             raise not_found("thumbnail")
         return self.storage.read(key)
 
+    def content_range(self, upload: Upload, first: int, last: int) -> AsyncIterator[bytes]:
+        """Bytes ``first`` to ``last`` (inclusive) of the file."""
+        return self.storage.read_range(upload.storage_key, first, last - first + 1)
+
     # -- attaching -------------------------------------------------------------------
 
     async def attach(
@@ -315,9 +321,50 @@ class UploadService:
                 or upload.conversation_id not in (None, conversation_id)
             ):
                 raise not_found("upload")
-        if any(found[i].conversation_id is None for i in ids):
-            await self.records.bind(ids, sender_id, conversation_id)
+        if any(found[i].attached_at is None for i in ids):
+            bound = await self.records.bind(ids, sender_id, conversation_id, now_ms())
+            if bound < len(ids):
+                # Expired (or its message deleted) between the read and the binding.
+                raise not_found("upload")
         return [found[i].attachment() for i in ids]
+
+    # -- removing --------------------------------------------------------------------
+
+    async def discard_blobs(self, keys: Sequence[str]) -> None:
+        """Remove the blobs of records already deleted. A failure only leaks disk
+        space (no record points at the blob, so nobody can read it) and is logged."""
+        for key in keys:
+            try:
+                await self.storage.delete(key)
+            except OSError as exc:
+                log.warning("upload.blob_not_removed", error=str(exc))
+
+    async def remove_owned(self, user_id: int) -> int:
+        """Delete every file of a user (account deletion); return how many blobs went."""
+        keys = await self.records.remove_owned(user_id)
+        await self.discard_blobs(keys)
+        if keys:
+            log.info("upload.owner_removed", user_id=user_id, blobs=len(keys))
+        return len(keys)
+
+    async def remove_unattached(self, now: int | None = None) -> int:
+        """Delete the files never attached to a message within ``upload_orphan_hours``
+        of their upload; return how many blobs (files and thumbnails) went."""
+        hours = self.settings.upload_orphan_hours
+        if hours <= 0:
+            return 0
+        cutoff = (now if now is not None else now_ms()) - hours * 3_600_000
+        removed = 0
+        while True:
+            keys = await self.records.remove_unattached(cutoff, limit=ORPHAN_BATCH)
+            await self.discard_blobs(keys)
+            removed += len(keys)
+            # A full batch yields at least ORPHAN_BATCH keys (one file each).
+            if len(keys) < ORPHAN_BATCH:
+                break
+        if removed:
+            log.info("upload.orphans_removed", blobs=removed, hours=hours)
+        return removed
 
 
 def _copy(source: Path, target: Path) -> None:

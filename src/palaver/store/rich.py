@@ -28,6 +28,7 @@ from palaver.store.schema import (
     pins,
     reactions,
     thread_reads,
+    uploads,
 )
 from palaver.store.sql import SqlStore, _message, _message_values, chunks, encode_mentions
 
@@ -113,8 +114,9 @@ class RichSqlStore(SqlStore, RichMessageStore):
             )
             await conn.execute(delete(reactions).where(reactions.c.message_id == message_id))
             await conn.execute(delete(pins).where(pins.c.message_id == message_id))
+            blobs = await _drop_attachments(conn, target)
             gone = replace(target, content="", deleted_at=at, attachments=(), mentions=())
-            return Mutation(entry, gone)
+            return Mutation(entry, gone, blobs)
 
         return await self._mutate("delete_message", txn)
 
@@ -366,3 +368,17 @@ def _entry(
         ref_id=target.id,
         mentions=mentions,
     )
+
+
+async def _drop_attachments(conn: AsyncConnection, target: Message) -> tuple[str, ...]:
+    """Delete the upload records of a deleted message's attachments, in its
+    transaction: once the tombstone is committed no member can fetch the files."""
+    ids = [a["id"] for a in target.attachments if isinstance(a.get("id"), int)]
+    if not ids:
+        return ()
+    result = await conn.execute(
+        delete(uploads)
+        .where(uploads.c.id.in_(ids), uploads.c.conversation_id == target.conversation_id)
+        .returning(uploads.c.storage_key, uploads.c.thumbnail_key)
+    )
+    return tuple(key for row in result.all() for key in row if key is not None)

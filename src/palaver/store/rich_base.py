@@ -18,6 +18,9 @@ class Mutation:
 
     entry: Message
     target: Message
+    #: Storage keys of the files a delete removed with the message's attachments: their
+    #: records are gone in the same transaction, the blobs are the caller's to remove.
+    blobs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -340,6 +340,9 @@ uploads = Table(
     Column("storage_key", String(64), nullable=False, unique=True),
     Column("thumbnail_key", String(64), nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    # First attached to a message; files never attached expire (upload_orphan_hours).
+    Column("attached_at", BigInteger, nullable=True),
     Index("ix_uploads_owner", "owner_id", "id"),
     Index("ix_uploads_conversation", "conversation_id"),
+    Index("ix_uploads_unattached", "attached_at", "created_at"),
 )

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from palaver.core.models import Message
@@ -33,7 +33,13 @@ def _upload(m: Row) -> Upload:
         width=m["width"],
         height=m["height"],
         thumbnail_key=m["thumbnail_key"],
+        attached_at=m.get("attached_at"),
     )
+
+
+def blob_keys(rows: Iterable[Any]) -> list[str]:
+    """The storage keys of deleted rows (``storage_key``, ``thumbnail_key``)."""
+    return [key for row in rows for key in (row[0], row[1]) if key is not None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,23 +129,34 @@ class UploadStore:
 
         return await self.store._txn("get_uploads", txn, write=False) if ids else {}
 
-    async def bind(self, upload_ids: Sequence[int], owner_id: int, conversation_id: int) -> int:
-        """Bind the owner's unbound uploads among ``upload_ids`` to a conversation (those
-        already bound to it stay); return how many are now bound to it."""
+    async def bind(
+        self, upload_ids: Sequence[int], owner_id: int, conversation_id: int, at: int
+    ) -> int:
+        """Attach the owner's uploads among ``upload_ids`` to a message of a
+        conversation: bind the unbound ones to it and stamp ``attached_at`` where unset
+        (so they never expire). Return how many are now bound to it: fewer than asked
+        when one was removed meanwhile."""
+        ids = list(upload_ids)
 
         async def txn(conn: AsyncConnection) -> int:
             await conn.execute(
                 update(uploads)
                 .where(
-                    uploads.c.id.in_(list(upload_ids)),
+                    uploads.c.id.in_(ids),
                     uploads.c.owner_id == owner_id,
-                    uploads.c.conversation_id.is_(None),
+                    or_(
+                        uploads.c.conversation_id.is_(None),
+                        uploads.c.conversation_id == conversation_id,
+                    ),
                 )
-                .values(conversation_id=conversation_id)
+                .values(
+                    conversation_id=conversation_id,
+                    attached_at=func.coalesce(uploads.c.attached_at, at),
+                )
             )
             bound = await conn.execute(
                 select(uploads.c.id).where(
-                    uploads.c.id.in_(list(upload_ids)),
+                    uploads.c.id.in_(ids),
                     uploads.c.owner_id == owner_id,
                     uploads.c.conversation_id == conversation_id,
                 )
@@ -147,6 +164,44 @@ class UploadStore:
             return len(bound.all())
 
         return await self.store._txn("bind_uploads", txn)
+
+    async def remove_owned(self, owner_id: int) -> list[str]:
+        """Delete every upload record of a user; return the blob keys to remove."""
+
+        async def txn(conn: AsyncConnection) -> list[str]:
+            result = await conn.execute(
+                delete(uploads)
+                .where(uploads.c.owner_id == owner_id)
+                .returning(uploads.c.storage_key, uploads.c.thumbnail_key)
+            )
+            return blob_keys(result.all())
+
+        return await self.store._txn("remove_owned_uploads", txn)
+
+    async def remove_unattached(self, created_before: int, *, limit: int = 500) -> list[str]:
+        """Delete up to ``limit`` uploads never attached to a message and made before
+        ``created_before``; return the blob keys to remove."""
+
+        def expired() -> Any:
+            return and_(uploads.c.attached_at.is_(None), uploads.c.created_at < created_before)
+
+        async def txn(conn: AsyncConnection) -> list[str]:
+            ids = (
+                (await conn.execute(select(uploads.c.id).where(expired()).limit(limit)))
+                .scalars()
+                .all()
+            )
+            if not ids:
+                return []
+            # The condition again: a send may have attached one since it was read.
+            result = await conn.execute(
+                delete(uploads)
+                .where(uploads.c.id.in_(list(ids)), expired())
+                .returning(uploads.c.storage_key, uploads.c.thumbnail_key)
+            )
+            return blob_keys(result.all())
+
+        return await self.store._txn("remove_unattached_uploads", txn)
 
     async def list_for_owner(
         self, owner_id: int, *, after_id: int = 0, limit: int = 100
