@@ -112,6 +112,11 @@ class Settings(BaseModel):
     ws_dialect: Literal["native", "monarchs", "chat-service", "mrezhen"] = Field(
         "native", description="the protocol served at /ws (docs/compat.md)"
     )
+    expose_emails: bool = Field(
+        False,
+        description="seed 002's senderEmail shows other users' e-mail addresses "
+        "(off: their username)",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -3,11 +3,14 @@ endpoint, driven by python-socketio and by Node.js socket.io-client."""
 
 from __future__ import annotations
 
+import aiohttp
 import httpx
 import pytest
 import socketio
 from tests.compat.conftest import NodeSio, Sio
-from tests.realtime.conftest import PASSWORD, Server
+from tests.realtime.conftest import PASSWORD, Server, start_server
+
+from palaver.config import Settings
 
 
 async def email_user(server: Server, email: str) -> tuple[int, str]:
@@ -32,14 +35,11 @@ async def test_seed_002_rooms_with_python_socketio(server: Server) -> None:
 
     sent = await ada.call("send_message", {"room": "general", "content": "hello"})
     assert sent["ok"] is True
-    for sock in (ada, bob):
+    # Addresses are private: the sender sees hers, others the part before the @.
+    for sock, address in ((ada, "ada@example.com"), (bob, "ada")):
         got = await sock.next("message")
         assert got["id"] == sent["id"]
-        assert (got["room"], got["senderEmail"], got["content"]) == (
-            "general",
-            "ada@example.com",
-            "hello",
-        )
+        assert (got["room"], got["senderEmail"], got["content"]) == ("general", address, "hello")
         assert got["createdAt"].endswith("Z")
 
     # The REST history of the room has the same shape.
@@ -48,7 +48,7 @@ async def test_seed_002_rooms_with_python_socketio(server: Server) -> None:
     assert {k: last[k] for k in ("id", "room", "senderEmail", "content")} == {
         "id": sent["id"],
         "room": "general",
-        "senderEmail": "ada@example.com",
+        "senderEmail": "ada",
         "content": "hello",
     }
 
@@ -206,3 +206,44 @@ async def test_both_dialects_with_node_socket_io_client(server: Server, transpor
     assert refused["connect_error"]["data"]["code"] == "TOKEN_INVALID"
     for client in (ada, bob, bad):
         await client.close()
+
+
+async def test_expose_emails_shows_addresses_to_everyone(settings: Settings) -> None:
+    async for server in start_server(settings.model_copy(update={"expose_emails": True})):
+        _, ada_token = await email_user(server, "ada@example.com")
+        _, bob_token = await email_user(server, "bob@example.com")
+        ada = await Sio.connect(server.base, ada_token, "websocket")
+        bob = await Sio.connect(server.base, bob_token, "websocket")
+        await ada.call("join_room", {"room": "general"})
+        await bob.call("join_room", {"room": "general"})
+        await ada.call("send_message", {"room": "general", "content": "hello"})
+        assert (await bob.next("message"))["senderEmail"] == "ada@example.com"
+        await ada.close()
+        await bob.close()
+
+
+async def test_browsers_of_other_sites_are_refused(settings: Settings) -> None:
+    """The same Origin rule as /ws: the server's own origin, or ws_allowed_origins."""
+    allowed = settings.model_copy(update={"ws_allowed_origins": ["https://chat.example.com"]})
+    async for server in start_server(allowed):
+        _, token = await server.user("ada")
+        # A session of our own: a refused handshake leaves the client's unclosed.
+        async with aiohttp.ClientSession() as session:
+            evil = socketio.AsyncClient(reconnection=False, http_session=session)
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                await evil.connect(
+                    server.base,
+                    auth={"token": token},
+                    transports=["websocket"],
+                    headers={"Origin": "https://evil.example"},
+                )
+        for origin in ("https://chat.example.com", server.base):
+            client = socketio.AsyncClient(reconnection=False)
+            await client.connect(
+                server.base,
+                auth={"token": token},
+                transports=["websocket"],
+                headers={"Origin": origin},
+            )
+            assert client.connected
+            await client.disconnect()

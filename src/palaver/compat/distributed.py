@@ -13,6 +13,7 @@ from palaver.compat.bridge import Frame, iso, join_or_create, mark_delivered
 from palaver.compat.sio_base import Handler, SioSocket, require_dict
 from palaver.core.errors import ErrorCode, PalaverError, not_found
 from palaver.core.models import MessageKind
+from palaver.core.privacy import sender_address
 from palaver.core.protocol import check_content
 from palaver.services.container import Services
 
@@ -68,8 +69,11 @@ async def translate(services: Services, sock: SioSocket, event: Frame) -> list[t
             {
                 "id": event["message_id"],
                 "room": sock.conversations[cid].name,
-                # Accounts made by username have no e-mail: the name stands in for it.
-                "senderEmail": (sender.email or sender.username) if sender else None,
+                "senderEmail": sender_address(
+                    sender,
+                    sock.principal.user.id if sock.principal else 0,
+                    expose_emails=services.settings.expose_emails,
+                ),
                 "content": event["content"],
                 "createdAt": iso(event["created_at"]),
             },

@@ -17,7 +17,7 @@ before it knows to join it.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import socketio
 import structlog
@@ -55,6 +55,14 @@ def _token(environ: dict[str, Any], auth: object) -> str | None:
 class SocketIODialects:
     """The Socket.IO server and its bridge to the hub (bound once the hub runs)."""
 
+    def _origin_allowed(self, origin: str | None, environ: dict[str, Any]) -> bool:
+        if origin is None:
+            return True  # not a browser: cross-site forgery needs one
+        if origin in self.services.settings.ws_allowed_origins:
+            return True
+        host = str(environ.get("HTTP_HOST", ""))
+        return bool(host) and urlsplit(origin).netloc.lower() == host.lower()
+
     def __init__(self, services: Services) -> None:
         self.services = services
         settings = services.settings
@@ -62,8 +70,8 @@ class SocketIODialects:
         self.sockets: dict[str, SioSocket] = {}
         self.server = socketio.AsyncServer(
             async_mode="asgi",
-            # None: same origin only; clients that are not browsers send no Origin.
-            cors_allowed_origins=list(settings.cors_origins) or None,
+            # The same rule as /ws: the server's own origin or ws_allowed_origins.
+            cors_allowed_origins=self._origin_allowed,
             max_http_buffer_size=settings.ws_max_frame,
             ping_interval=settings.ws_ping_interval,
             ping_timeout=settings.ws_ping_timeout,

@@ -16,6 +16,7 @@ from palaver.core import events
 from palaver.core.errors import ErrorCode, PalaverError, not_found
 from palaver.core.models import ConversationKind, Message, User
 from palaver.core.moderation import member_state
+from palaver.core.privacy import sender_address
 from palaver.core.uploads import MAX_ATTACHMENTS
 from palaver.http.deps import PrincipalDep, ServicesDep
 from palaver.http.message_schemas import MessageOut
@@ -330,7 +331,9 @@ async def room_messages(
             {
                 **rendered,
                 "room": found.name,
-                "senderEmail": sender.email if sender else None,
+                "senderEmail": sender_address(
+                    sender, principal.user.id, expose_emails=services.settings.expose_emails
+                ),
                 "createdAt": datetime.fromtimestamp(message.created_at / 1000, UTC)
                 .isoformat(timespec="milliseconds")
                 .replace("+00:00", "Z"),

@@ -67,6 +67,7 @@ class PostgresStore(PostgresSearch, RichSqlStore):
         asyncpg.CannotConnectNowError,
         asyncpg.AdminShutdownError,
     )
+    data_errors = (asyncpg.DataError,)
 
     def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 5.0) -> None:
         super().__init__()

@@ -37,6 +37,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import DataError as SqlDataError
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -280,6 +281,8 @@ class SqlStore(SqlModeration, Store):
 
     #: Driver errors that mean the database is unreachable (beyond the generic ones).
     unavailable_errors: tuple[type[BaseException], ...] = ()
+    #: The driver's own "this value does not fit the column" errors (raw fast paths).
+    data_errors: tuple[type[BaseException], ...] = ()
 
     def __init__(self) -> None:
         self.on_txn: Callable[[str, float], None] | None = None
@@ -330,11 +333,21 @@ class SqlStore(SqlModeration, Store):
         except (*_UNAVAILABLE, *self.unavailable_errors) as exc:
             log.warning("store transaction %s failed: %s", name, exc)
             raise StoreUnavailable(f"{name}: database unavailable") from exc
+        except (OverflowError, SqlDataError) as exc:
+            # An id or number past 64 bits cannot name anything stored: a client error,
+            # refused by the driver before the query runs.
+            raise _malformed() from exc
         except DBAPIError as exc:
+            if self._is_data_error(exc):
+                raise _malformed() from exc
             if not exc.connection_invalidated:
                 raise
             log.warning("store transaction %s lost its connection: %s", name, exc)
             raise StoreUnavailable(f"{name}: database connection lost") from exc
+        except Exception as exc:
+            if isinstance(exc, self.data_errors):  # a raw fast path's driver error
+                raise _malformed() from exc
+            raise
         finally:
             if self.on_txn is not None:
                 try:
@@ -343,6 +356,18 @@ class SqlStore(SqlModeration, Store):
                     # A metrics hook must never turn a committed write into an error
                     # that the caller would report (and retry) as a failure.
                     log.exception("on_txn hook failed for %s", name)
+
+    def _is_data_error(self, exc: DBAPIError) -> bool:
+        """Whether the driver refused a parameter (SQLAlchemy's asyncpg adapter wraps
+        asyncpg's ``DataError`` in a plain ``DBAPIError``)."""
+        cause: BaseException | None = exc.orig
+        for _ in range(4):
+            if cause is None:
+                return False
+            if isinstance(cause, (OverflowError, *self.data_errors)):
+                return True
+            cause = cause.__cause__
+        return False
 
     def _integrity_error(self, exc: IntegrityError) -> Exception:
         constraint = self._constraint_name(exc)
@@ -1270,3 +1295,9 @@ def _upgrade_head(connection: Connection) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+
+
+def _malformed() -> PalaverError:
+    return PalaverError(
+        ErrorCode.VALIDATION_ERROR, "a number is out of range or a value is malformed"
+    )
