@@ -17,7 +17,7 @@ import random
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -201,8 +201,6 @@ class ModerationService:
         self._load_lock = asyncio.Lock()
         self._subscription: Subscription | None = None
         self.reload_seconds = RELOAD_SECONDS
-        # Replaced by tests to step the reload loop without waiting.
-        self._sleep = asyncio.sleep
         self._reloader: asyncio.Task[None] | None = None
         # Signals received while a reload reads the store, applied again to its result.
         self._pending: list[dict[str, Any]] | None = None
@@ -250,9 +248,11 @@ class ModerationService:
         finally:
             self._pending = None
 
-    async def _reload_forever(self) -> None:
+    async def _reload_forever(
+        self, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    ) -> None:
         while True:
-            await self._sleep(self.reload_seconds * random.uniform(0.75, 1.25))
+            await sleep(self.reload_seconds * random.uniform(0.75, 1.25))
             try:
                 await self.reload()
             except Exception as exc:  # the store is down: keep the state, try again later
