@@ -56,8 +56,9 @@ MakeCluster = Callable[..., Coroutine[Any, Any, Cluster]]
 def make_cluster(deployment: Deployment) -> MakeCluster:
     """``await make_cluster(n, **settings)`` starts n nodes (the first alone, so it
     migrates before the others start; with ``together=True`` this process migrates the
-    database and the nodes start side by side, which is quicker); settings are ``PALAVER_*`` names without the
-    prefix, e.g. ``presence_ttl="2"`` or ``database_url=...``."""
+    database and the nodes start side by side, which is quicker); settings are
+    ``PALAVER_*`` names without the prefix, e.g. ``presence_ttl="2"`` or
+    ``database_url=...``."""
 
     async def make(count: int = 2, *, together: bool = False, **settings: str) -> Cluster:
         nodes = [deployment.node(f"n{i}", LOG_LEVEL="warning", **settings) for i in range(count)]
