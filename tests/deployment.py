@@ -136,10 +136,19 @@ class Node:
 
     def stop(self) -> None:
         """Kill the process if it still runs (test teardown)."""
+        self.terminate()
+        self.reap()
+
+    def terminate(self) -> None:
+        """Ask the process to stop, without waiting."""
         if self.process is not None and self.process.poll() is None:
             # SIGTERM, not SIGKILL: a supervisor stops its workers before it exits, where
             # a killed one would leave them behind.
             self.process.send_signal(signal.SIGTERM)
+
+    def reap(self) -> None:
+        """Wait for a process asked to stop; kill it if it takes too long."""
+        if self.process is not None:
             try:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
@@ -206,8 +215,11 @@ async def deployment(make_database: Callable[[], str], tmp_path: Path) -> AsyncI
     try:
         yield found
     finally:
+        # All at once: nodes shut down side by side.
         for node in found.nodes:
-            node.stop()
+            node.terminate()
+        for node in found.nodes:
+            node.reap()
         await delete_namespace(namespace)
 
 

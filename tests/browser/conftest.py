@@ -93,6 +93,7 @@ class PalaverServer:
         self.env = env or {}
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self._healthy = False
         self.log_path = data_dir / "server.log"
         self._log: Any = None
 
@@ -100,8 +101,11 @@ class PalaverServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    def start(self, *, wait: bool = True) -> None:
+        """Start the server; with ``wait=False`` return at once (call
+        :meth:`wait_healthy` before using it), so the browser can start meanwhile."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._healthy = False
         self._log = self.log_path.open("ab")
         # cwd is the data directory, so a palaver.yaml lying in the checkout is not read.
         self.process = subprocess.Popen(
@@ -124,6 +128,12 @@ class PalaverServer:
             stderr=subprocess.STDOUT,
             env={**os.environ, "PALAVER_LOG_FORMAT": "console", **self.env},
         )
+        if wait:
+            self.wait_healthy()
+
+    def wait_healthy(self) -> None:
+        if self._healthy or self.process is None:
+            return
         deadline = time.monotonic() + SERVER_START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -132,6 +142,7 @@ class PalaverServer:
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
                     if response.status == 200:
+                        self._healthy = True
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
@@ -173,7 +184,7 @@ def server(
     """One server per test module; a module's ``SERVER_ENV`` adds settings."""
     env = getattr(request.module, "SERVER_ENV", None)
     instance = PalaverServer(tmp_path_factory.mktemp("palaver-browser"), env)
-    instance.start()
+    instance.start(wait=False)  # new_page waits for it, after starting the browser
     try:
         yield instance
     finally:
@@ -222,12 +233,14 @@ def _slug(text: str) -> str:
 
 @pytest.fixture
 def new_page(
-    browser: Browser, server: PalaverServer, request: pytest.FixtureRequest
+    server: PalaverServer, browser: Browser, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., Page]]:
     """Open a page of the web client in a fresh browser context (its own cookies and
     storage: another person, or the same person on another device)."""
     contexts: list[BrowserContext] = []
     errors: list[str] = []
+    # The server (asked first) booted while the browser started.
+    server.wait_healthy()
 
     def make(viewport: dict[str, int] | None = None) -> Page:
         context = browser.new_context(viewport=viewport or DESKTOP, base_url=server.url)

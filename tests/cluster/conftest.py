@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from tests.deployment import (
     rest,
 )
 from tests.realtime.conftest import Client
+from tests.store.conftest import asyncpg_url, open_store
 
 __all__ = ["Cluster", "deployment", "make_cluster", "make_database"]
 
@@ -53,11 +55,23 @@ MakeCluster = Callable[..., Coroutine[Any, Any, Cluster]]
 @pytest.fixture
 def make_cluster(deployment: Deployment) -> MakeCluster:
     """``await make_cluster(n, **settings)`` starts n nodes (the first alone, so it
-    migrates before the others start); settings are ``PALAVER_*`` names without the
-    prefix, e.g. ``presence_ttl="2"`` or ``database_url=...``."""
+    migrates before the others start; with ``together=True`` this process migrates the
+    database and the nodes start side by side, which is quicker); settings are
+    ``PALAVER_*`` names without the prefix, e.g. ``presence_ttl="2"`` or
+    ``database_url=...``."""
 
-    async def make(count: int = 2, **settings: str) -> Cluster:
+    async def make(count: int = 2, *, together: bool = False, **settings: str) -> Cluster:
         nodes = [deployment.node(f"n{i}", LOG_LEVEL="warning", **settings) for i in range(count)]
+        if together:
+            # Migrated here first, the nodes have nothing to race over and start at once.
+            store = open_store(asyncpg_url(deployment.database_url))
+            await store.connect()
+            try:
+                await store.migrate()
+            finally:
+                await store.close()
+            await asyncio.gather(*(node.start() for node in nodes))
+            return Cluster(deployment, nodes)
         if nodes:
             await nodes[0].start()
         for node in nodes[1:]:

@@ -1,5 +1,5 @@
 """Moderation crosses nodes: a ban, a mute and a deactivation made through one node
-reach sockets held by the other at once."""
+reach sockets held by the other at once, and a mute outlives leaving and rejoining."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from tests.store.conftest import asyncpg_url, open_store
 
 
 async def test_ban_mute_and_deactivate_reach_the_other_node(make_cluster: Any) -> None:
-    cluster: Cluster = await make_cluster(2)
+    cluster: Cluster = await make_cluster(2, together=True)
     a, b = cluster.nodes
     _, owner = await cluster.user("own")
     carol_id, carol = await cluster.user("carol")
@@ -40,6 +40,12 @@ async def test_ban_mute_and_deactivate_reach_the_other_node(make_cluster: Any) -
     assert muted.status_code == 200
     assert (await dave_b.next("member_updated"))["muted"] is True
     assert (await dave_b.send_text(rid, "hi"))["code"] == "MUTED"
+    # Leaving and coming back through node a does not lift it on node b.
+    for step in ("leave", "join"):
+        done = await cluster.rest(a, dave, "POST", f"/api/conversations/{rid}/{step}")
+        assert done.status_code < 300, done.text
+    await dave_b.next("joined")
+    assert (await dave_b.send_text(rid, "back again"))["code"] == "MUTED"
 
     # A ban made on node a removes the room from carol's socket on node b.
     banned = await cluster.rest(

@@ -1,30 +1,32 @@
-"""A real server on SQLite and on PostgreSQL, with helpers for moderation tests.
+"""One real server on SQLite and one on PostgreSQL for the whole package, with helpers
+for moderation tests.
 
-PostgreSQL tests share one throwaway database for the session, so every name a test
-creates carries a random suffix.
+Starting a server per test cost more than most tests themselves. Nothing a test does
+leaks into another: every name a test creates carries a random suffix, and tests look
+only at their own users, conversations and audit entries. The server's word list
+(``darn``, ``heck``, masked) is set for the filter test; no other test sends them.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 
-from palaver.config import Settings
-from tests.realtime.conftest import Client, Server, start_server
+from palaver.config import Settings, load_settings
+from tests.realtime.conftest import PASSWORD, Client, Server, start_server
 from tests.services import POSTGRES_URL, create_database, drop_database, require
 
+#: Every test module of the package runs on the package's event loop, where the
+#: servers live.
+ON_PACKAGE_LOOP = pytest.mark.asyncio(loop_scope="package")
 
-@pytest.fixture(scope="session")
-def moderation_pg_url() -> Iterator[str]:
-    require("PostgreSQL", POSTGRES_URL)
-    url = create_database()
-    yield url
-    drop_database(url)
+SERVER_WORDS = ["darn", "heck"]
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Mod:
     """The server and the steps moderation tests repeat."""
 
     server: Server
+    http: httpx.AsyncClient
 
     @property
     def services(self) -> Any:
@@ -46,13 +49,18 @@ class Mod:
 
     async def person(self, prefix: str = "u", *, admin: bool = False) -> Person:
         name = f"{prefix}{secrets.token_hex(3)}"
-        uid, token = await self.server.user(name)
+        r = await self.http.post(
+            "/api/auth/register", json={"username": name, "password": PASSWORD}
+        )
+        assert r.status_code == 201, r.text
+        uid, token = r.json()["user"]["id"], r.json()["token"]
         if admin:
             await self.services.store.update_user(uid, is_admin=True)
         return Person(uid, token, name)
 
     async def call(self, who: Person, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return await self.server.rest(who.token, method, path, **kwargs)
+        headers = {"Authorization": f"Bearer {who.token}"}
+        return await self.http.request(method, path, headers=headers, **kwargs)
 
     async def ok(self, who: Person, method: str, path: str, **kwargs: Any) -> Any:
         r = await self.call(who, method, path, **kwargs)
@@ -66,7 +74,13 @@ class Mod:
         return r.json()["error"]
 
     async def room(self, owner: Person, *members: Person) -> int:
-        cid = await self.server.room(owner.token, f"room-{secrets.token_hex(4)}")
+        made = await self.ok(
+            owner,
+            "POST",
+            "/api/conversations",
+            json={"type": "room", "name": f"room-{secrets.token_hex(4)}"},
+        )
+        cid = int(made["id"])
         for member in members:
             await self.ok(member, "POST", f"/api/conversations/{cid}/join")
         return cid
@@ -80,34 +94,48 @@ class Mod:
         )
 
 
-async def mod_server(
-    settings: Settings, request: pytest.FixtureRequest, **extra: Any
-) -> AsyncIterator[Mod]:
-    """A server on the database ``request.param`` names, with ``extra`` settings."""
+async def mod_server(settings: Settings, **extra: Any) -> AsyncIterator[Mod]:
+    """A server with ``extra`` settings and relaxed message limits."""
     update: dict[str, Any] = {
         "rate_messages_burst": 10_000,
         "rate_messages_per_second": 10_000.0,
+        "filter_words": SERVER_WORDS,
+        "filter_action": "mask",
         **extra,
     }
-    if request.param == "postgres":
-        update["database_url"] = request.getfixturevalue("moderation_pg_url")
     async for server in start_server(settings.model_copy(update=update)):
-        yield Mod(server)
+        async with httpx.AsyncClient(base_url=server.base) as http:
+            yield Mod(server, http)
 
 
-@pytest.fixture(
+@pytest_asyncio.fixture(
+    scope="package",
+    loop_scope="package",
     params=[
         pytest.param("sqlite", id="sqlite"),
         pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
+    ],
 )
-async def mod(settings: Settings, request: pytest.FixtureRequest) -> AsyncIterator[Mod]:
-    async for value in mod_server(settings, request):
-        yield value
-
-
-@pytest.fixture(params=[pytest.param("sqlite", id="sqlite")])
-async def mod_sqlite(settings: Settings, request: pytest.FixtureRequest) -> AsyncIterator[Mod]:
-    """For behaviour that does not depend on the database (already run on both)."""
-    async for value in mod_server(settings, request):
-        yield value
+async def mod(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Mod]:
+    settings = load_settings(
+        config_file=None,
+        environ={},
+        overrides={
+            "data_dir": str(tmp_path_factory.mktemp("moderation")),
+            "secret_key": secrets.token_urlsafe(48),
+            "log_level": "warning",
+        },
+    )
+    extra: dict[str, Any] = {}
+    url = None
+    if request.param == "postgres":
+        require("PostgreSQL", POSTGRES_URL)
+        url = extra["database_url"] = create_database()
+    try:
+        async for value in mod_server(settings, **extra):
+            yield value
+    finally:
+        if url is not None:
+            drop_database(url)

@@ -6,7 +6,9 @@ import asyncio
 
 from palaver.core.models import now_ms
 from palaver.core.moderation import Ban
-from tests.moderation.conftest import Mod
+from tests.moderation.conftest import ON_PACKAGE_LOOP, Mod
+
+pytestmark = ON_PACKAGE_LOOP
 
 
 async def test_kick_needs_a_moderator_and_the_kicked_socket_stops_at_once(mod: Mod) -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import httpx
 
 from palaver.core.models import now_ms
-from tests.moderation.conftest import Mod
+from tests.moderation.conftest import ON_PACKAGE_LOOP, Mod
+
+pytestmark = ON_PACKAGE_LOOP
 
 
 async def test_a_blocked_user_cannot_write_nor_see_presence(mod: Mod) -> None:

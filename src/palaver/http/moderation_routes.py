@@ -198,6 +198,7 @@ async def ban(
 async def list_bans(
     conversation_id: int, principal: PrincipalDep, services: ServicesDep
 ) -> list[BanOut]:
+    """The bans in force, newest first (an expired ban no longer applies)."""
     found = await services.moderation.bans(principal.user, conversation_id)
     return [BanOut(**ban_out(b)) for b in found]
 
@@ -220,7 +221,8 @@ async def mute(
     principal: PrincipalDep,
     services: ServicesDep,
 ) -> MemberStateOut:
-    """Mute a member: they still read, their sends answer ``MUTED``."""
+    """Mute a member: they still read, their sends answer ``MUTED``, even after
+    leaving (or being kicked or banned) and coming back."""
     member = await services.moderation.mute(
         principal.user, conversation_id, user_id, duration=body.duration
     )
@@ -233,6 +235,7 @@ async def mute(
 async def unmute(
     conversation_id: int, user_id: int, principal: PrincipalDep, services: ServicesDep
 ) -> MemberStateOut:
+    """Lift a member's mute (a mute outlives leaving, kicks and bans)."""
     member = await services.moderation.unmute(principal.user, conversation_id, user_id)
     return MemberStateOut(user_id=user_id, role=member.role.value, **member_state(member))
 

@@ -2,19 +2,22 @@
 filter, blocks, reports, direct-message privacy and notification settings.
 
 What the send path needs (mutes, blocks between the two people of a direct
-conversation, word filters) is kept in memory on every node, loaded once at start and
-kept current by signals on the broker's ``moderation`` channel, so a send costs no
-query more than before. The store stays the source of truth.
+conversation, word filters) is kept in memory on every node, loaded at start and kept
+current by signals on the broker's ``moderation`` channel, so a send costs no query more
+than before. The store stays the source of truth: every node reloads the state from it
+every :data:`RELOAD_SECONDS` or so, which bounds how long a lost signal (a broker
+restart) leaves a node behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +62,12 @@ MODERATION_CHANNEL = "moderation"
 FILTER_AUDIT_INTERVAL = 60.0
 INVITE_CODE_BYTES = 16  # 128 random bits: not guessable
 KNOWN_DIRECTS = 100_000
+#: Each node rebuilds its moderation state from the store this often, jittered by a
+#: quarter either way so the nodes do not query together. Signals make changes
+#: immediate; the reload only repairs the ones a broker outage lost, like the hub's
+#: sweep does for lost message wake-ups. The state is small (mutes in force, blocks,
+#: conversation filters), so three queries a node every 45 s cost nothing.
+RELOAD_SECONDS = 45.0
 
 
 def invite_out(invite: Invite) -> dict[str, Any]:
@@ -143,6 +152,32 @@ class ModerationState:
         return b in self.blocks.get(a, ()) or a in self.blocks.get(b, ())
 
 
+def _apply(state: ModerationState, signal: dict[str, Any]) -> None:
+    """Apply one ``moderation`` signal to a node's state."""
+    kind = signal["type"]
+    if kind == "mute":
+        key = (int(signal["conversation_id"]), int(signal["user_id"]))
+        if signal.get("until") is None:
+            state.mutes.pop(key, None)
+        else:
+            state.mutes[key] = int(signal["until"])
+    elif kind == "block":
+        direct = signal.get("direct")
+        state.set_block(
+            int(signal["user_id"]),
+            int(signal["blocked_id"]),
+            bool(signal["on"]),
+            int(direct) if direct is not None else None,
+        )
+    elif kind == "filter":
+        cid = int(signal["conversation_id"])
+        words = tuple(signal.get("words") or ())
+        if words or signal.get("action"):
+            state.filters[cid] = (words, signal.get("action"))
+        else:
+            state.filters.pop(cid, None)
+
+
 class ModerationService:
     def __init__(
         self,
@@ -165,6 +200,10 @@ class ModerationService:
         self._loaded = False
         self._load_lock = asyncio.Lock()
         self._subscription: Subscription | None = None
+        self.reload_seconds = RELOAD_SECONDS
+        self._reloader: asyncio.Task[None] | None = None
+        # Signals received while a reload reads the store, applied again to its result.
+        self._pending: list[dict[str, Any]] | None = None
         self._filter_audited: dict[tuple[int, int], float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._directs: OrderedDict[tuple[int, int], None] = OrderedDict()
@@ -175,14 +214,27 @@ class ModerationService:
 
     async def start(self) -> None:
         """Subscribe to the moderation channel, then load the state (in that order, so
-        no change made in between is missed)."""
+        no change made in between is missed), then reload it now and then."""
         async with self._load_lock:
             if self._loaded:
                 return
             self._subscription = await self.broker.subscribe(self._on_signal, [MODERATION_CHANNEL])
-            now = now_ms()
+            await self._load()
+            self._loaded = True
+            self._reloader = asyncio.create_task(self._reload_forever())
+
+    async def reload(self) -> None:
+        """Rebuild this node's state from the store (see :data:`RELOAD_SECONDS`)."""
+        async with self._load_lock:
+            await self._load()
+
+    async def _load(self) -> None:
+        # A signal that arrives while the store is read may or may not be in what is
+        # read; it is applied to the new state too, so the swap cannot undo it.
+        self._pending = []
+        try:
             state = ModerationState()
-            for cid, uid, until in await self.store.active_mutes(now):
+            for cid, uid, until in await self.store.active_mutes(now_ms()):
                 state.mutes[(cid, uid)] = until
             pairs = await self.store.all_blocks()
             directs = await self.store.direct_ids(pairs)
@@ -190,10 +242,28 @@ class ModerationService:
                 state.set_block(a, b, True, directs.get((min(a, b), max(a, b))))
             for cid, (words, action) in (await self.store.conversation_filters()).items():
                 state.filters[cid] = (normalise_words(words), action)
+            for signal in self._pending:
+                _apply(state, signal)
             self.state = state
-            self._loaded = True
+        finally:
+            self._pending = None
+
+    async def _reload_forever(
+        self, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    ) -> None:
+        while True:
+            await sleep(self.reload_seconds * random.uniform(0.75, 1.25))
+            try:
+                await self.reload()
+            except Exception as exc:  # the store is down: keep the state, try again later
+                log.warning("moderation.reload_failed", error=str(exc))
 
     async def close(self) -> None:
+        if self._reloader is not None:
+            self._reloader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reloader
+            self._reloader = None
         if self._subscription is not None:
             await self._subscription.close()
         for task in list(self._tasks):
@@ -204,29 +274,9 @@ class ModerationService:
             signal = signals.decode(payload)
         except ValueError:
             return
-        kind = signal["type"]
-        state = self.state
-        if kind == "mute":
-            key = (int(signal["conversation_id"]), int(signal["user_id"]))
-            if signal.get("until") is None:
-                state.mutes.pop(key, None)
-            else:
-                state.mutes[key] = int(signal["until"])
-        elif kind == "block":
-            direct = signal.get("direct")
-            state.set_block(
-                int(signal["user_id"]),
-                int(signal["blocked_id"]),
-                bool(signal["on"]),
-                int(direct) if direct is not None else None,
-            )
-        elif kind == "filter":
-            cid = int(signal["conversation_id"])
-            words = tuple(signal.get("words") or ())
-            if words or signal.get("action"):
-                state.filters[cid] = (words, signal.get("action"))
-            else:
-                state.filters.pop(cid, None)
+        _apply(self.state, signal)
+        if self._pending is not None:
+            self._pending.append(signal)
 
     async def _signal(self, kind: str, **fields: Any) -> None:
         """Apply a change here at once, then tell the other nodes."""
@@ -364,7 +414,8 @@ class ModerationService:
     # -- kick, ban, mute, roles ----------------------------------------------------------
 
     async def kick(self, actor: User, conversation_id: int, user_id: int) -> None:
-        """Remove a member; they may come back (a public room, a new invite)."""
+        """Remove a member; they may come back (a public room, a new invite), still
+        muted if they were: a kick is no way out of a mute."""
         conversation, _, me = await self._standing(actor, conversation_id)
         _, them = await self._target(conversation_id, user_id)
         self._require(
@@ -372,7 +423,6 @@ class ModerationService:
         )
         if not await self.store.remove_member(conversation_id, user_id):
             raise not_found("member")
-        await self._signal("mute", conversation_id=conversation_id, user_id=user_id, until=None)
         await self._tell(user_id, "left", conversation_id)
         name = await self._name(user_id)
         await self.messaging.post_system(conversation_id, f"{actor.handle} removed {name}")
@@ -389,7 +439,8 @@ class ModerationService:
         duration: int | None = None,
         reason: str | None = None,
     ) -> Ban:
-        """Remove a member (or someone who left) and keep them out until the ban ends."""
+        """Remove a member (or someone who left) and keep them out until the ban ends.
+        A mute outlives the ban, as it outlives a kick."""
         conversation, _, me = await self._standing(actor, conversation_id)
         target, them = await self._target(conversation_id, user_id)
         if target is None and await self.store.get_user(user_id) is None:
@@ -405,7 +456,6 @@ class ModerationService:
             reason=reason,
         )
         was_member = await self.store.ban_member(ban)
-        await self._signal("mute", conversation_id=conversation_id, user_id=user_id, until=None)
         if was_member:
             await self._tell(user_id, "left", conversation_id)
             name = await self._name(user_id)
@@ -420,8 +470,13 @@ class ModerationService:
         return ban
 
     async def unban(self, actor: User, conversation_id: int, user_id: int) -> None:
+        """Lift a ban in force; an expired ban is no ban (``NOT_FOUND``), as the list
+        and the joining rules see it."""
         conversation, _, me = await self._standing(actor, conversation_id)
         self._require(check(Move.UNBAN, conversation.kind, me))
+        ban = await self.store.get_ban(conversation_id, user_id)
+        if ban is None or not ban.active(now_ms()):
+            raise not_found("ban")
         if not await self.store.remove_ban(conversation_id, user_id):
             raise not_found("ban")
         await self.audit.record(
@@ -431,7 +486,9 @@ class ModerationService:
     async def bans(self, actor: User, conversation_id: int) -> list[Ban]:
         conversation, _, me = await self._standing(actor, conversation_id)
         self._require(check(Move.UNBAN, conversation.kind, me))
-        return await self.store.list_bans(conversation_id)
+        # An expired ban simply stops applying: it is not listed, and nothing happens
+        # when it ends (the banned user was removed when banned), so no sweep is needed.
+        return await self.store.list_bans(conversation_id, now_ms())
 
     async def mute(
         self, actor: User, conversation_id: int, user_id: int, *, duration: int | None = None

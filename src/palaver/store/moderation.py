@@ -24,6 +24,7 @@ from palaver.store.schema import (
     conversations,
     invites,
     members,
+    mutes,
     reports,
     user_privacy,
 )
@@ -38,11 +39,15 @@ class ModerationStore(abc.ABC):
 
     @abc.abstractmethod
     async def set_member_mute(self, conversation_id: int, user_id: int, until: int | None) -> bool:
-        """Mute a member until ``until`` (``None`` lifts it); ``False`` for a non-member."""
+        """Mute a member until ``until`` (``None`` lifts it); ``False`` for a non-member.
+
+        The mute outlives the membership: leaving, a kick or a ban keep it, and a new
+        membership of the same user (:meth:`add_member`) starts muted until it ends."""
 
     @abc.abstractmethod
     async def active_mutes(self, now: int) -> list[tuple[int, int, int]]:
-        """``(conversation_id, user_id, until)`` of every mute still in force."""
+        """``(conversation_id, user_id, until)`` of every mute still in force, members
+        or not."""
 
     @abc.abstractmethod
     async def set_notifications(
@@ -70,8 +75,9 @@ class ModerationStore(abc.ABC):
         """Lift a ban; ``False`` when there was none."""
 
     @abc.abstractmethod
-    async def list_bans(self, conversation_id: int) -> list[Ban]:
-        """The bans of a conversation, newest first."""
+    async def list_bans(self, conversation_id: int, now: int | None = None) -> list[Ban]:
+        """The bans of a conversation, newest first; with ``now``, only those still in
+        force then."""
 
     # -- invites -----------------------------------------------------------------------
 
@@ -242,16 +248,43 @@ class SqlModeration(ModerationStore):
     # -- member state ------------------------------------------------------------------
 
     async def set_member_mute(self, conversation_id: int, user_id: int, until: int | None) -> bool:
-        stmt = (
-            update(members)
-            .where(members.c.conversation_id == conversation_id, members.c.user_id == user_id)
-            .values(muted_until=until)
+        async def txn(conn: AsyncConnection) -> bool:
+            changed = await conn.execute(
+                update(members)
+                .where(members.c.conversation_id == conversation_id, members.c.user_id == user_id)
+                .values(muted_until=until)
+            )
+            if not changed.rowcount:
+                return False
+            await conn.execute(
+                delete(mutes).where(
+                    mutes.c.conversation_id == conversation_id, mutes.c.user_id == user_id
+                )
+            )
+            if until is not None:
+                await conn.execute(
+                    insert(mutes).values(
+                        conversation_id=conversation_id, user_id=user_id, until=until
+                    )
+                )
+            return True
+
+        return await self._txn("set_member_mute", txn)
+
+    async def _standing_mute(
+        self, conn: AsyncConnection, conversation_id: int, user_id: int
+    ) -> int | None:
+        """The mute a new membership starts with (the SQL store's ``add_member`` calls
+        this in its transaction)."""
+        stmt = select(mutes.c.until).where(
+            mutes.c.conversation_id == conversation_id, mutes.c.user_id == user_id
         )
-        return await self._changed("set_member_mute", stmt) > 0
+        until = (await conn.execute(stmt)).scalar_one_or_none()
+        return None if until is None else int(until)
 
     async def active_mutes(self, now: int) -> list[tuple[int, int, int]]:
-        stmt = select(members.c.conversation_id, members.c.user_id, members.c.muted_until).where(
-            members.c.muted_until > now
+        stmt = select(mutes.c.conversation_id, mutes.c.user_id, mutes.c.until).where(
+            mutes.c.until > now
         )
         return [(r[0], r[1], r[2]) for r in await self._rows("active_mutes", stmt)]
 
@@ -331,12 +364,14 @@ class SqlModeration(ModerationStore):
         )
         return await self._changed("remove_ban", stmt) > 0
 
-    async def list_bans(self, conversation_id: int) -> list[Ban]:
+    async def list_bans(self, conversation_id: int, now: int | None = None) -> list[Ban]:
         stmt = (
             select(bans)
             .where(bans.c.conversation_id == conversation_id)
             .order_by(bans.c.at.desc(), bans.c.user_id)
         )
+        if now is not None:
+            stmt = stmt.where(or_(bans.c.until.is_(None), bans.c.until > now))
         return [_ban(r._mapping) for r in await self._rows("list_bans", stmt)]
 
     # -- invites -----------------------------------------------------------------------

@@ -255,6 +255,21 @@ bans = Table(
     Column("reason", String(256), nullable=True),
 )
 
+# A moderation mute, apart from the membership so that leaving, a kick or a ban and
+# coming back do not lift it; ``members.muted_until`` copies it for member views.
+mutes = Table(
+    "mutes",
+    metadata,
+    Column(
+        "conversation_id",
+        Id,
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("until", BigInteger, nullable=False),
+)
+
 invites = Table(
     "invites",
     metadata,

@@ -816,6 +816,8 @@ class SqlStore(SqlModeration, Store):
             if last_seq is None or not user.scalar_one():
                 return None
             values = _member_values(conversation_id, user_id, role, at, last_seq)
+            # A mute outlives the membership: coming back does not lift it.
+            values["muted_until"] = await self._standing_mute(conn, conversation_id, user_id)
             ignore = self._insert_ignore(members, "conversation_id", "user_id")
             result = await conn.execute(ignore.values(values))
             return _member(values) if result.rowcount > 0 else None
