@@ -152,8 +152,6 @@ class ConversationService:
         member = await self.store.add_member(room.id, user.id, Role.MEMBER, now_ms())
         if member is None:
             return room, False
-        if self.moderation is not None:
-            await self.moderation.restore_mute(user.id, room.id)
         await self._tell_user(user.id, "joined", room.id, member.read_seq)
         await self.messaging.post_system(room.id, f"{user.handle} joined")
         return room, True
@@ -180,8 +178,6 @@ class ConversationService:
         member = await self.store.add_member(conversation_id, user.id, Role.MEMBER, now_ms())
         if member is None:
             raise PalaverError(ErrorCode.CONFLICT, "already a member", field="user_id")
-        if self.moderation is not None:
-            await self.moderation.restore_mute(user.id, conversation_id)
         await self._tell_user(user.id, "joined", conversation_id, member.read_seq)
         await self.messaging.post_system(conversation_id, f"{actor.handle} added {user.handle}")
         return member

@@ -583,15 +583,6 @@ class ModerationService:
                 details={"until": ban.until},
             )
 
-    async def restore_mute(self, user_id: int, conversation_id: int) -> None:
-        """Give back a mute still in force to someone who left and joined again: the
-        membership row that held it went with them, so without this leaving and
-        rejoining would shed it (kicks and bans lift mutes on purpose; leaving does
-        not)."""
-        until = self.state.mutes.get((conversation_id, user_id))
-        if until is not None and until > now_ms():
-            await self.store.set_member_mute(conversation_id, user_id, until)
-
     async def check_direct(self, user: User, other: User) -> None:
         """Whether ``user`` may open a direct conversation with ``other``: no block
         either way, and ``other``'s policy allows it. The refusal says no more."""
@@ -678,7 +669,6 @@ class ModerationService:
         member = await self.store.add_member(conversation.id, user.id, Role.MEMBER, now)
         if member is None:
             return conversation, False
-        await self.restore_mute(user.id, conversation.id)
         await self._tell(user.id, "joined", conversation.id)
         await self.messaging.post_system(conversation.id, f"{user.handle} joined")
         await self.audit.record("invite.used", actor_id=user.id, target=str(conversation.id))
