@@ -6,13 +6,11 @@ Clients that later ask for the removed range get an explicit gap (REST ``gap``, 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 import structlog
 
 from palaver.core.models import now_ms
-from palaver.store.base import Store, StoreUnavailable
+from palaver.services.periodic import PeriodicJob
+from palaver.store.base import Store
 
 log = structlog.get_logger(__name__)
 
@@ -22,14 +20,22 @@ DAY_MS = 86_400_000
 INTERVAL_SECONDS = 3600.0
 
 
-class RetentionJob:
+class RetentionJob(PeriodicJob):
     """Runs :meth:`purge_once` every ``interval`` seconds while started."""
 
+    name = "retention"
+
     def __init__(self, store: Store, days: int, *, interval: float = INTERVAL_SECONDS) -> None:
+        super().__init__(interval=interval)
         self._store = store
         self._days = days
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self._days > 0
+
+    async def run_once(self) -> None:
+        await self.purge_once()
 
     async def purge_once(self, now: int | None = None) -> int:
         """Delete what is older than the retention period; return how many went."""
@@ -38,22 +44,3 @@ class RetentionJob:
         if deleted:
             log.info("retention.purged", deleted=deleted, days=self._days)
         return deleted
-
-    def start(self) -> None:
-        if self._days > 0 and self._task is None:
-            self._task = asyncio.create_task(self._run(), name="palaver.retention")
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.purge_once()
-            except StoreUnavailable as exc:
-                log.warning("retention.failed", error=str(exc))
-            await asyncio.sleep(self._interval)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
