@@ -10,6 +10,7 @@ from collections.abc import Callable
 from playwright.sync_api import Page, expect
 
 from tests import media
+from tests.browser.conftest import PHONE
 from tests.browser.people import Person
 
 MakePerson = Callable[..., Person]
@@ -136,3 +137,40 @@ def test_signed_out_page_load_asks_for_no_refresh(new_page: Callable[..., Page])
     expect(page.locator("#register-form")).to_be_visible()
     assert refreshes == []
     assert errors == []
+
+
+def test_actions_wait_for_interaction_and_ask_before_deleting(person: MakePerson) -> None:
+    alice = person("alice", viewport=PHONE)
+    bob = person("bob")
+    room = f"acts-{alice.username[-6:]}"
+    alice.create_room(room)
+    bob.join_room(room)
+    alice.send("first")
+    alice.send("second")
+    page = alice.page
+    page.mouse.move(1, 1)
+    toolbars = page.locator("#rows .msg-actions")
+    expect(toolbars).to_have_count(2)
+    for opacity in toolbars.evaluate_all("bars => bars.map(b => getComputedStyle(b).opacity)"):
+        assert opacity == "0"
+
+    # Cancelling the confirmation keeps the message, for everyone.
+    row = alice.message("second")
+    row.hover()
+    row.get_by_role("button", name="Delete").click()
+    dialog = page.get_by_role("dialog", name="Delete message?")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    expect(alice.message("second")).to_have_count(1)
+
+    # Escape leaves editing and gives the draft back.
+    composer = page.locator("#composer-input")
+    composer.fill("a draft")
+    row.hover()
+    row.get_by_role("button", name="Edit").click()
+    expect(composer).to_have_value("second")
+    composer.press("Escape")
+    expect(page.locator("#edit-preview")).to_be_hidden()
+    expect(composer).to_have_value("a draft")
+    expect(bob.message("second")).to_have_count(1)
+    expect(bob.page.locator("#rows .edited")).to_have_count(0)
