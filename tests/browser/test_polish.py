@@ -50,7 +50,8 @@ def test_member_rows_show_names_and_a_menu(person: MakePerson) -> None:
     name = row.locator(".member-name")
     expect(name).to_have_text(bob.display_name)
     box = name.bounding_box()
-    assert box is not None and box["width"] > 40, box
+    assert box is not None
+    assert box["width"] > 40, box
     # The moderation actions wait behind one compact button.
     expect(row.get_by_role("menuitem")).to_have_count(0)
     expect(row.get_by_role("button")).to_have_count(1)
@@ -79,7 +80,8 @@ def test_opening_on_an_image_lands_at_the_very_bottom(person: MakePerson) -> Non
     bob.page.wait_for_function(AT_BOTTOM)
     thumb = bob.page.locator("#rows .attach-image img").last
     box = thumb.bounding_box()
-    assert box is not None and round(box["height"]) == 240, box
+    assert box is not None
+    assert round(box["height"]) == 240, box
 
 
 def test_thread_panel_sits_beside_the_conversation_on_desktops(person: MakePerson) -> None:
@@ -92,11 +94,13 @@ def test_thread_panel_sits_beside_the_conversation_on_desktops(person: MakePerso
     expect(panel).to_be_visible()
     timeline = bob.page.locator("#messages").bounding_box()
     side = panel.bounding_box()
-    assert timeline is not None and side is not None
+    assert timeline is not None
+    assert side is not None
     assert timeline["x"] + timeline["width"] <= side["x"] + 1, (timeline, side)
     bob.page.get_by_role("button", name="Close thread").click()
     widened = bob.page.locator("#messages").bounding_box()
-    assert widened is not None and widened["width"] > timeline["width"]
+    assert widened is not None
+    assert widened["width"] > timeline["width"]
 
 
 def test_list_preview_after_a_deletion_and_a_thread_reply(person: MakePerson) -> None:
@@ -120,9 +124,7 @@ def test_list_preview_after_a_deletion_and_a_thread_reply(person: MakePerson) ->
     for who in (alice, bob):
         who.page.reload()
         who.expect_online()
-        expect(who.conversation(room).locator(".conv-preview")).not_to_contain_text(
-            "in the thread"
-        )
+        expect(who.conversation(room).locator(".conv-preview")).not_to_contain_text("in the thread")
 
 
 def test_signed_out_page_load_asks_for_no_refresh(new_page: Callable[..., Page]) -> None:

@@ -88,18 +88,24 @@ export function decorateBubble(bubble, m, { own, me, socket }) {
   if (mentionsMe(m, me)) bubble.classList.add("mentions-me");
   const meta = bubble.querySelector(".meta");
   if (m.edited_at && meta) meta.prepend(h("span", { class: "edited", text: "edited", title: "This message was edited" }));
-  if (m.pinned) bubble.prepend(h("span", { class: "pinned", text: "📌 Pinned" }));
+  if (m.pinned) bubble.prepend(h("span", { class: "pinned" }, h("span", { class: "emoji", text: "📌" }), " Pinned"));
   if (m.message_id === undefined || m.seq === null) return; // not sent yet
   const reactions = h("div", { class: "reactions", role: "group", "aria-label": "Reactions" });
   for (const r of m.reactions ?? []) {
     const mine = r.user_ids.includes(me.id);
-    const chip = h("button", {
-      type: "button",
-      class: `reaction${mine ? " mine" : ""}`,
-      text: `${r.emoji} ${r.count}`,
-      "aria-pressed": String(mine),
-      "aria-label": `${r.emoji} ${r.count}`,
-    });
+    // The emoji and the count in their own fonts: colour emoji fonts carry digits too.
+    const chip = h(
+      "button",
+      {
+        type: "button",
+        class: `reaction${mine ? " mine" : ""}`,
+        "aria-pressed": String(mine),
+        "aria-label": `${r.emoji} ${r.count}`,
+      },
+      h("span", { class: "emoji", text: r.emoji }),
+      " ",
+      h("span", { class: "reaction-count", text: String(r.count) }),
+    );
     chip.addEventListener("click", () => act(socket, { type: "react", message_id: m.message_id, emoji: r.emoji, remove: mine }));
     reactions.append(chip);
   }
