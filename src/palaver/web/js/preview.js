@@ -23,7 +23,7 @@ export function previewMessage(conversation) {
     }
   }
   const last = conversation.lastMessage;
-  if (!last || last.kind === "unreact" || last.kind === "unpin") return null;
+  if (!last || last.thread_root_id || last.kind === "unreact" || last.kind === "unpin") return null;
   return last;
 }
 
