@@ -30,9 +30,9 @@ format: install
 
 # Debian's Chromium drives the browser tests; Playwright never downloads its own.
 browser-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
-		echo "installing Debian's chromium for the browser tests"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	@{ command -v chromium >/dev/null 2>&1 && fc-list 2>/dev/null | grep -qi "color emoji"; } || { \
+		echo "installing Debian's chromium and a colour emoji font for the browser tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null) \
 		|| echo "WARNING: could not install chromium: browser tests will fail under CI"; }
 
 # Debian's nginx fronts two Palaver nodes in tests/ops/test_nginx.py (run as the test

@@ -96,6 +96,15 @@ class Person:
         exact = re.compile(f"^{re.escape(text)}$")
         return self.page.locator("#rows .row.msg", has=self.page.locator(".text", has_text=exact))
 
+    def delete(self, text: str) -> None:
+        """Delete one's own message through its toolbar and the confirmation."""
+        row = self.message(text)
+        row.hover()
+        row.get_by_role("button", name="Delete").click()
+        dialog = self.page.get_by_role("dialog", name="Delete message?")
+        dialog.get_by_role("button", name="Delete").click()
+        expect(dialog).to_be_hidden()
+
     def texts(self) -> list[str]:
         return self.page.locator("#rows .row.msg .text").all_text_contents()
 

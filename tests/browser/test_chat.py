@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from playwright.sync_api import Dialog, expect
 
-from tests.browser.conftest import PHONE, PalaverServer, save_screenshot
+from tests.browser.conftest import PHONE, PalaverServer
 from tests.browser.people import Person
 
 MakePerson = Callable[..., Person]
@@ -51,7 +51,6 @@ def test_room_chat_with_typing_indicator(person: MakePerson) -> None:
     expect(bob.conversation(room).locator(".conv-preview")).to_contain_text("You: Hi Alice")
     # One day separator above the messages.
     expect(bob.page.locator("#rows .row.day")).to_have_count(1)
-    save_screenshot(alice.page, "desktop-dark.png")
 
     # Leaving removes the room from the list.
     bob.page.get_by_role("button", name="Conversation details").click()
@@ -122,7 +121,6 @@ def test_direct_chat_ticks_and_unread_badges(person: MakePerson) -> None:
     # The theme switch applies at once and is remembered.
     alice.page.get_by_role("button", name="Switch to light theme").click()
     expect(alice.page.locator("html")).to_have_attribute("data-theme", "light")
-    save_screenshot(alice.page, "desktop-light.png")
     alice.page.reload()
     expect(alice.page.locator("html")).to_have_attribute("data-theme", "light")
     alice.expect_online()
@@ -261,7 +259,6 @@ def test_phone_layout(person: MakePerson) -> None:
     expect(alice.message("Hello from the phone")).to_be_visible()
     expect(bob.message("Hello from the phone")).to_have_attribute("data-status", "read")
     expect(alice.message("Hi on your phone")).to_have_attribute("data-status", "read")
-    save_screenshot(page, "phone.png")
 
     # The details panel covers the screen; Esc closes it.
     page.get_by_role("button", name="Conversation details").click()

@@ -23,11 +23,18 @@ def test_owner_mutes_and_kicks_and_sets_notifications(person: MakePerson) -> Non
     expect(alice.page.locator("#members li")).to_have_count(2)
     # Bob, a plain member, gets no moderation buttons for Alice (the owner).
     bob.page.get_by_role("button", name="Conversation details").click()
-    expect(bob.page.get_by_role("button", name=f"Kick {alice.display_name}")).to_have_count(0)
+    bob.page.get_by_role("button", name=f"Actions for {alice.display_name}").click()
+    expect(bob.page.get_by_role("menuitem", name=f"Block {alice.display_name}")).to_be_visible()
+    expect(bob.page.get_by_role("menuitem", name=f"Kick {alice.display_name}")).to_have_count(0)
+    bob.page.keyboard.press("Escape")
 
-    alice.page.get_by_role("button", name=f"Mute {bob.display_name}").click()
+    # Bob's row in Alice's list: the actions wait in its menu.
+    alice.page.get_by_role("button", name=f"Actions for {bob.display_name}").click()
+    alice.page.get_by_role("menuitem", name=f"Mute {bob.display_name}").click()
     expect(alice.page.locator("#members .muted-badge")).to_have_count(1)
-    expect(alice.page.get_by_role("button", name=f"Unmute {bob.display_name}")).to_be_visible()
+    alice.page.get_by_role("button", name=f"Actions for {bob.display_name}").click()
+    expect(alice.page.get_by_role("menuitem", name=f"Unmute {bob.display_name}")).to_be_visible()
+    alice.page.keyboard.press("Escape")
     expect(
         bob.page.locator("#rows .row.system", has_text=f"muted {bob.display_name}")
     ).to_be_visible()
@@ -42,5 +49,6 @@ def test_owner_mutes_and_kicks_and_sets_notifications(person: MakePerson) -> Non
     expect(alice.page.locator("#notify-level")).to_have_value("mentions")
 
     alice.page.once("dialog", lambda dialog: dialog.accept())
-    alice.page.get_by_role("button", name=f"Kick {bob.display_name}").click()
+    alice.page.get_by_role("button", name=f"Actions for {bob.display_name}").click()
+    alice.page.get_by_role("menuitem", name=f"Kick {bob.display_name}").click()
     expect(bob.conversation(room)).to_have_count(0)

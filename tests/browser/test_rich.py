@@ -21,20 +21,27 @@ def test_react_edit_and_delete_live(person: MakePerson) -> None:
     alice.send("helo world")
     expect(bob.message("helo world")).to_be_visible()
     bob.message("helo world").hover()
+    bob.message("helo world").get_by_role("button", name="React", exact=True).click()
     bob.message("helo world").get_by_role("button", name="React 👍").click()
     expect(alice.message("helo world").locator(".reaction")).to_have_text("👍 1")
 
-    def answer(dialog: Dialog) -> None:
-        dialog.accept("hello world")
-
-    alice.page.once("dialog", answer)
+    # Edited in the composer, which says so; no browser dialog is involved.
+    dialogs: list[Dialog] = []
+    alice.page.on("dialog", lambda dialog: dialogs.append(dialog))
     alice.message("helo world").hover()
     alice.message("helo world").get_by_role("button", name="Edit").click()
+    composer = alice.page.locator("#composer-input")
+    expect(composer).to_have_value("helo world")
+    expect(alice.page.locator("#edit-preview")).to_contain_text("Editing")
+    composer.fill("hello world")
+    composer.press("Enter")
+    expect(alice.page.locator("#edit-preview")).to_be_hidden()
+    expect(composer).to_have_value("")
     expect(bob.message("hello world").locator(".edited")).to_have_text("edited")
     expect(bob.message("hello world").locator(".reaction")).to_have_text("👍 1")
 
-    alice.message("hello world").hover()
-    alice.message("hello world").get_by_role("button", name="Delete").click()
+    alice.delete("hello world")
+    assert dialogs == []
     expect(bob.page.locator("#rows .bubble.deleted .text")).to_have_text("This message was deleted")
     # The reaction and edit entries are never rows of their own.
     expect(bob.page.locator("#rows .row.msg")).to_have_count(1)

@@ -5,6 +5,7 @@
 // refresh; scripts never see it, so an XSS bug could not steal a long-lived credential.
 // After a reload the page calls /api/auth/refresh to get a fresh access token.
 
+import { noteSession } from "./session-hint.js";
 import { Emitter } from "./store.js";
 
 /** Prefix of every server URL (the page's root path when served under a sub-path). */
@@ -98,6 +99,7 @@ export class Api extends Emitter {
   #start(body) {
     this.#token = body.access_token;
     this.#expiresAt = Date.now() + body.expires_in * 1000;
+    noteSession(true);
     const lifetime = body.expires_in * 1000;
     this.#schedule(lifetime > 2 * REFRESH_MARGIN_MS ? lifetime - REFRESH_MARGIN_MS : lifetime * 0.7);
     this.emit("token", this.#token);
@@ -113,6 +115,7 @@ export class Api extends Emitter {
     clearTimeout(this.#timer);
     this.#token = null;
     this.#expiresAt = 0;
+    noteSession(false);
   }
 
   #end() {

@@ -10,6 +10,9 @@ import { $, h, icon, toast } from "./dom.js";
 import { store } from "./store.js";
 
 const MAX_ATTACHMENTS = 10;
+// Thumbnails fit in this square (as .attach-thumb's max-width/max-height say).
+const THUMB_PX = 240;
+const MIN_THUMB_PX = 48;
 
 // Uploads waiting in the tray: {key, name, state: "uploading"|"ready", item?}.
 let tray = [];
@@ -138,8 +141,14 @@ export function renderAttachments(attachments) {
 function thumbnail(item) {
   const img = h("img", { class: "attach-thumb", alt: item.name, loading: "lazy" });
   if (item.width && item.height) {
-    img.width = Math.min(240, item.width);
-    img.height = Math.round((img.width * item.height) / item.width);
+    // The box is reserved before the bytes arrive, so the timeline does not jump (and
+    // a view pinned to the bottom stays there) when the image loads.
+    const scale = Math.min(1, THUMB_PX / item.width, THUMB_PX / item.height);
+    img.width = Math.max(MIN_THUMB_PX, Math.round(item.width * scale));
+    img.height = Math.max(MIN_THUMB_PX, Math.round(item.height * scale));
+    img.style.width = `${img.width}px`;
+    img.style.height = `${img.height}px`;
+    img.style.aspectRatio = `${item.width} / ${item.height}`;
   }
   const button = h("button", { type: "button", class: "attach-image", "aria-label": `Open image ${item.name}`, title: item.name }, img);
   blobUrl(item.id, "thumbnail").then(

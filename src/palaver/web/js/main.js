@@ -10,6 +10,7 @@ import { chat } from "./chat.js";
 import { $, paintAvatar, setIcon, toast } from "./dom.js";
 import * as notify from "./notify.js";
 import { setupMessageSearch } from "./search.js";
+import { mayHaveSession } from "./session-hint.js";
 import { store } from "./store.js";
 import { theme } from "./theme.js";
 import { setupAuth, showAuth } from "./views/auth.js";
@@ -108,6 +109,7 @@ function restart() {
 
 async function boot() {
   try {
+    if (!mayHaveSession()) throw new Error("signed out");
     const user = await api.refresh();
     await enter(user);
   } catch (error) {

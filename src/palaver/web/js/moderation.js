@@ -4,6 +4,7 @@
 
 import { api } from "./api.js";
 import { h, toast } from "./dom.js";
+import { popupMenu } from "./menu.js";
 import { store } from "./store.js";
 
 const RANK = { owner: 0, admin: 1, member: 2 };
@@ -93,42 +94,46 @@ async function act(label, method, path, body) {
   }
 }
 
-/** Buttons for one row of the member list (nothing for oneself). */
+/** The "⋯" menu of one row of the member list (nothing for oneself). */
 export function memberActions(conversation, member) {
   if (member.user_id === store.me?.id) return null;
   const name = member.display_name || member.username || "this member";
   const base = `/api/conversations/${conversation.id}`;
-  const buttons = [];
-  const button = (text, onclick, extra = {}) =>
-    h("button", { type: "button", class: "member-action", text, onclick, "aria-label": `${text} ${name}`, ...extra });
+  const items = [];
+  const item = (text, action, danger = false) => items.push({ text, label: `${text} ${name}`, action, danger });
   if (mayModerate(conversation, member)) {
-    buttons.push(
-      member.muted
-        ? button("Unmute", () => act(`${name} unmuted`, "DELETE", `${base}/members/${member.user_id}/mute`))
-        : button("Mute", () => act(`${name} muted`, "PUT", `${base}/members/${member.user_id}/mute`, {})),
-      button("Kick", () => {
-        if (window.confirm(`Remove ${name}?`)) act(`${name} removed`, "POST", `${base}/members/${member.user_id}/kick`);
-      }),
-      button("Ban", () => {
-        if (window.confirm(`Ban ${name}?`)) act(`${name} banned`, "POST", `${base}/bans`, { user_id: member.user_id });
-      }),
-    );
+    if (member.muted) item("Unmute", () => act(`${name} unmuted`, "DELETE", `${base}/members/${member.user_id}/mute`));
+    else item("Mute", () => act(`${name} muted`, "PUT", `${base}/members/${member.user_id}/mute`, {}));
     if (conversation.role === "owner" || store.me?.is_admin) {
       const promote = member.role === "admin" ? "member" : "admin";
-      buttons.push(
-        button(promote === "admin" ? "Make admin" : "Remove admin", () =>
-          act(`${name} is now ${promote}`, "PUT", `${base}/members/${member.user_id}/role`, { role: promote }),
-        ),
+      item(promote === "admin" ? "Make admin" : "Remove admin", () =>
+        act(`${name} is now ${promote}`, "PUT", `${base}/members/${member.user_id}/role`, { role: promote }),
       );
     }
+    item(
+      "Kick",
+      () => {
+        if (window.confirm(`Remove ${name}?`)) act(`${name} removed`, "POST", `${base}/members/${member.user_id}/kick`);
+      },
+      true,
+    );
+    item(
+      "Ban",
+      () => {
+        if (window.confirm(`Ban ${name}?`)) act(`${name} banned`, "POST", `${base}/bans`, { user_id: member.user_id });
+      },
+      true,
+    );
   }
-  buttons.push(
-    button("Block", () => {
+  item(
+    "Block",
+    () => {
       if (window.confirm(`Block ${name}? They will not be able to message you.`)) {
         act(`${name} blocked`, "POST", `/api/users/${member.user_id}/block`);
       }
-    }),
+    },
+    true,
   );
   const muted = member.muted ? h("span", { class: "role muted-badge", text: "muted" }) : null;
-  return h("span", { class: "member-actions" }, muted, ...buttons);
+  return h("span", { class: "member-actions" }, muted, popupMenu(`Actions for ${name}`, items));
 }

@@ -2,6 +2,7 @@
 // being written, and the quote on a sent reply, which scrolls to the original.
 // Quotes are built from text nodes only, like every message.
 
+import { actionButton, addAction } from "./actions.js";
 import { chat } from "./chat.js";
 import { $, h } from "./dom.js";
 import { store } from "./store.js";
@@ -125,11 +126,8 @@ export function decorateReply(bubble, m, conversation) {
     if (text) text.before(quote);
     else bubble.prepend(quote);
   }
-  const actions = bubble.querySelector(".msg-actions");
-  if (!actions || m.message_id === undefined || m.seq === null) return;
-  const reply = h("button", { type: "button", class: "link", text: "Reply", dataset: { action: "reply" } });
-  reply.addEventListener("click", () => startReply(conversation, m));
-  actions.prepend(reply);
+  if (m.message_id === undefined || m.seq === null) return;
+  addAction(bubble, actionButton("reply", "reply", "Reply", () => startReply(conversation, m)));
 }
 
 export function setupReplies() {

@@ -4,10 +4,10 @@
 // messages and keep their sequence numbers there (so cursors stay gapless) but are
 // never shown as rows of their own.
 
+import { messageActions } from "./actions.js";
 import { h } from "./dom.js";
 
 const ENTRY_KINDS = new Set(["edit", "delete", "react", "unreact", "pin", "unpin"]);
-const QUICK_REACTIONS = ["👍", "❤️", "😂"];
 
 /** True for stream entries that change another message instead of being one. */
 export function isEntry(message) {
@@ -88,42 +88,28 @@ export function decorateBubble(bubble, m, { own, me, socket }) {
   if (mentionsMe(m, me)) bubble.classList.add("mentions-me");
   const meta = bubble.querySelector(".meta");
   if (m.edited_at && meta) meta.prepend(h("span", { class: "edited", text: "edited", title: "This message was edited" }));
-  if (m.pinned) bubble.prepend(h("span", { class: "pinned", text: "📌 Pinned" }));
+  if (m.pinned) bubble.prepend(h("span", { class: "pinned" }, h("span", { class: "emoji", text: "📌" }), " Pinned"));
   if (m.message_id === undefined || m.seq === null) return; // not sent yet
   const reactions = h("div", { class: "reactions", role: "group", "aria-label": "Reactions" });
   for (const r of m.reactions ?? []) {
     const mine = r.user_ids.includes(me.id);
-    const chip = h("button", {
-      type: "button",
-      class: `reaction${mine ? " mine" : ""}`,
-      text: `${r.emoji} ${r.count}`,
-      "aria-pressed": String(mine),
-      "aria-label": `${r.emoji} ${r.count}`,
-    });
+    // The emoji and the count in their own fonts: colour emoji fonts carry digits too.
+    const chip = h(
+      "button",
+      {
+        type: "button",
+        class: `reaction${mine ? " mine" : ""}`,
+        "aria-pressed": String(mine),
+        "aria-label": `${r.emoji} ${r.count}`,
+      },
+      h("span", { class: "emoji", text: r.emoji }),
+      " ",
+      h("span", { class: "reaction-count", text: String(r.count) }),
+    );
     chip.addEventListener("click", () => act(socket, { type: "react", message_id: m.message_id, emoji: r.emoji, remove: mine }));
     reactions.append(chip);
   }
-  const actions = h("div", { class: "msg-actions" });
-  for (const emoji of QUICK_REACTIONS) {
-    const button = h("button", { type: "button", class: "link react", text: emoji, "aria-label": `React ${emoji}` });
-    const mine = (m.reactions ?? []).some((r) => r.emoji === emoji && r.user_ids.includes(me.id));
-    button.addEventListener("click", () => act(socket, { type: "react", message_id: m.message_id, emoji, remove: mine }));
-    actions.append(button);
-  }
-  const pin = h("button", { type: "button", class: "link", text: m.pinned ? "Unpin" : "Pin", dataset: { action: "pin" } });
-  pin.addEventListener("click", () => act(socket, { type: "pin", message_id: m.message_id, pinned: !m.pinned }));
-  actions.append(pin);
-  if (own) {
-    const edit = h("button", { type: "button", class: "link", text: "Edit", dataset: { action: "edit" } });
-    edit.addEventListener("click", () => {
-      const content = window.prompt("Edit message", m.content);
-      if (content !== null && content.trim() && content !== m.content) {
-        act(socket, { type: "edit", message_id: m.message_id, content });
-      }
-    });
-    const remove = h("button", { type: "button", class: "link", text: "Delete", dataset: { action: "delete" } });
-    remove.addEventListener("click", () => act(socket, { type: "delete", message_id: m.message_id }));
-    actions.append(edit, remove);
-  }
+  const mine = (emoji) => (m.reactions ?? []).some((r) => r.emoji === emoji && r.user_ids.includes(me.id));
+  const actions = messageActions(m, { own, act: (frame) => act(socket, frame), mine });
   bubble.append(reactions, actions);
 }

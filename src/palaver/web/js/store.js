@@ -96,6 +96,8 @@ export class Conversation {
   }
 
   notePreview(message) {
+    // Thread replies live in their panel: the list previews the main timeline.
+    if (message.thread_root_id && this.lastMessage) return;
     if (!this.lastMessage || message.seq >= this.lastMessage.seq) this.lastMessage = message;
   }
 

@@ -4,6 +4,7 @@
 // Thread replies have their own read cursor (`thread_read`), moved while the panel is
 // open and the page visible; the main timeline does not show them.
 
+import { actionButton, addAction } from "./actions.js";
 import { chat } from "./chat.js";
 import { h, richText } from "./dom.js";
 import { clock, fullStamp } from "./format.js";
@@ -66,11 +67,7 @@ export function decorateThread(bubble, m, conversation) {
     open.addEventListener("click", () => openThread(conversation, m));
     bubble.append(open);
   }
-  const actions = bubble.querySelector(".msg-actions");
-  if (!actions) return;
-  const inThread = h("button", { type: "button", class: "link", text: "Reply in thread", dataset: { action: "reply-thread" } });
-  inThread.addEventListener("click", () => openThread(conversation, m));
-  actions.append(inThread);
+  addAction(bubble, actionButton("reply-thread", "thread", "Reply in thread", () => openThread(conversation, m)));
 }
 
 // -- the panel --------------------------------------------------------------------------
@@ -133,6 +130,7 @@ export async function openThread(conversation, root) {
     readSeq: root.thread?.read_seq ?? 0,
   });
   el.hidden = false;
+  document.getElementById("chat").classList.add("thread-open");
   render();
   el.querySelector("#thread-input").focus();
   const rootId = root.message_id;
@@ -159,6 +157,7 @@ export function closeThread() {
   panel.root = null;
   panel.replies = new Map();
   if (panel.el) panel.el.hidden = true;
+  document.getElementById("chat").classList.remove("thread-open");
 }
 
 function take(message) {

@@ -13,6 +13,10 @@ import { store } from "../store.js";
 import { decorateBubble, isEntry, richSignature } from "../rich.js";
 import { decorateReply, quoteSignature, setupReplies, takeReply } from "../replies.js";
 import { decorateThread, setupThreads } from "../threads.js";
+import { pinToBottom } from "../pin.js";
+import { setupDayLabels } from "../daylabel.js";
+import { setupActions } from "../actions.js";
+import { editing, finishEdit, setupEditing } from "../editing.js";
 
 // Within this distance of the bottom the view follows new messages.
 const STICK_PX = 80;
@@ -35,6 +39,7 @@ const view = {
   unreadFrom: null, // seq of the first message that was unread when the conversation opened
   initialScrollDone: false,
   frame: 0,
+  stuck: true, // the reader was at the bottom when last seen scrolling
   drafts: new Map(), // conversation id -> unsent text
 };
 
@@ -44,6 +49,8 @@ export function setupConversation({ back, toggleInfo }) {
   setupAttachments();
   setupReplies();
   setupThreads();
+  setupEditing();
+  setupActions();
 
   for (const event of ["messages", "history", "typing", "members"]) {
     store.on(event, (id) => {
@@ -57,6 +64,8 @@ export function setupConversation({ back, toggleInfo }) {
   store.on("synced", () => maybeMarkRead());
 
   messages.addEventListener("scroll", onScroll, { passive: true });
+  setupDayLabels(messages);
+  pinToBottom(messages, $("rows"), { stuck: () => view.stuck && view.id !== null, toBottom: () => scrollToBottom() });
   document.addEventListener("visibilitychange", maybeMarkRead);
   window.addEventListener("focus", maybeMarkRead);
 
@@ -318,7 +327,7 @@ function render() {
   if (!conversation || conversation.id !== view.id) return;
   const box = $("messages");
   const container = $("rows");
-  const wasAtBottom = atBottom();
+  const wasAtBottom = view.stuck || atBottom();
   const anchor = wasAtBottom ? null : findAnchor();
 
   const rows = buildRows(conversation);
@@ -360,7 +369,10 @@ function render() {
     } else {
       view.initialScrollDone = true;
       const marker = view.elements.get("unread");
-      if (marker) marker.scrollIntoView({ block: "start" });
+      if (marker) {
+        marker.scrollIntoView({ block: "start" });
+        view.stuck = atBottom();
+      }
       else scrollToBottom();
     }
   } else if (wasAtBottom) {
@@ -441,11 +453,13 @@ function scrollToBottom(smooth = false) {
   const far = box.scrollHeight - box.scrollTop - box.clientHeight > 3 * box.clientHeight;
   const behavior = smooth && !far && !reducedMotion.matches ? "smooth" : "instant";
   box.scrollTo({ top: box.scrollHeight, behavior });
+  view.stuck = true;
 }
 
 function onScroll() {
   const conversation = store.active;
   if (!conversation) return;
+  view.stuck = atBottom();
   if ($("messages").scrollTop < LOAD_OLDER_PX) chat.loadOlder(conversation);
   updateJump(conversation);
   maybeMarkRead();
@@ -508,6 +522,11 @@ function submit() {
   const input = $("composer-input");
   if (!conversation) return;
   const text = input.value;
+  if (editing()) {
+    finishEdit(text);
+    updateCounter();
+    return;
+  }
   if (uploading()) {
     toast("Wait for the files to finish uploading.");
     return;

@@ -7,6 +7,8 @@ import { $, avatar, debounce, h, icon, paintAvatar, toast } from "../dom.js";
 import { listTime } from "../format.js";
 import { isMuted } from "../notify.js";
 import { store } from "../store.js";
+import { entryLine, previewMessage } from "../preview.js";
+import { isEntry } from "../rich.js";
 
 const items = new Map(); // conversation id -> <li>
 let query = "";
@@ -115,10 +117,11 @@ function previewOf(conversation) {
   }
   const pending = store.pending(conversation.id).at(-1);
   if (pending) return { text: `You: ${pending.content}`, kind: pending.failed ? "failed" : "pending" };
-  const last = conversation.lastMessage;
+  const last = previewMessage(conversation);
   if (!last) return { text: conversation.topic || "No messages yet", kind: "empty" };
   if (last.kind === "system") return { text: last.content, kind: "system" };
-  const content = last.content || attachmentSummary(last);
+  if (last.deleted_at || last.kind === "delete") return { text: "Message deleted", kind: "deleted" };
+  const content = isEntry(last) ? entryLine(last) : last.content || attachmentSummary(last);
   if (last.sender_id === me.id) return { text: `You: ${content}`, kind: "own" };
   const sender = conversation.type === "direct" ? "" : `${last.sender_name || "Someone"}: `;
   return { text: sender + content, kind: "text" };
