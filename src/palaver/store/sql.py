@@ -878,12 +878,14 @@ class SqlStore(SqlModeration, Store):
         )
         # Walks the (conversation_id, seq) index from the read cursor: the cost grows
         # with the unread count, not with the length of the history. Thread replies
-        # have their own read state, and mutation entries are not messages.
+        # have their own read state, mutation entries are not messages, and a deleted
+        # message (a tombstone) is nothing left to read.
         from_others = and_(
             messages.c.conversation_id == conversations.c.id,
             messages.c.seq > members.c.read_seq,
             messages.c.kind == MessageKind.TEXT.value,
             messages.c.thread_root_id.is_(None),
+            messages.c.deleted_at.is_(None),
             messages.c.sender_id.is_distinct_from(user_id),
         )
         unread = select(func.count()).where(from_others).scalar_subquery()
