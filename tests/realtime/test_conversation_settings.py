@@ -29,7 +29,8 @@ async def test_topic_is_stored_at_creation_and_read_back(server: Server) -> None
         made = await client.request({"type": "create_room", "name": "random", "topic": "misc"})
         assert made["conversation"]["topic"] == "misc"
         stored = await server.services.store.get_conversation(made["conversation"]["id"])
-        assert stored is not None and stored.topic == "misc"
+        assert stored is not None
+        assert stored.topic == "misc"
     finally:
         await client.close()
 
