@@ -71,6 +71,19 @@ class UpdateConversationIn(Strict):
     )
 
 
+class ConversationOut(BaseModel):
+    id: int
+    type: str = Field(description="room, group or direct")
+    name: str | None
+    topic: str | None
+    created_by: int | None
+    created_at: int
+    last_seq: int
+    min_seq: int
+    last_message_at: int | None
+    member_count: int | None
+
+
 class AddMemberIn(Strict):
     user_id: int | str
 
@@ -186,13 +199,13 @@ async def get_conversation(
     return item
 
 
-@router.patch("/api/conversations/{conversation_id}")
+@router.patch("/api/conversations/{conversation_id}", response_model=ConversationOut)
 async def update_conversation(
     conversation_id: int,
     body: UpdateConversationIn,
     principal: PrincipalDep,
     services: ServicesDep,
-) -> dict[str, Any]:
+) -> ConversationOut:
     """Rename a room or group, or set its topic: owners and admins (other members get
     FORBIDDEN; a room name already taken, CONFLICT). Members see a system message and a
     ``conversation_updated`` frame on their sockets."""
@@ -204,7 +217,7 @@ async def update_conversation(
         set_topic="topic" in body.model_fields_set,
     )
     count = len(await services.store.member_ids(conversation_id))
-    return events.conversation(conversation, count)
+    return ConversationOut.model_validate(events.conversation(conversation, count))
 
 
 @router.get("/api/conversations/{conversation_id}/members")
