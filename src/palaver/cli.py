@@ -16,7 +16,7 @@ from typing import Any
 from palaver import __version__
 from palaver.config import ConfigError, Settings, ensure_secret, load_settings
 from palaver.core.errors import PalaverError
-from palaver.logging import configure_logging
+from palaver.logging import announce_migrations, configure_logging
 
 # Flags shared by every subcommand that reads settings; each maps to a setting name.
 _SETTING_FLAGS = {
@@ -78,6 +78,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from palaver.store import create_store
 
     settings = _settings(args)
+    announce_migrations()
 
     async def run(s: Settings) -> int:
         store = create_store(s.effective_database_url, pool_size=1)

@@ -60,7 +60,10 @@ class Settings(BaseModel):
     refresh_token_ttl: int = Field(30 * 86400, ge=300, description="seconds")
     password_min_length: int = Field(8, ge=1, le=128)
     password_require_classes: bool = True
-    login_max_failures: int = Field(5, ge=1)
+    login_max_failures: int = Field(5, ge=1, description="failed logins per account")
+    # Higher than per account: one office or campus shares an address behind NAT, and
+    # one person's typos must not lock out every colleague.
+    login_ip_max_failures: int = Field(30, ge=1, description="failed logins per client IP")
     login_failure_window: int = Field(60, ge=1, description="seconds")
     registration_open: bool = True
     password_reset_ttl: int = Field(3600, ge=60, description="seconds")

@@ -24,7 +24,14 @@ import orjson
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-__all__ = ["REDACTED", "configure_logging", "get_logger", "redact", "redact_secrets"]
+__all__ = [
+    "REDACTED",
+    "announce_migrations",
+    "configure_logging",
+    "get_logger",
+    "redact",
+    "redact_secrets",
+]
 
 REDACTED = "***"
 
@@ -204,9 +211,10 @@ def configure_logging(
             uvicorn_logger.removeHandler(old)
         uvicorn_logger.setLevel(logging.NOTSET)
         uvicorn_logger.propagate = True
-    # Alembic announces each of its plugins at INFO on every start; the migrations it
-    # runs ("Running upgrade ...") stay visible.
-    logging.getLogger("alembic.runtime.plugins").setLevel(max(numeric, logging.WARNING))
+    # Alembic speaks at INFO each time the schema is checked ("Context impl SQLiteImpl.",
+    # its plugins): noise on every command and start. `palaver migrate` turns it back
+    # on with announce_migrations().
+    logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
 
     structlog.configure(
         processors=[
@@ -226,3 +234,10 @@ def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
     """A structlog logger named ``name`` (use ``__name__``)."""
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
     return logger
+
+
+def announce_migrations() -> None:
+    """Let Alembic say what it runs ("Running upgrade ..."), for ``palaver migrate``;
+    only its announcement of each plugin stays quiet."""
+    logging.getLogger("alembic").setLevel(logging.INFO)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

@@ -8,9 +8,14 @@ worker has its own hub and gateway; Redis carries wake-ups between them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -115,8 +120,30 @@ def serve(settings: Settings) -> int:
     from palaver.http.app import create_app
 
     server = uvicorn.Server(uvicorn.Config(create_app(settings), **options))
-    server.run()
+    with _exit_cleanly_on_signals():
+        server.run()
     return 0
+
+
+def _ignore(_sig: int, _frame: FrameType | None) -> None:
+    """Swallow the signal uvicorn raises again once it has shut down."""
+
+
+@contextlib.contextmanager
+def _exit_cleanly_on_signals() -> Iterator[None]:
+    """Make SIGTERM and SIGINT end the process with status 0 after the graceful
+    shutdown: uvicorn restores the handlers it found and raises the signal again, which
+    with the default handlers kills the process (status 143, or a KeyboardInterrupt),
+    so supervisors and ``make run`` would report a clean stop as a failure."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _ignore) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _serve_workers(settings: Settings, options: dict[str, Any]) -> int:

@@ -102,7 +102,8 @@ async def test_short_query_and_bad_input(search_server: Server) -> None:
     response = await server.rest(token, "GET", "/api/search", params={"q": "a b c"})
     assert response.json()["error"]["code"] == "QUERY_TOO_SHORT"
     response = await server.rest(token, "GET", "/api/search", params={"q": "hello", "cursor": "x"})
-    assert (response.status_code, response.json()["error"]["field"]) == (400, "cursor")
+    assert (response.status_code, response.json()["error"]["field"]) == (422, "cursor")
+    assert response.json()["error"]["code"] == "VALIDATION_ERROR"
     ada = await server.connect(token)
     reply = await ada.request({"type": "search", "q": "ab"}, "search_results")
     assert (reply["type"], reply["code"]) == ("error", "QUERY_TOO_SHORT")

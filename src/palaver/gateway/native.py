@@ -259,10 +259,11 @@ class NativeHandler(GatewayHandler):
                 )
             case protocol.JoinRoom(room=room):
                 conversation, joined = await services.conversations.join_room(user, room)
+                count = len(await services.store.member_ids(conversation.id))
                 return events.reply(
                     command.id,
                     "result",
-                    conversation=events.conversation(conversation),
+                    conversation=events.conversation(conversation, count),
                     joined=joined,
                 )
             case protocol.LeaveConversation(conversation_id=cid):

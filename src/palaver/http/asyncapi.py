@@ -174,6 +174,12 @@ SERVER_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
     ),
     "joined": ("This user joined a conversation.", {"conversation": {"type": "object"}}, []),
     "left": ("This user left a conversation.", {"conversation_id": INT}, []),
+    "conversation_updated": (
+        "A room or group of yours was renamed or its topic changed (PATCH "
+        "/api/conversations/{id}); the new conversation object.",
+        {"conversation": {"type": "object"}},
+        ["conversation"],
+    ),
     "gap": (
         "History removed by retention.",
         {

@@ -62,6 +62,28 @@ class SendIn(Strict):
     )
 
 
+class UpdateConversationIn(Strict):
+    name: str | None = Field(
+        None, min_length=1, max_length=64, description="the new name (unchanged when absent)"
+    )
+    topic: str | None = Field(
+        None, max_length=512, description="the new topic; null or empty clears it; absent keeps it"
+    )
+
+
+class ConversationOut(BaseModel):
+    id: int
+    type: str = Field(description="room, group or direct")
+    name: str | None
+    topic: str | None
+    created_by: int | None
+    created_at: int
+    last_seq: int
+    min_seq: int
+    last_message_at: int | None
+    member_count: int | None
+
+
 class AddMemberIn(Strict):
     user_id: int | str
 
@@ -74,7 +96,9 @@ class HistoryOut(BaseModel):
     conversation_id: int
     messages: list[MessageOut]
     has_more: bool
-    gap: dict[str, int] | None = None
+    gap: dict[str, int] | None = Field(
+        None, description="present only when retention removed part of the range"
+    )
 
 
 async def _senders(services: Services, found: list[Message]) -> dict[int, User]:
@@ -154,7 +178,9 @@ async def create_conversation(
     elif kind == "room":
         conversation = await service.create_room(principal.user, body.name, body.topic)
     else:
-        conversation = await service.create_group(principal.user, body.name, body.members)
+        conversation = await service.create_group(
+            principal.user, body.name, body.members, body.topic
+        )
     count = len(await services.store.member_ids(conversation.id))
     item = events.conversation(conversation, count)
     await _name_directs(services, principal.user.id, [item])
@@ -171,6 +197,27 @@ async def get_conversation(
     item.update(role=member.role.value, read_seq=member.read_seq)
     await _name_directs(services, principal.user.id, [item])
     return item
+
+
+@router.patch("/api/conversations/{conversation_id}", response_model=ConversationOut)
+async def update_conversation(
+    conversation_id: int,
+    body: UpdateConversationIn,
+    principal: PrincipalDep,
+    services: ServicesDep,
+) -> ConversationOut:
+    """Rename a room or group, or set its topic: owners and admins (other members get
+    FORBIDDEN; a room name already taken, CONFLICT). Members see a system message and a
+    ``conversation_updated`` frame on their sockets."""
+    conversation = await services.conversations.update(
+        principal.user,
+        conversation_id,
+        name=body.name,
+        topic=body.topic,
+        set_topic="topic" in body.model_fields_set,
+    )
+    count = len(await services.store.member_ids(conversation_id))
+    return ConversationOut.model_validate(events.conversation(conversation, count))
 
 
 @router.get("/api/conversations/{conversation_id}/members")
@@ -220,7 +267,8 @@ async def join(
 ) -> dict[str, Any]:
     """Join a public room."""
     room, joined = await services.conversations.join_room(principal.user, conversation_id)
-    return {"conversation": events.conversation(room), "joined": joined}
+    count = len(await services.store.member_ids(room.id))
+    return {"conversation": events.conversation(room, count), "joined": joined}
 
 
 @router.post("/api/conversations/{conversation_id}/leave", status_code=204)
@@ -229,7 +277,13 @@ async def leave(conversation_id: int, principal: PrincipalDep, services: Service
     return Response(status_code=204)
 
 
-@router.get("/api/conversations/{conversation_id}/messages", response_model=HistoryOut)
+# Unset optional fields are left out, as in socket frames (docs/protocol.md: "present
+# only when set"), rather than sent as null.
+@router.get(
+    "/api/conversations/{conversation_id}/messages",
+    response_model=HistoryOut,
+    response_model_exclude_unset=True,
+)
 async def history(
     conversation_id: int,
     principal: PrincipalDep,
@@ -243,12 +297,14 @@ async def history(
     page = await services.messaging.history(
         principal.user.id, conversation_id, before=before, after=after, limit=limit
     )
-    return HistoryOut(
+    out = HistoryOut(
         conversation_id=conversation_id,
         messages=await _render(services, page.messages, viewer_id=principal.user.id),
         has_more=len(page.messages) == limit,
-        gap={"from_seq": page.gap[0], "to_seq": page.gap[1]} if page.gap else None,
     )
+    if page.gap:
+        out.gap = {"from_seq": page.gap[0], "to_seq": page.gap[1]}
+    return out
 
 
 @router.post("/api/conversations/{conversation_id}/messages", status_code=201)

@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from palaver.core.errors import ErrorCode, PalaverError
 from palaver.http.responses import JsonResponse
+from palaver.http.socket_paths import socket_paths
 from palaver.store.base import StoreUnavailable
 
 log = structlog.get_logger(__name__)
@@ -18,15 +19,16 @@ _STATUS_CODES = {
     401: ErrorCode.UNAUTHORIZED,
     403: ErrorCode.FORBIDDEN,
     404: ErrorCode.NOT_FOUND,
-    405: ErrorCode.INVALID_FORMAT,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    426: ErrorCode.UPGRADE_REQUIRED,
     409: ErrorCode.CONFLICT,
     413: ErrorCode.CONTENT_TOO_LONG,
     429: ErrorCode.RATE_LIMITED,
 }
 
 
-def error_response(error: PalaverError) -> JsonResponse:
-    headers = {}
+def error_response(error: PalaverError, headers: dict[str, str] | None = None) -> JsonResponse:
+    headers = dict(headers or {})
     if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(error.retry_after)))
     if error.http_status == 401:
@@ -53,8 +55,18 @@ async def _validation_error(_: Request, exc: Exception) -> JsonResponse:
     return error_response(PalaverError(ErrorCode.VALIDATION_ERROR, text, field=field))
 
 
-async def _http_error(_: Request, exc: Exception) -> JsonResponse:
+async def _http_error(request: Request, exc: Exception) -> JsonResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404 and request.url.path in socket_paths():
+        # A plain HTTP request to a socket endpoint (a browser tab, curl, a proxy that
+        # drops the Upgrade header): say what is missing rather than "not found".
+        return error_response(
+            PalaverError(
+                ErrorCode.UPGRADE_REQUIRED,
+                "this is a WebSocket endpoint: connect with a WebSocket client",
+            ),
+            headers={"Upgrade": "websocket", "Connection": "Upgrade"},
+        )
     code = _STATUS_CODES.get(exc.status_code, ErrorCode.INVALID_FORMAT)
     response = JsonResponse(
         {"error": {"code": code.value, "message": str(exc.detail)}},

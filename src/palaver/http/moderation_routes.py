@@ -72,7 +72,12 @@ class ReportIn(Strict):
 
 
 class ResolveIn(Strict):
-    resolution: str = Field(..., min_length=1, max_length=256)
+    resolution: str = Field(
+        "resolved",
+        min_length=1,
+        max_length=256,
+        description="what was done (for instance `warned`, `deleted`, `no action`)",
+    )
 
 
 # -- answers --------------------------------------------------------------------------
@@ -436,9 +441,12 @@ async def reports(
 
 @admin_router.post("/reports/{report_id}/resolve", response_model=ReportOut)
 async def resolve_report(
-    report_id: int, body: ResolveIn, principal: AdminDep, services: ServicesDep
+    report_id: int, principal: AdminDep, services: ServicesDep, body: ResolveIn | None = None
 ) -> ReportOut:
-    resolved = await services.moderation.resolve_report(principal.user, report_id, body.resolution)
+    """Close an open report. The body is optional: ``resolution`` defaults to
+    ``resolved``. A report already closed, or none, is ``NOT_FOUND``."""
+    resolution = body.resolution if body is not None else ResolveIn().resolution
+    resolved = await services.moderation.resolve_report(principal.user, report_id, resolution)
     return ReportOut(**report_out(resolved))
 
 

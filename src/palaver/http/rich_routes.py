@@ -68,7 +68,9 @@ def _change(entry: Message | None) -> ChangeOut:
     return ChangeOut(changed=entry is not None, seq=entry.seq if entry else None)
 
 
-@router.patch("/api/messages/{message_id}", response_model=MessageOut)
+@router.patch(
+    "/api/messages/{message_id}", response_model=MessageOut, response_model_exclude_unset=True
+)
 async def edit_message(
     message_id: int, body: EditIn, principal: PrincipalDep, services: ServicesDep
 ) -> MessageOut:
@@ -131,7 +133,11 @@ async def unpin_message(
     return _change(await services.rich.pin(principal.user, message_id, False))
 
 
-@router.get("/api/conversations/{conversation_id}/pins", response_model=list[MessageOut])
+@router.get(
+    "/api/conversations/{conversation_id}/pins",
+    response_model=list[MessageOut],
+    response_model_exclude_unset=True,
+)
 async def list_pins(
     conversation_id: int, principal: PrincipalDep, services: ServicesDep
 ) -> list[MessageOut]:
@@ -139,7 +145,9 @@ async def list_pins(
     return await _render(services, await services.rich.pins(principal.user, conversation_id))
 
 
-@router.get("/api/messages/{message_id}/thread", response_model=ThreadOut)
+@router.get(
+    "/api/messages/{message_id}/thread", response_model=ThreadOut, response_model_exclude_unset=True
+)
 async def thread(
     message_id: int,
     principal: PrincipalDep,

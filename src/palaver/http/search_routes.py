@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from palaver.core.errors import ErrorCode, PalaverError
 from palaver.core.search import MAX_LIMIT, MAX_QUERY_LENGTH, hit_dict
 from palaver.http.deps import PrincipalDep, ServicesDep
 from palaver.http.schemas import ERROR_RESPONSES
@@ -54,7 +55,8 @@ async def search(
         Query(
             max_length=MAX_QUERY_LENGTH,
             description="words that must all occur (any order, any case, any accents); at "
-            "least one of 3 characters or more, else QUERY_TOO_SHORT",
+            "least one of 3 characters or more, else QUERY_TOO_SHORT; missing: "
+            "VALIDATION_ERROR",
         ),
     ],
     conversation_id: Annotated[
@@ -75,16 +77,23 @@ async def search(
     """Messages of the caller's conversations that contain every word of ``q``:
     substrings from 3 characters, URLs, file names and code identifiers, case and
     accents folded. Messages become searchable within about a second of being sent."""
-    page = await services.search.search(
-        principal.user.id,
-        q,
-        conversation_id=conversation_id,
-        sender_id=sender_id,
-        after=after,
-        before=before,
-        limit=limit,
-        cursor=cursor,
-    )
+    try:
+        page = await services.search.search(
+            principal.user.id,
+            q,
+            conversation_id=conversation_id,
+            sender_id=sender_id,
+            after=after,
+            before=before,
+            limit=limit,
+            cursor=cursor,
+        )
+    except PalaverError as exc:
+        # The socket's INVALID_FORMAT is, over REST, a malformed query parameter like
+        # any other: VALIDATION_ERROR (422) with its field, as for a missing `q`.
+        if exc.code is not ErrorCode.INVALID_FORMAT:
+            raise
+        raise PalaverError(ErrorCode.VALIDATION_ERROR, exc.message, field=exc.field) from exc
     return SearchOut.model_validate(
         {"results": [hit_dict(h) for h in page.hits], "next_cursor": page.next_cursor}
     )

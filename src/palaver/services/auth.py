@@ -132,21 +132,24 @@ class AuthService:
         await self.audit.record("user.registered", actor_id=user.id, target=str(user.id), ip=ip)
         return user
 
-    async def _throttle_keys(self, login: str, ip: str | None) -> list[str]:
-        keys = [f"login:acct:{login.strip().lower()}"]
+    async def _throttle_keys(self, login: str, ip: str | None) -> list[tuple[str, int]]:
+        """The failure counters of a login attempt and the limit of each: the account's
+        (strict) first, then the client address's (looser, as many people may share it)."""
+        keys = [(f"login:acct:{login.strip().lower()}", self.settings.login_max_failures)]
         if ip:
-            keys.append(f"login:ip:{ip}")
+            keys.append((f"login:ip:{ip}", self.settings.login_ip_max_failures))
         return keys
 
     async def login(
         self, login: str, password: str, *, ip: str | None = None, device: str = ""
     ) -> LoginResult:
-        """Check credentials and open a session. Too many failures per account or per
-        client IP within the window answer ``RATE_LIMITED`` before any password check."""
+        """Check credentials and open a session. Too many failures of the account
+        (``login_max_failures``) or from the client IP (``login_ip_max_failures``, higher)
+        within the window answer ``RATE_LIMITED`` before any password check."""
         keys = await self._throttle_keys(login, ip)
         window = self.settings.login_failure_window
-        for key in keys:
-            if await self.broker.get_count(key) >= self.settings.login_max_failures:
+        for key, limit in keys:
+            if await self.broker.get_count(key) >= limit:
                 await self.audit.record("login.throttled", target=login[:256], ip=ip)
                 raise PalaverError(
                     ErrorCode.RATE_LIMITED,
@@ -156,7 +159,7 @@ class AuthService:
         user = await self.store.get_user_by_login(login.strip())
         ok = await verify_password(user.password_hash if user else _DUMMY_HASH, password)
         if user is None or not ok:
-            for key in keys:
+            for key, _ in keys:
                 await self.broker.count_hit(key, window)
             await self.audit.record(
                 "login.failed",
@@ -168,7 +171,7 @@ class AuthService:
         if not user.is_active:
             await self.audit.record("login.refused_inactive", actor_id=user.id, ip=ip)
             raise PalaverError(ErrorCode.ACCOUNT_DISABLED, "this account is deactivated")
-        await self.broker.reset_count(keys[0])
+        await self.broker.reset_count(keys[0][0])
         result = await self.open_session(user, ip=ip, device=device)
         await self.audit.record(
             "login.succeeded", actor_id=user.id, target=result.session.id, ip=ip

@@ -7,6 +7,7 @@ import re
 from typing import TYPE_CHECKING
 
 from palaver.broker.base import Broker, BrokerUnavailable
+from palaver.core import events
 from palaver.core.errors import ErrorCode, PalaverError, not_found
 from palaver.core.models import (
     Conversation,
@@ -27,6 +28,24 @@ if TYPE_CHECKING:
 
 ROOM_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
 MAX_GROUP_MEMBERS = 1000
+MAX_TOPIC = 512
+
+
+def _topic(topic: str | None) -> str | None:
+    """A topic as stored: stripped, ``None`` when empty; ``VALIDATION_ERROR`` when too
+    long or holding control characters other than line breaks and tabs."""
+    if topic is None:
+        return None
+    topic = topic.strip()
+    if len(topic) > MAX_TOPIC or any(
+        (ord(c) < 32 and c not in "\n\t") or ord(c) == 127 for c in topic
+    ):
+        raise PalaverError(
+            ErrorCode.VALIDATION_ERROR,
+            f"a topic has at most {MAX_TOPIC} characters and no control characters",
+            field="topic",
+        )
+    return topic or None
 
 
 class ConversationService:
@@ -79,19 +98,25 @@ class ConversationService:
             raise PalaverError(
                 ErrorCode.VALIDATION_ERROR, "room name must be 1-64 characters", field="name"
             )
+        topic = _topic(topic)
         room = await self.store.create_conversation(
             kind=ConversationKind.ROOM,
             name=name,
             created_by=creator.id,
             members=[(creator.id, Role.OWNER)],
             at=now_ms(),
+            topic=topic,
         )
         await self._tell_user(creator.id, "joined", room.id, room.last_seq)
         await self.audit.record("room.created", actor_id=creator.id, target=str(room.id))
         return room
 
     async def create_group(
-        self, creator: User, name: str, member_refs: list[int | str]
+        self,
+        creator: User,
+        name: str,
+        member_refs: list[int | str],
+        topic: str | None = None,
     ) -> Conversation:
         """A private group with its first members; the creator owns it."""
         name = name.strip()
@@ -99,6 +124,7 @@ class ConversationService:
             raise PalaverError(
                 ErrorCode.VALIDATION_ERROR, "group name must be 1-64 characters", field="name"
             )
+        topic = _topic(topic)
         if len(member_refs) > MAX_GROUP_MEMBERS:
             raise PalaverError(
                 ErrorCode.VALIDATION_ERROR,
@@ -116,6 +142,7 @@ class ConversationService:
             created_by=creator.id,
             members=members,
             at=now_ms(),
+            topic=topic,
         )
         for uid in users:
             await self._tell_user(uid, "joined", group.id, group.last_seq)
@@ -135,6 +162,66 @@ class ConversationService:
             for uid in (user.id, other.id):
                 await self._tell_user(uid, "joined", conversation.id, conversation.last_seq)
         return conversation, created
+
+    async def update(
+        self,
+        actor: User,
+        conversation_id: int,
+        *,
+        name: str | None = None,
+        topic: str | None = None,
+        set_topic: bool = False,
+    ) -> Conversation:
+        """Rename a room or group and set its topic (owners and admins; ``None`` or an
+        empty topic with ``set_topic`` clears it). Members get a system message and a
+        ``conversation_updated`` frame."""
+        conversation, me = await self.get(actor.id, conversation_id)
+        if conversation.kind is ConversationKind.DIRECT:
+            raise PalaverError(ErrorCode.FORBIDDEN, "a direct conversation has no name or topic")
+        if me.role is Role.MEMBER:
+            raise PalaverError(ErrorCode.FORBIDDEN, "only owners and admins change this")
+        if name is not None:
+            name = name.strip()
+            if not ROOM_NAME.match(name):
+                raise PalaverError(
+                    ErrorCode.VALIDATION_ERROR,
+                    f"{conversation.kind.value} name must be 1-64 characters",
+                    field="name",
+                )
+            if name == conversation.name:
+                name = None
+        if set_topic:
+            topic = _topic(topic)
+            set_topic = topic != conversation.topic
+        if name is None and not set_topic:
+            return conversation
+        updated = await self.store.update_conversation(
+            conversation_id, name=name, topic=topic, set_topic=set_topic
+        )
+        if updated is None:
+            raise not_found()
+        with contextlib.suppress(BrokerUnavailable):
+            await self.broker.publish(
+                signals.conversation_channel(conversation_id),
+                signals.encode_event(
+                    {"type": "conversation_updated", "conversation": events.conversation(updated)}
+                ),
+            )
+        if name is not None:
+            await self.messaging.post_system(
+                conversation_id, f"{actor.handle} renamed the {conversation.kind.value} to {name}"
+            )
+        if set_topic:
+            text = f"set the topic: {topic}" if topic else "cleared the topic"
+            await self.messaging.post_system(conversation_id, f"{actor.handle} {text}")
+        changed = [f for f, on in (("name", name is not None), ("topic", set_topic)) if on]
+        await self.audit.record(
+            "conversation.updated",
+            actor_id=actor.id,
+            target=str(conversation_id),
+            changed=changed,
+        )
+        return updated
 
     # -- membership ------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import IO, Any
@@ -77,7 +78,8 @@ class ExportService:
     async def _write(self, user: User, path: Path) -> dict[str, int]:
         archive = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED)
         try:
-            await asyncio.to_thread(archive.writestr, "profile.json", await self._profile(user))
+            profile = await self._profile(user)
+            await asyncio.to_thread(archive.writestr, _entry("profile.json"), profile)
             messages = await self._messages(user.id, archive)
             files = await self._files(user.id, archive)
         finally:
@@ -112,7 +114,8 @@ class ExportService:
     async def _messages(self, user_id: int, archive: zipfile.ZipFile) -> int:
         count = 0
         after = 0
-        out = await asyncio.to_thread(archive.open, "messages.jsonl", "w", force_zip64=True)
+        entry = _entry("messages.jsonl")
+        out = await asyncio.to_thread(archive.open, entry, "w", force_zip64=True)
         try:
             while True:
                 page = await self.records.messages_by_sender(user_id, after_id=after, limit=PAGE)
@@ -136,7 +139,8 @@ class ExportService:
             for upload in page:
                 # The id keeps names unique; the name was made safe when stored.
                 member = f"uploads/{upload.id}-{upload.name}"
-                out = await asyncio.to_thread(archive.open, member, "w", force_zip64=True)
+                entry = _entry(member, upload.created_at)
+                out = await asyncio.to_thread(archive.open, entry, "w", force_zip64=True)
                 try:
                     with contextlib.suppress(FileNotFoundError):
                         async for chunk in self.uploads.content(upload):
@@ -152,8 +156,22 @@ class ExportService:
                     }
                 )
             after = page[-1].id
-        await asyncio.to_thread(archive.writestr, "uploads.json", orjson.dumps(index, option=_JSON))
+        await asyncio.to_thread(
+            archive.writestr, _entry("uploads.json"), orjson.dumps(index, option=_JSON)
+        )
         return len(index)
+
+
+def _entry(name: str, at_ms: int | None = None) -> zipfile.ZipInfo:
+    """A compressed archive entry dated ``at_ms`` (default now; local time, as zip tools
+    read it): entries opened by name alone carry the format's zero date, 1980-01-01."""
+    seconds = time.time() if at_ms is None else at_ms / 1000
+    # Zip dates cannot go before 1980 (315532800 s after the Unix epoch).
+    info = zipfile.ZipInfo(name, date_time=time.localtime(max(seconds, 315532800))[:6])
+    info.compress_type = zipfile.ZIP_DEFLATED
+    # Owner read/write for anyone who unpacks it (as writestr does by default).
+    info.external_attr = 0o600 << 16
+    return info
 
 
 def _write(out: IO[bytes], chunk: bytes) -> None:
@@ -173,7 +191,14 @@ def _message_line(item: Any) -> dict[str, Any]:
         "created_at": m.created_at,
         "client_msg_id": m.client_msg_id,
     }
-    attachments = getattr(m, "attachments", None)
-    if attachments:
-        line["attachments"] = attachments
+    # As in message frames, optional fields only when set.
+    optional = {
+        "edited_at": m.edited_at,
+        "deleted_at": m.deleted_at,
+        "reply_to_id": m.reply_to_id,
+        "thread_root_id": m.thread_root_id,
+        "attachments": list(m.attachments) or None,
+        "mentions": list(m.mentions) or None,
+    }
+    line.update((k, v) for k, v in optional.items() if v is not None)
     return line

@@ -227,9 +227,23 @@ class Store(RichMessageStore, ModerationStore, abc.ABC):
         created_by: int | None,
         members: Sequence[tuple[int, Role]],
         at: int,
+        topic: str | None = None,
     ) -> Conversation:
         """Create a room or group with its first members. A room name already taken
         (case-insensitively) raises ``CONFLICT`` with ``field`` ``name``."""
+
+    @abc.abstractmethod
+    async def update_conversation(
+        self,
+        conversation_id: int,
+        *,
+        name: str | None = None,
+        topic: str | None = None,
+        set_topic: bool = False,
+    ) -> Conversation | None:
+        """Rename a room or group (``name`` when given) and set or clear its topic
+        (when ``set_topic``; ``None`` clears it). ``None`` when there is no such
+        conversation; a room name already taken raises ``CONFLICT`` as at creation."""
 
     @abc.abstractmethod
     async def get_or_create_direct(

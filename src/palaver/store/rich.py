@@ -311,6 +311,7 @@ class RichSqlStore(SqlStore, RichMessageStore):
                     (
                         and_(
                             messages.c.seq > read_seq,
+                            messages.c.deleted_at.is_(None),
                             messages.c.sender_id.is_distinct_from(user_id),
                         ),
                         1,
@@ -332,6 +333,7 @@ class RichSqlStore(SqlStore, RichMessageStore):
             messages.c.thread_root_id == root_id,
             messages.c.seq > read_seq,
             messages.c.kind == "text",
+            messages.c.deleted_at.is_(None),
             messages.c.sender_id.is_distinct_from(user_id),
         )
         return int((await self._scalars("count_thread_unread", stmt))[0])

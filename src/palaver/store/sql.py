@@ -721,10 +721,12 @@ class SqlStore(SqlModeration, Store):
         created_by: int | None,
         members: Sequence[tuple[int, Role]],
         at: int,
+        topic: str | None = None,
     ) -> Conversation:
         if kind is ConversationKind.DIRECT:
             raise ValueError("direct conversations are made by get_or_create_direct")
         values = _conversation_values(kind, name, created_by, at)
+        values["topic"] = topic
         roles: dict[int, Role] = {}
         for user_id, role in members:
             roles.setdefault(user_id, role)
@@ -740,6 +742,32 @@ class SqlStore(SqlModeration, Store):
             return conversation
 
         return await self._txn("create_conversation", txn)
+
+    async def update_conversation(
+        self,
+        conversation_id: int,
+        *,
+        name: str | None = None,
+        topic: str | None = None,
+        set_topic: bool = False,
+    ) -> Conversation | None:
+        async def txn(conn: AsyncConnection) -> Conversation | None:
+            key = conversations.c.id == conversation_id
+            found = (await conn.execute(select(conversations).where(key))).one_or_none()
+            if found is None:
+                return None
+            values: dict[str, Any] = {}
+            if name is not None:
+                values["name"] = name
+                if found.kind == ConversationKind.ROOM.value:
+                    values["name_norm"] = name.lower()
+            if set_topic:
+                values["topic"] = topic
+            if values:
+                await conn.execute(update(conversations).where(key).values(values))
+            return _conversation({**found._mapping, **values})
+
+        return await self._txn("update_conversation", txn)
 
     async def get_or_create_direct(
         self, user_a: int, user_b: int, at: int
@@ -878,12 +906,14 @@ class SqlStore(SqlModeration, Store):
         )
         # Walks the (conversation_id, seq) index from the read cursor: the cost grows
         # with the unread count, not with the length of the history. Thread replies
-        # have their own read state, and mutation entries are not messages.
+        # have their own read state, mutation entries are not messages, and a deleted
+        # message (a tombstone) is nothing left to read.
         from_others = and_(
             messages.c.conversation_id == conversations.c.id,
             messages.c.seq > members.c.read_seq,
             messages.c.kind == MessageKind.TEXT.value,
             messages.c.thread_root_id.is_(None),
+            messages.c.deleted_at.is_(None),
             messages.c.sender_id.is_distinct_from(user_id),
         )
         unread = select(func.count()).where(from_others).scalar_subquery()

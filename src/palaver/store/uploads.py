@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from palaver.core.models import Message
+from palaver.core.models import Message, MessageKind
 from palaver.core.uploads import Upload
 from palaver.store.schema import conversations, members, messages, uploads
 from palaver.store.sql import Row, SqlStore, _message, chunks
@@ -223,14 +223,19 @@ class UploadStore:
     async def messages_by_sender(
         self, sender_id: int, *, after_id: int = 0, limit: int = 500
     ) -> list[ExportedMessage]:
-        """The messages a user sent, in id order, paged by ``after_id``, each with its
-        conversation's kind and name."""
+        """The messages a user sent (texts and system notices, never the stream's
+        edit, delete, reaction or pin entries), in id order, paged by ``after_id``, each
+        with its conversation's kind and name. Rows hold the current text."""
         stmt = (
             select(
                 messages, conversations.c.kind.label("c_kind"), conversations.c.name.label("c_name")
             )
             .join(conversations, conversations.c.id == messages.c.conversation_id)
-            .where(messages.c.sender_id == sender_id, messages.c.id > after_id)
+            .where(
+                messages.c.sender_id == sender_id,
+                messages.c.id > after_id,
+                messages.c.kind.in_((MessageKind.TEXT.value, MessageKind.SYSTEM.value)),
+            )
             .order_by(messages.c.id)
             .limit(limit)
         )
