@@ -39,10 +39,10 @@ POLL_SECONDS = 0.5
 STATS_SECONDS = 600.0
 #: After a local commit, wait this long for more before indexing: one pass then covers
 #: a burst, and on SQLite the indexer takes the write lock a few times a second at most.
-#: Each pass costs a few transactions whatever its size: at 0.05 s a busy node spent
-#: about a tenth of its CPU on them; at 0.25 s a message is still searchable well within
-#: a second.
-WAKE_DELAY = 0.25
+#: Each pass costs a few transactions whatever its size, and on SQLite each one writes
+#: an FTS5 segment that later merges cost again: at 0.05 s a busy node spent about a
+#: tenth of its CPU on indexing. At 0.5 s a message is still searchable within a second.
+WAKE_DELAY = 0.5
 
 
 class SearchService:
