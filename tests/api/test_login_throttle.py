@@ -27,3 +27,17 @@ async def test_one_accounts_failures_do_not_block_another_below_the_ip_limit(
         blocked = await api.login("bob", STRONG)
         assert (blocked.status_code, blocked.json()["error"]["code"]) == (429, "RATE_LIMITED")
         assert int(blocked.headers["retry-after"]) >= 1
+
+
+async def test_the_account_limit_holds_across_its_username_and_email(
+    settings: Settings,
+) -> None:
+    # One account, two names for it: failures under either count against the account,
+    # or a guesser would get login_max_failures tries per alias.
+    async for api in open_api(settings):
+        await api.register("ada", email="ada@example.com")
+        for login in ("ada", "ada@example.com", "ADA", "ada", "ada@example.com"):
+            assert (await api.login(login, "Wrong-pass1")).status_code == 401
+        for login in ("ada", "ada@example.com"):
+            locked = await api.login(login, "Wrong-pass1")
+            assert (locked.status_code, locked.json()["error"]["code"]) == (429, "RATE_LIMITED")

@@ -132,10 +132,15 @@ class AuthService:
         await self.audit.record("user.registered", actor_id=user.id, target=str(user.id), ip=ip)
         return user
 
-    async def _throttle_keys(self, login: str, ip: str | None) -> list[tuple[str, int]]:
+    async def _throttle_keys(
+        self, login: str, ip: str | None, user: User | None
+    ) -> list[tuple[str, int]]:
         """The failure counters of a login attempt and the limit of each: the account's
-        (strict) first, then the client address's (looser, as many people may share it)."""
-        keys = [(f"login:acct:{login.strip().lower()}", self.settings.login_max_failures)]
+        (strict) first, then the client address's (looser, as many people may share it).
+        An existing account is counted by its id, so its username and its e-mail address
+        share one counter."""
+        account = f"user:{user.id}" if user is not None else login.strip().lower()
+        keys = [(f"login:acct:{account}", self.settings.login_max_failures)]
         if ip:
             keys.append((f"login:ip:{ip}", self.settings.login_ip_max_failures))
         return keys
@@ -146,7 +151,8 @@ class AuthService:
         """Check credentials and open a session. Too many failures of the account
         (``login_max_failures``) or from the client IP (``login_ip_max_failures``, higher)
         within the window answer ``RATE_LIMITED`` before any password check."""
-        keys = await self._throttle_keys(login, ip)
+        user = await self.store.get_user_by_login(login.strip())
+        keys = await self._throttle_keys(login, ip, user)
         window = self.settings.login_failure_window
         for key, limit in keys:
             if await self.broker.get_count(key) >= limit:
@@ -156,7 +162,6 @@ class AuthService:
                     "too many failed logins; try again later",
                     retry_after=float(window),
                 )
-        user = await self.store.get_user_by_login(login.strip())
         ok = await verify_password(user.password_hash if user else _DUMMY_HASH, password)
         if user is None or not ok:
             for key, _ in keys:
