@@ -132,3 +132,21 @@ async def test_unattached_uploads_expire(any_server: Server) -> None:
     )
     assert r.status_code == 404
     assert await uploads.remove_unattached(now=start + 100 * HOUR_MS) == 0
+
+
+async def test_deleting_one_message_keeps_a_file_another_message_carries(
+    any_server: Server,
+) -> None:
+    # An upload already attached may be attached again in the same conversation (a
+    # forward, a resend): deleting the first message must not break the second.
+    server = any_server
+    (_, ada), (_, bob) = [await server.user(n) for n in ("ada", "bob")]
+    rid = await server.room(ada, "team")
+    assert (await server.rest(bob, "POST", f"/api/conversations/{rid}/join")).is_success
+    photo = await upload(server, ada, media.image("PNG", (40, 30)), "cat.png")
+    first = await send(server, ada, rid, photo["id"])
+    second = await send(server, ada, rid, photo["id"])
+    assert second["attachments"][0]["id"] == photo["id"]
+    deleted = await server.rest(ada, "DELETE", f"/api/messages/{first['id']}")
+    assert deleted.status_code == 204, deleted.text
+    assert await fetch(server, bob, photo["url"]) == 200

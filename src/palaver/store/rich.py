@@ -30,7 +30,14 @@ from palaver.store.schema import (
     thread_reads,
     uploads,
 )
-from palaver.store.sql import SqlStore, _message, _message_values, chunks, encode_mentions
+from palaver.store.sql import (
+    SqlStore,
+    _message,
+    _message_values,
+    chunks,
+    decode_attachments,
+    encode_mentions,
+)
 
 
 class RichSqlStore(SqlStore, RichMessageStore):
@@ -375,12 +382,27 @@ def _entry(
 async def _drop_attachments(conn: AsyncConnection, target: Message) -> tuple[str, ...]:
     """Delete the upload records of a deleted message's attachments, in its
     transaction: once the tombstone is committed no member can fetch the files."""
-    ids = [a["id"] for a in target.attachments if isinstance(a.get("id"), int)]
+    ids = {a["id"] for a in target.attachments if isinstance(a.get("id"), int)}
+    if not ids:
+        return ()
+    # The sender may have attached the same file to another message of the
+    # conversation: that message still carries it, so it stays.
+    others = await conn.execute(
+        select(messages.c.attachments).where(
+            messages.c.conversation_id == target.conversation_id,
+            messages.c.sender_id == target.sender_id,
+            messages.c.id != target.id,
+            messages.c.deleted_at.is_(None),
+            messages.c.attachments.is_not(None),
+        )
+    )
+    for (value,) in others:
+        ids -= {a.get("id") for a in decode_attachments(value)}
     if not ids:
         return ()
     result = await conn.execute(
         delete(uploads)
-        .where(uploads.c.id.in_(ids), uploads.c.conversation_id == target.conversation_id)
+        .where(uploads.c.id.in_(sorted(ids)), uploads.c.conversation_id == target.conversation_id)
         .returning(uploads.c.storage_key, uploads.c.thumbnail_key)
     )
     return tuple(key for row in result.all() for key in row if key is not None)
