@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from palaver.core.models import now_ms
 from tests import media
 from tests.realtime.conftest import PASSWORD, Server
@@ -150,3 +152,23 @@ async def test_deleting_one_message_keeps_a_file_another_message_carries(
     deleted = await server.rest(ada, "DELETE", f"/api/messages/{first['id']}")
     assert deleted.status_code == 204, deleted.text
     assert await fetch(server, bob, photo["url"]) == 200
+
+
+@pytest.mark.xfail(
+    strict=True, reason="attach stamps attached_at before the send, which may be refused"
+)
+async def test_a_refused_send_leaves_its_file_to_expire(any_server: Server) -> None:
+    server = any_server
+    (_, ada) = await server.user("ada")
+    rid = await server.room(ada, "team")
+    doc = await upload(server, ada, media.PDF, "notes.pdf")
+    refused = await server.rest(
+        ada,
+        "POST",
+        f"/api/conversations/{rid}/messages",
+        json={"content": "look", "attachments": [doc["id"]], "reply_to_id": 999999},
+    )
+    assert refused.status_code == 404, refused.text
+    # No message carries the file: it is still unattached and expires as such.
+    later = now_ms() + 25 * HOUR_MS
+    assert await server.services.uploads.remove_unattached(now=later) == 1
