@@ -11,7 +11,13 @@ from tests.api.conftest import STRONG, Api, open_api
 
 async def test_health_is_503_when_the_database_is_down(api: Api) -> None:
     assert (await api.http.get("/health")).status_code == 200
-    await api.services.store.close()
+    # Background jobs first: one caught mid-query would hold a connection of the pool
+    # that close() disposes, and leak it.
+    services = api.services
+    for job in (services.indexer, services.upload_expiry, services.retention):
+        await job.stop()
+    await services.moderation.close()
+    await services.store.close()
     down = await api.http.get("/health")
     assert down.status_code == 503
     body = down.json()
