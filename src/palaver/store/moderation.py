@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import fields
 from typing import Any, TypeVar
 
 from sqlalchemy import and_, delete, insert, or_, select, update
@@ -185,42 +186,12 @@ class ModerationStore(abc.ABC):
         ``at`` (inclusive, exclusive)."""
 
 
-def _ban(m: Any) -> Ban:
-    return Ban(
-        conversation_id=m["conversation_id"],
-        user_id=m["user_id"],
-        until=m["until"],
-        banned_by=m["banned_by"],
-        at=m["at"],
-        reason=m["reason"],
-    )
+R = TypeVar("R", Ban, Invite, Report)
 
 
-def _invite(m: Any) -> Invite:
-    return Invite(
-        code=m["code"],
-        conversation_id=m["conversation_id"],
-        created_by=m["created_by"],
-        created_at=m["created_at"],
-        expires_at=m["expires_at"],
-        max_uses=m["max_uses"],
-        uses=m["uses"],
-        revoked_at=m["revoked_at"],
-    )
-
-
-def _report(m: Any) -> Report:
-    return Report(
-        id=m["id"],
-        message_id=m["message_id"],
-        conversation_id=m["conversation_id"],
-        reporter_id=m["reporter_id"],
-        reason=m["reason"],
-        created_at=m["created_at"],
-        resolved_at=m["resolved_at"],
-        resolved_by=m["resolved_by"],
-        resolution=m["resolution"],
-    )
+def _record(cls: type[R], m: Any) -> R:
+    """A record from a row whose columns carry the record's field names."""
+    return cls(**{f.name: m[f.name] for f in fields(cls)})
 
 
 class SqlModeration(ModerationStore):
@@ -356,7 +327,7 @@ class SqlModeration(ModerationStore):
             bans.c.conversation_id == conversation_id, bans.c.user_id == user_id
         )
         rows = await self._rows("get_ban", stmt)
-        return _ban(rows[0]._mapping) if rows else None
+        return _record(Ban, rows[0]._mapping) if rows else None
 
     async def remove_ban(self, conversation_id: int, user_id: int) -> bool:
         stmt = delete(bans).where(
@@ -372,7 +343,7 @@ class SqlModeration(ModerationStore):
         )
         if now is not None:
             stmt = stmt.where(or_(bans.c.until.is_(None), bans.c.until > now))
-        return [_ban(r._mapping) for r in await self._rows("list_bans", stmt)]
+        return [_record(Ban, r._mapping) for r in await self._rows("list_bans", stmt)]
 
     # -- invites -----------------------------------------------------------------------
 
@@ -391,7 +362,7 @@ class SqlModeration(ModerationStore):
 
     async def get_invite(self, code: str) -> Invite | None:
         rows = await self._rows("get_invite", select(invites).where(invites.c.code == code))
-        return _invite(rows[0]._mapping) if rows else None
+        return _record(Invite, rows[0]._mapping) if rows else None
 
     async def list_invites(self, conversation_id: int) -> list[Invite]:
         stmt = (
@@ -399,7 +370,7 @@ class SqlModeration(ModerationStore):
             .where(invites.c.conversation_id == conversation_id)
             .order_by(invites.c.created_at.desc(), invites.c.code)
         )
-        return [_invite(r._mapping) for r in await self._rows("list_invites", stmt)]
+        return [_record(Invite, r._mapping) for r in await self._rows("list_invites", stmt)]
 
     async def revoke_invite(self, code: str, at: int) -> bool:
         stmt = (
@@ -425,7 +396,7 @@ class SqlModeration(ModerationStore):
             if not counted.rowcount:
                 return None
             row = (await conn.execute(select(invites).where(invites.c.code == code))).first()
-            return _invite(row._mapping) if row else None
+            return _record(Invite, row._mapping) if row else None
 
         return await self._txn("use_invite", txn)
 
@@ -503,7 +474,7 @@ class SqlModeration(ModerationStore):
             stmt = stmt.where(reports.c.resolved_at.is_(None))
         if before_id is not None:
             stmt = stmt.where(reports.c.id < before_id)
-        return [_report(r._mapping) for r in await self._rows("list_reports", stmt)]
+        return [_record(Report, r._mapping) for r in await self._rows("list_reports", stmt)]
 
     async def resolve_report(
         self, report_id: int, by: int, at: int, resolution: str
@@ -517,7 +488,7 @@ class SqlModeration(ModerationStore):
             if not changed.rowcount:
                 return None
             row = (await conn.execute(select(reports).where(reports.c.id == report_id))).first()
-            return _report(row._mapping) if row else None
+            return _record(Report, row._mapping) if row else None
 
         return await self._txn("resolve_report", txn)
 
