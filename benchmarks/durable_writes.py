@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from wsframes import frame_at  # next to this script
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SERVER_CPU = 0
@@ -108,23 +110,8 @@ class Sender(asyncio.Protocol):
             assert self.transport is not None
             self.transport.write(_frame(b'{"type":"resume","cursors":{}}'))
         run = self.run
-        while len(buf) >= 2:
-            length = buf[1] & 0x7F
-            offset = 2
-            if length == 126:
-                if len(buf) < 4:
-                    break
-                length = int.from_bytes(buf[2:4], "big")
-                offset = 4
-            elif length == 127:
-                if len(buf) < 10:
-                    break
-                length = int.from_bytes(buf[2:10], "big")
-                offset = 10
-            end = offset + length
-            if len(buf) < end:
-                break
-            opcode = buf[0] & 0x0F
+        while (frame := frame_at(buf)) is not None:
+            opcode, offset, end = frame
             if opcode == 0x1:
                 head = buf[offset : offset + 16]
                 if head.find(b"ack") >= 0 and buf.find(ACK, offset, end) >= 0:
@@ -133,7 +120,7 @@ class Sender(asyncio.Protocol):
                     run.on_error(self, buf[offset:end])
             elif opcode == 0x9 and self.transport is not None:
                 self.transport.write(
-                    bytes([0x8A, 0x80 | length]) + b"\x00\x00\x00\x00" + buf[offset:end]
+                    bytes([0x8A, 0x80 | (end - offset)]) + b"\x00\x00\x00\x00" + buf[offset:end]
                 )
             buf = buf[end:]
         self.buf = buf

@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from wsframes import frame_at  # next to this script
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SERVER_CPU = 0
@@ -80,24 +82,10 @@ class IdleSocket(asyncio.Protocol):
 
     def _frames(self) -> None:
         buf = self.buf
-        while len(buf) >= 2:
-            opcode = buf[0] & 0x0F
-            length = buf[1] & 0x7F
-            offset = 2
-            if length == 126:
-                if len(buf) < 4:
-                    break
-                length = int.from_bytes(buf[2:4], "big")
-                offset = 4
-            elif length == 127:
-                if len(buf) < 10:
-                    break
-                length = int.from_bytes(buf[2:10], "big")
-                offset = 10
-            if len(buf) < offset + length:
-                break
-            payload = buf[offset : offset + length]
-            buf = buf[offset + length :]
+        while (frame := frame_at(buf)) is not None:
+            opcode, offset, end = frame
+            payload = buf[offset:end]
+            buf = buf[end:]
             if opcode == 0x9 and self.transport is not None:  # ping -> masked pong
                 mask = os.urandom(4)
                 masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
