@@ -18,7 +18,7 @@ import asyncio
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -82,6 +82,74 @@ class SearchDoc:
     sender_id: int | None
     created_at: int
     body: str
+
+
+class PendingEntry(NamedTuple):
+    """A stream entry past the watermark, as an indexer pass reads it."""
+
+    id: int
+    conversation_id: int
+    sender_id: int | None
+    kind: str
+    content: str
+    created_at: int
+    ref_id: int | None
+    deleted_at: int | None
+
+
+class Original(NamedTuple):
+    """A message an ``edit`` entry re-indexes: still text, not deleted."""
+
+    id: int
+    conversation_id: int
+    sender_id: int | None
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class IndexPlan:
+    """What one pass writes: documents to (re)index, messages to remove, and the
+    watermark to move to."""
+
+    docs: list[SearchDoc]
+    gone: list[int]
+    moved: int
+
+
+def edit_targets(rows: Sequence[PendingEntry]) -> list[int]:
+    """The messages ``edit`` entries among ``rows`` rewrite (their originals are read
+    for :func:`plan_index`)."""
+    return sorted({r.ref_id for r in rows if r.kind == _EDIT and r.ref_id is not None})
+
+
+def plan_index(
+    start: int, rows: Sequence[PendingEntry], edited: dict[int, Original], now: int
+) -> IndexPlan:
+    """The pass over ``rows`` (entries after watermark ``start``, in id order). Text
+    messages are indexed, ``edit`` entries re-index the message they edit, ``delete``
+    entries remove it."""
+    docs: dict[int, SearchDoc] = {}
+    gone: set[int] = set()
+    # In stream order, so a message edited then deleted in one batch ends deleted.
+    for r in rows:
+        if r.kind == _TEXT and r.deleted_at is None:
+            docs[r.id] = SearchDoc(
+                r.id, r.conversation_id, r.sender_id, r.created_at, normalize(r.content)
+            )
+        elif r.kind == _EDIT and r.ref_id in edited and r.ref_id not in gone:
+            original = edited[r.ref_id]
+            docs[r.ref_id] = SearchDoc(
+                original.id,
+                original.conversation_id,
+                original.sender_id,
+                original.created_at,
+                normalize(r.content),
+            )
+        elif r.kind == _DELETE and r.ref_id is not None:
+            docs.pop(r.ref_id, None)
+            gone.add(r.ref_id)
+    moved = advance_watermark(start, [(r.id, r.created_at) for r in rows], now, GAP_GRACE_MS)
+    return IndexPlan(list(docs.values()), sorted(gone), moved)
 
 
 #: Trigrams of one long term (a URL, an identifier) the trigram index is asked for.
@@ -155,69 +223,44 @@ class SearchStore(SqlStore):
     async def index_pending(
         self, *, batch: int = INDEX_BATCH, now: int | None = None
     ) -> IndexProgress:
-        """Index up to ``batch`` entries after the watermark and move it. Text messages
-        are indexed, ``edit`` entries re-index the message they edit, ``delete``
-        entries remove it. Safe to run on several nodes at once."""
+        """Index up to ``batch`` entries after the watermark and move it (see
+        :func:`plan_index`). Safe to run on several nodes at once."""
         # Read and normalise outside the write transaction: on SQLite it holds the one
         # write lock that every send needs, so it should only write.
         start, rows, edited = await self._txn(
             "index_read", lambda conn: self._pending(conn, batch), write=False
         )
-        docs: dict[int, SearchDoc] = {}
-        gone: set[int] = set()
-        # In stream order, so a message edited then deleted in one batch ends deleted.
-        for r in rows:
-            if r.kind == _TEXT and r.deleted_at is None:
-                docs[r.id] = SearchDoc(
-                    r.id, r.conversation_id, r.sender_id, r.created_at, normalize(r.content)
-                )
-            elif r.kind == _EDIT and r.ref_id in edited and r.ref_id not in gone:
-                original = edited[r.ref_id]
-                docs[r.ref_id] = SearchDoc(
-                    original.id,
-                    original.conversation_id,
-                    original.sender_id,
-                    original.created_at,
-                    normalize(r.content),
-                )
-            elif r.kind == _DELETE and r.ref_id is not None:
-                docs.pop(r.ref_id, None)
-                gone.add(r.ref_id)
-        moved = advance_watermark(
-            start,
-            [(r.id, r.created_at) for r in rows],
-            now if now is not None else now_ms(),
-            GAP_GRACE_MS,
-        )
+        plan = plan_index(start, rows, edited, now if now is not None else now_ms())
 
         async def txn(conn: AsyncConnection) -> IndexProgress:
             watermark = await self._lock_watermark(conn)
             if watermark != start:
                 # Another node indexed these meanwhile: read again from where it got.
                 return IndexProgress(0, start, watermark)
-            if docs:
-                await self._index_docs(conn, list(docs.values()))
-            if gone:
-                await self._unindex(conn, sorted(gone))
-            if moved != watermark:
+            if plan.docs:
+                await self._index_docs(conn, plan.docs)
+            if plan.gone:
+                await self._unindex(conn, plan.gone)
+            if plan.moved != watermark:
                 await conn.execute(
                     update(search_state)
                     .where(search_state.c.name == WATERMARK)
-                    .values(last_id=moved)
+                    .values(last_id=plan.moved)
                 )
-            return IndexProgress(len(docs), watermark, moved)
+            return IndexProgress(len(plan.docs), watermark, plan.moved)
 
         return await self._txn("index_messages", txn)
 
     async def _pending(
         self, conn: AsyncConnection, batch: int
-    ) -> tuple[int, Sequence[Any], dict[int, Any]]:
+    ) -> tuple[int, list[PendingEntry], dict[int, Original]]:
         """The watermark, the next ``batch`` entries after it and the messages they
         edit."""
         stmt = select(search_state.c.last_id).where(search_state.c.name == WATERMARK)
         watermark = int((await conn.execute(stmt)).scalar() or 0)
-        rows = (
-            await conn.execute(
+        rows = [
+            PendingEntry._make(row)
+            for row in await conn.execute(
                 select(
                     messages.c.id,
                     messages.c.conversation_id,
@@ -232,24 +275,22 @@ class SearchStore(SqlStore):
                 .order_by(messages.c.id)
                 .limit(batch)
             )
-        ).all()
-        edited = await self._originals(
-            conn, {r.ref_id for r in rows if r.kind == _EDIT and r.ref_id is not None}
-        )
+        ]
+        edited = await self._originals(conn, edit_targets(rows))
         return watermark, rows, edited
 
-    async def _originals(self, conn: AsyncConnection, ids: set[int]) -> dict[int, Any]:
+    async def _originals(self, conn: AsyncConnection, ids: list[int]) -> dict[int, Original]:
         """The edited messages that are still searchable (text, not deleted)."""
         if not ids:
             return {}
         stmt = select(
             messages.c.id, messages.c.conversation_id, messages.c.sender_id, messages.c.created_at
         ).where(
-            messages.c.id.in_(sorted(ids)),
+            messages.c.id.in_(ids),
             messages.c.kind == _TEXT,
             messages.c.deleted_at.is_(None),
         )
-        return {row.id: row for row in await conn.execute(stmt)}
+        return {row.id: Original._make(row) for row in await conn.execute(stmt)}
 
     async def unindex_messages(self, message_ids: Sequence[int]) -> None:
         if not message_ids:

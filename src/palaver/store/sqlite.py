@@ -8,7 +8,8 @@ which WAL mode lets run alongside the writer on a consistent snapshot.
 
 ``append_messages``, the hot path, skips SQLAlchemy: a plain ``sqlite3`` connection of
 its own (same pragmas, same lock, ``BEGIN IMMEDIATE`` too) runs a whole group commit as
-one call on a thread of its own, with fixed SQL and ``executemany``.
+one call on a thread of its own, with fixed SQL and ``executemany``. The search
+indexer's pass, which every message also goes through, takes the same road.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ import asyncio
 import functools
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import PrimaryKeyConstraint, Table, UniqueConstraint, event
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -32,10 +33,19 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.dml import Insert
 
 from palaver.core.errors import not_found
-from palaver.core.models import Appended, Message, NewMessage
+from palaver.core.models import Appended, Message, MessageKind, NewMessage, now_ms
+from palaver.core.search import IndexProgress
 from palaver.store.rich import RichSqlStore
 from palaver.store.schema import metadata
-from palaver.store.search import SqliteSearch
+from palaver.store.search import (
+    INDEX_BATCH,
+    WATERMARK,
+    Original,
+    PendingEntry,
+    SqliteSearch,
+    edit_targets,
+    plan_index,
+)
 from palaver.store.sql import (
     MESSAGE_COLUMNS,
     AppendPlan,
@@ -48,6 +58,8 @@ from palaver.store.sql import (
 # How long a write waits for another process holding the write lock before it reports
 # the store unavailable: longer than any single group commit should ever take.
 BUSY_TIMEOUT_MS = 10_000
+
+T = TypeVar("T")
 
 _UNIQUE_FAILED = re.compile(r"UNIQUE constraint failed: ([\w., ]+)")
 
@@ -149,13 +161,32 @@ class SqliteStore(SqliteSearch, RichSqlStore):
                 yield conn
 
     async def _append_batch(self, batch: Sequence[NewMessage], at: int) -> list[Appended]:
+        if self._appender is None:
+            return await super()._append_batch(batch, at)
+        return await self._on_append_thread("append_messages", self._append_sync, batch, at)
+
+    async def index_pending(
+        self, *, batch: int = INDEX_BATCH, now: int | None = None
+    ) -> IndexProgress:
+        # The indexer's pass is as hot as a send at full rate (every message goes
+        # through it), so it takes the append path's road: one call on its thread,
+        # fixed SQL, no SQLAlchemy rows. Reading inside the write transaction costs
+        # nothing here, since this process's writes take turns on that thread anyway.
+        if self._appender is None:
+            return await super().index_pending(batch=batch, now=now)
+        return await self._on_append_thread(
+            "index_messages", self._index_sync, batch, now if now is not None else now_ms()
+        )
+
+    async def _on_append_thread(
+        self, name: str, work: Callable[[sqlite3.Connection, Any, int], T], *args: Any
+    ) -> T:
+        """Run ``work(connection, *args)`` as one transaction on the append thread."""
         appender, thread = self._appender, self._append_thread
         if appender is None or thread is None:
-            return await super()._append_batch(batch, at)
-        async with self._guard("append_messages"), self._write_lock:
-            done = asyncio.get_running_loop().run_in_executor(
-                thread, self._append_sync, appender, batch, at
-            )
+            raise RuntimeError("SqliteStore.connect() has not been called")
+        async with self._guard(name), self._write_lock:
+            done = asyncio.get_running_loop().run_in_executor(thread, work, appender, *args)
             try:
                 return await asyncio.shield(done)
             except asyncio.CancelledError:
@@ -163,6 +194,32 @@ class SqliteStore(SqliteSearch, RichSqlStore):
                 # until it has, so no other write of this process overlaps it.
                 await asyncio.wait([done])
                 raise
+
+    def _index_sync(self, db: sqlite3.Connection, batch: int, now: int) -> IndexProgress:
+        """One indexer pass as one transaction, on the append thread."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute(_WATERMARK, (WATERMARK,)).fetchone()
+            if row is None:
+                db.execute(_NEW_WATERMARK, (WATERMARK,))
+            start = int(row[0]) if row is not None else 0
+            rows = [PendingEntry._make(r) for r in db.execute(_PENDING, (start, batch))]
+            edited: dict[int, Original] = {}
+            for chunk in chunks(edit_targets(rows)):
+                for r in db.execute(_originals(len(chunk)), (*chunk, MessageKind.TEXT.value)):
+                    edited[r[0]] = Original._make(r)
+            plan = plan_index(start, rows, edited, now)
+            if plan.docs:
+                db.executemany(_INDEX, [(d.message_id, d.body) for d in plan.docs])
+            if plan.gone:
+                db.executemany(_UNINDEX, [(i,) for i in plan.gone])
+            if plan.moved != start:
+                db.execute(_MOVE_WATERMARK, (plan.moved, WATERMARK))
+            db.execute("COMMIT")
+        except BaseException:
+            _rollback(db)
+            raise
+        return IndexProgress(len(plan.docs), start, plan.moved)
 
     def _append_sync(
         self, db: sqlite3.Connection, batch: Sequence[NewMessage], at: int
@@ -278,6 +335,18 @@ _INSERT_RICH = (
 )
 _INSERTED = "SELECT id, conversation_id, seq FROM messages WHERE id > ?"
 
+# -- the indexer's SQL ------------------------------------------------------------------
+
+_WATERMARK = "SELECT last_id FROM search_state WHERE name = ?"
+_NEW_WATERMARK = "INSERT OR IGNORE INTO search_state (name, last_id) VALUES (?, 0)"
+_MOVE_WATERMARK = "UPDATE search_state SET last_id = ? WHERE name = ?"
+_PENDING = (
+    "SELECT id, conversation_id, sender_id, kind, content, created_at, ref_id, deleted_at "
+    "FROM messages WHERE id > ? ORDER BY id LIMIT ?"
+)
+_INDEX = "INSERT OR REPLACE INTO message_search (rowid, body) VALUES (?, ?)"
+_UNINDEX = "DELETE FROM message_search WHERE rowid = ?"
+
 
 def _marks(n: int) -> str:
     """``n`` placeholders: the only text ever formatted into the SQL below."""
@@ -287,6 +356,14 @@ def _marks(n: int) -> str:
 @functools.cache
 def _select_last_seq(n: int) -> str:
     return f"SELECT id, last_seq FROM conversations WHERE id IN ({_marks(n)})"  # noqa: S608
+
+
+@functools.cache
+def _originals(n: int) -> str:
+    return (
+        "SELECT id, conversation_id, sender_id, created_at FROM messages "  # noqa: S608
+        f"WHERE id IN ({_marks(n)}) AND kind = ? AND deleted_at IS NULL"
+    )
 
 
 @functools.lru_cache(maxsize=256)
