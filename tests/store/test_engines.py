@@ -154,6 +154,35 @@ async def test_sqlite_append_connection_settings(tmp_path: Path) -> None:
     assert store._appender is None
 
 
+async def test_sqlite_index_pass_leaves_the_append_connection_syncing(tmp_path: Path) -> None:
+    """An indexer pass commits without an fsync of its own, on the append path's
+    connection; afterwards (and after a pass that failed) message commits sync again."""
+    store = SqliteStore(f"sqlite:///{tmp_path / 'p.db'}")
+    await store.connect()
+    try:
+        await store.migrate()
+        alice = await user(store, "alice")
+        general = await room(store, "general", alice)
+        await store.append_messages([NewMessage(general.id, alice.id, "findable words")], T0)
+        db = store._appender
+        assert db is not None
+        progress = await store.index_pending()
+        assert progress.indexed == 1
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        await store.append_messages([NewMessage(general.id, alice.id, "more")], T0)
+        other = sqlite3.connect(tmp_path / "p.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # the pass cannot take the write lock
+        db.execute("PRAGMA busy_timeout=50")
+        with pytest.raises(StoreUnavailable):
+            await store.index_pending()
+        other.execute("ROLLBACK")
+        other.close()
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2
+        assert not db.in_transaction
+    finally:
+        await store.close()
+
+
 async def test_sqlite_append_waits_for_another_writer(tmp_path: Path) -> None:
     """A write transaction of another process holds the file: the append waits for it
     (busy_timeout) and numbers after what it committed."""
