@@ -90,7 +90,7 @@ def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Ser
     indexer = SearchIndexer(store)
 
     def committed(size: int, seconds: float) -> None:
-        metrics.db_transaction.labels("group_commit").observe(seconds)
+        metrics.group_commit.observe(seconds)
         indexer.wake()
 
     messaging = MessagingService(
