@@ -32,7 +32,8 @@ class Outlet(Protocol):
     """What the gateway needs from a transport connection."""
 
     def send_frame(self, frame: bytes) -> None:
-        """Write one complete, already-encoded WebSocket frame."""
+        """Write one complete, already-encoded WebSocket frame (or, where the outlet
+        has a true ``writes_runs`` attribute, several back to back)."""
 
     def close(self, code: int, reason: str = "") -> None:
         """Start the closing handshake (idempotent)."""
@@ -51,6 +52,7 @@ class Client:
         "last_seqs",
         "outlet",
         "principal",
+        "runs",
         "synced",
     )
 
@@ -71,6 +73,9 @@ class Client:
         self.last_seqs: dict[int, int] | None = {}
         self.closed = False
         self.last_activity = 0.0
+        # Whether the outlet takes several frames in one write (a translating outlet
+        # reads each frame it is given, so it gets them one by one).
+        self.runs: bool = getattr(outlet, "writes_runs", False)
 
     @property
     def user_id(self) -> int:
@@ -104,6 +109,26 @@ class Client:
             self.outlet.send_frame(frame)
         elif seq > cursor + 1:
             self.catch_up(conversation_id, upto=seq)
+
+    def offer_run(self, conversation_id: int, first: int, last: int, frames: bytes) -> bool:
+        """Consecutive live messages ``first..last``, encoded back to back, in one write
+        when they are exactly the next ones for this socket. False leaves them to
+        :meth:`offer`, one by one (a cursor elsewhere, a catch-up, no resume yet).
+
+        One write instead of one per message: when several messages of a conversation
+        commit together (a busy room's burst), every member's socket costs one system
+        call for all of them."""
+        if (
+            not self.runs
+            or self.cursors.get(conversation_id) != first - 1
+            or self.closed
+            or not self.synced
+            or (self._catching is not None and conversation_id in self._catching)
+        ):
+            return False
+        self.cursors[conversation_id] = last
+        self.outlet.send_frame(frames)
+        return True
 
     def catch_up(self, conversation_id: int, upto: int = 0) -> None:
         """Read what this socket is missing in a conversation from the store."""

@@ -220,10 +220,13 @@ class Hub:
             clients = self.by_conversation.get(cid)
             if clients:
                 started = time.perf_counter()
-                for seq, body in messages:
+                if len(messages) == 1:
+                    seq, body = messages[0]
                     frame = self.encode(body)
                     for client in list(clients):
                         client.offer(cid, seq, frame)
+                else:
+                    self._offer_run(cid, clients, messages)
                 count = len(clients) * len(messages)
                 metrics = self.services.metrics
                 metrics.deliveries.inc(count)
@@ -257,6 +260,17 @@ class Hub:
             frame = self.encode(orjson.dumps(signal["frame"]))
             for client in list(self.by_user.get(int(signal["user_id"]), ())):
                 client.send_encoded(frame)
+
+    def _offer_run(self, cid: int, clients: set[Client], messages: list[tuple[int, bytes]]) -> None:
+        """Several messages of one wake-up: each socket that is right before them takes
+        them in one write, the others one by one."""
+        frames = [(seq, self.encode(body)) for seq, body in messages]
+        first, last = frames[0][0], frames[-1][0]
+        run = b"".join(frame for _, frame in frames) if last - first == len(frames) - 1 else None
+        for client in list(clients):
+            if run is None or not client.offer_run(cid, first, last, run):
+                for seq, frame in frames:
+                    client.offer(cid, seq, frame)
 
     def _revoke(self, signal: dict[str, Any]) -> None:
         sessions = signal.get("sessions")

@@ -84,8 +84,12 @@ class Connection(FrameReader):
 
     # -- public API -----------------------------------------------------------------
 
+    #: Frames may be handed over several at a time, back to back (see ``Client.offer_run``).
+    writes_runs = True
+
     def send_frame(self, frame: bytes) -> None:
-        """Write a frame from :func:`~palaver.gateway.frames.encode_text_frame`.
+        """Write a frame from :func:`~palaver.gateway.frames.encode_text_frame` (or
+        several, back to back).
 
         Never blocks. Does nothing once the connection is closing. When the transport's
         buffer passes ``send_buffer_limit`` the connection closes with 4008 and the
