@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -309,6 +310,47 @@ async def test_reset_count(broker_pair: tuple[Broker, Broker]) -> None:
     assert await a.get_count("login:x") == 0
     assert await a.get_count("login:y") == 1
     assert await a.count_hit("login:x", 60) == 1
+
+
+async def test_reserve_hit_never_counts_past_the_limit(
+    broker_pair: tuple[Broker, Broker], advance: Advance
+) -> None:
+    a, b = broker_pair
+    # However many callers race, on any node, five get a place in the window.
+    waits = await asyncio.gather(*(node.reserve_hit("login:x", 5, 0.5) for node in (a, b) * 10))
+    assert waits.count(0.0) == 5
+    assert all(0 < wait <= 0.5 for wait in waits if wait)
+    assert await b.get_count("login:x") == 5  # refusals count nothing
+    assert await a.reserve_hit("login:y", 5, 0.5) == 0.0  # counters are per key
+    # A reservation taken back frees its place.
+    await b.release_hit("login:x")
+    assert await a.get_count("login:x") == 4
+    assert await a.reserve_hit("login:x", 5, 0.5) == 0.0
+    assert await b.reserve_hit("login:x", 5, 0.5) > 0
+    await advance(0.6)
+    assert await b.reserve_hit("login:x", 5, 0.5) == 0.0
+    assert await a.get_count("login:x") == 1
+    with pytest.raises(ValueError, match="limit"):
+        await a.reserve_hit("login:x", 0, 0.5)
+
+
+async def test_release_hit(broker_pair: tuple[Broker, Broker], advance: Advance) -> None:
+    a, b = broker_pair
+    await a.release_hit("login:never")  # nothing to take back
+    assert await b.get_count("login:never") == 0
+    assert await a.reserve_hit("k", 3, 0.4) == 0.0
+    await advance(0.25)
+    # Back to zero: forgotten, so the next reservation opens a window of its own.
+    await b.release_hit("k")
+    assert await a.get_count("k") == 0
+    assert await a.reserve_hit("k", 3, 0.4) == 0.0
+    await advance(0.25)
+    assert await a.get_count("k") == 1
+    await advance(0.2)
+    # Once the window has ended there is nothing left to take back.
+    await b.release_hit("k")
+    assert await a.get_count("k") == 0
+    assert await a.reserve_hit("k", 1, 0.4) == 0.0
 
 
 async def test_incr_connections(broker_pair: tuple[Broker, Broker], advance: Advance) -> None:

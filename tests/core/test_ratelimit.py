@@ -101,6 +101,23 @@ def test_fixed_window_counts_from_first_hit() -> None:
     assert window.expires_at() == 25.0
 
 
+def test_fixed_window_reserves_up_to_its_limit() -> None:
+    window = FixedWindow(window=10.0)
+    assert [window.reserve(5.0, 2) for _ in range(2)] == [0.0, 0.0]
+    # Full: refused with the time until the window closes, and nothing counted.
+    assert window.reserve(8.0, 2) == 7.0
+    assert window.count == 2
+    # A reservation taken back frees its place in the same window.
+    window.release(9.0)
+    assert window.reserve(9.0, 2) == 0.0
+    assert window.reserve(9.5, 2) == 5.5
+    # Once the window has closed, nothing is taken back and a new one opens.
+    window.release(15.0)
+    assert window.count == 2
+    assert window.reserve(15.0, 2) == 0.0
+    assert (window.count, window.expires_at()) == (1, 25.0)
+
+
 def test_fixed_window_refuses_empty_window() -> None:
     with pytest.raises(ValueError, match="window"):
         FixedWindow(window=0.0)

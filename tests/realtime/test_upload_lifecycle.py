@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from palaver.core.models import now_ms
+from palaver.services.storage import new_key
+from palaver.services.uploads import ATTACH_MARGIN_MS
 from tests import media
 from tests.realtime.conftest import PASSWORD, Server
 from tests.realtime.test_attachments import any_server, fetch, upload
@@ -154,9 +154,6 @@ async def test_deleting_one_message_keeps_a_file_another_message_carries(
     assert await fetch(server, bob, photo["url"]) == 200
 
 
-@pytest.mark.xfail(
-    strict=True, reason="attach stamps attached_at before the send, which may be refused"
-)
 async def test_a_refused_send_leaves_its_file_to_expire(any_server: Server) -> None:
     server = any_server
     (_, ada) = await server.user("ada")
@@ -172,3 +169,42 @@ async def test_a_refused_send_leaves_its_file_to_expire(any_server: Server) -> N
     # No message carries the file: it is still unattached and expires as such.
     later = now_ms() + 25 * HOUR_MS
     assert await server.services.uploads.remove_unattached(now=later) == 1
+
+
+async def test_an_upload_about_to_expire_is_not_attached(any_server: Server) -> None:
+    # Only the commit of its message marks an upload attached: one the expiry job could
+    # delete before that commit is refused up front, as if it had expired.
+    server = any_server
+    (ada_id, ada) = await server.user("ada")
+    rid = await server.room(ada, "team")
+    records = server.services.uploads.records
+    ages = {
+        "closing": 24 * HOUR_MS - ATTACH_MARGIN_MS // 2,
+        "open": 24 * HOUR_MS - 2 * ATTACH_MARGIN_MS,
+    }
+    made = {}
+    for name, age in ages.items():
+        made[name] = await records.create(
+            owner_id=ada_id,
+            conversation_id=None,
+            name=f"{name}.pdf",
+            kind="pdf",
+            size=3,
+            storage_key=new_key(),
+            thumbnail_key=None,
+            width=None,
+            height=None,
+            at=now_ms() - age,
+        )
+    closing = await server.rest(
+        ada,
+        "POST",
+        f"/api/conversations/{rid}/messages",
+        json={"content": "late", "attachments": [made["closing"].id]},
+    )
+    assert closing.status_code == 404, closing.text
+    await send(server, ada, rid, made["open"].id)
+    # The refused one expires; the other, attached when its message was stored, stays.
+    assert await server.services.uploads.remove_unattached(now=now_ms() + 25 * HOUR_MS) == 1
+    assert await records.get(made["closing"].id) is None
+    assert await records.get(made["open"].id) is not None

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
+import pytest
+
+from palaver.core.errors import ErrorCode, PalaverError
 from palaver.core.models import NewMessage
 from palaver.core.uploads import Upload
 from palaver.store.sql import SqlStore
@@ -55,7 +59,7 @@ async def test_bind_only_the_owners_unbound_uploads(store: SqlStore) -> None:
     mine = await make(records, ada.id, "a")
     elsewhere = await make(records, ada.id, "b", conversation_id=other.id)
     bobs = await make(records, bob.id, "c")
-    assert await records.bind([mine.id, elsewhere.id, bobs.id], ada.id, team.id, T0) == 1
+    assert await records.bind([mine.id, elsewhere.id, bobs.id], ada.id, team.id) == 1
     found = await records.get_many([mine.id, elsewhere.id, bobs.id, 12345])
     assert {i: u.conversation_id for i, u in found.items()} == {
         mine.id: team.id,
@@ -63,8 +67,64 @@ async def test_bind_only_the_owners_unbound_uploads(store: SqlStore) -> None:
         bobs.id: None,
     }
     # Binding again is idempotent.
-    assert await records.bind([mine.id], ada.id, team.id, T0 + 1) == 1
+    assert await records.bind([mine.id], ada.id, team.id) == 1
+    # Binding is not attaching: only storing a message that carries an upload is.
+    assert (await records.get_many([mine.id]))[mine.id].attached_at is None
     assert await records.get_many([]) == {}
+
+
+def carrying(
+    conversation_id: int, sender_id: int, *files: Upload, client_msg_id: str | None = None
+) -> NewMessage:
+    return NewMessage(
+        conversation_id,
+        sender_id,
+        "look",
+        client_msg_id=client_msg_id,
+        attachments=tuple(f.attachment() for f in files),
+    )
+
+
+@pytest.mark.parametrize("path", ["engine", "portable"])
+async def test_storing_a_message_marks_the_uploads_it_carries_attached(
+    store: SqlStore, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transaction that stores a message marks its uploads attached, and nothing
+    else does: a refused batch, a duplicate and an upload bound to another
+    conversation leave theirs to expire. Both the engine's own append path and the
+    portable one (SQLite in memory)."""
+    if path == "portable":
+        monkeypatch.setattr(store, "_append_batch", partial(SqlStore._append_batch, store))
+    records = UploadStore(store)
+    ada = await user(store, "ada")
+    team, other = await room(store, "team", ada), await room(store, "other", ada)
+    early, sent, twice, again, refused = [
+        await make(records, ada.id, key, conversation_id=team.id) for key in "abcde"
+    ]
+    elsewhere = await make(records, ada.id, "f", conversation_id=other.id)
+    [first] = await store.append_messages([carrying(team.id, ada.id, early, client_msg_id="m")], T0)
+    with pytest.raises(PalaverError) as refusal:
+        await store.append_messages(
+            [carrying(team.id, ada.id, refused), carrying(other.id + 100, ada.id, refused)], T0
+        )
+    assert refusal.value.code is ErrorCode.NOT_FOUND
+    batch = [
+        carrying(team.id, ada.id, sent, twice),
+        NewMessage(team.id, ada.id, "plain"),
+        carrying(team.id, ada.id, twice, early),
+        carrying(team.id, ada.id, again, client_msg_id="m"),  # a retry of the first
+        carrying(team.id, ada.id, elsewhere),
+        NewMessage(team.id, ada.id, "no upload", attachments=({"id": "x", "name": "x"},)),
+    ]
+    results = await store.append_messages(batch, T0 + 5)
+    assert [r.duplicate for r in results] == [False, False, False, True, False, False]
+    assert results[3].message == first.message
+    files = (early, sent, twice, again, refused, elsewhere)
+    found = await records.get_many([f.id for f in files])
+    assert [found[f.id].attached_at for f in files] == [T0, T0 + 5, T0 + 5, None, None, None]
+    # What is not attached expires; what is, stays.
+    gone = await records.remove_unattached(T0 + 10)
+    assert sorted(gone) == sorted(f.storage_key for f in (again, refused, elsewhere))
 
 
 async def test_list_and_delete(store: SqlStore) -> None:

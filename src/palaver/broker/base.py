@@ -113,9 +113,24 @@ class Broker(abc.ABC):
         at the first hit; return the count including this one."""
 
     @abc.abstractmethod
+    async def reserve_hit(self, key: str, limit: int, window: float) -> float:
+        """Count one event under ``key`` (as :meth:`count_hit`) only if fewer than
+        ``limit`` are counted in its window, atomically across nodes: return 0.0 when
+        counted, else the seconds until the window ends (nothing is counted then). So
+        however many callers race, at most ``limit`` of them get 0.0 in one window, as
+        login throttling needs to bound the password checks. ``limit`` is at least 1
+        (else :class:`ValueError`)."""
+
+    @abc.abstractmethod
+    async def release_hit(self, key: str) -> None:
+        """Take back one event from ``key``'s open window (a reservation that did not
+        count in the end); nothing when no window is open. A counter taken back to zero
+        is forgotten, so the next hit opens a new window."""
+
+    @abc.abstractmethod
     async def get_count(self, key: str) -> int:
         """The current value of counter ``key`` (0 when absent or its window ended),
-        without counting a hit; lets login throttling refuse before checking a password."""
+        without counting a hit."""
 
     @abc.abstractmethod
     async def reset_count(self, key: str) -> None:

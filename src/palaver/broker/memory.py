@@ -260,6 +260,23 @@ class MemoryHub:
             counter = self._windows[key] = FixedWindow(window)
         return counter.hit(now)
 
+    def reserve_hit(self, key: str, limit: int, window: float) -> float:
+        """Count a hit under ``key`` if the limit allows (see :meth:`Broker.reserve_hit`)."""
+        now = self.now()
+        counter = self._windows.get(key)
+        if counter is None or counter.expired(now):
+            counter = self._windows[key] = FixedWindow(window)
+        return counter.reserve(now, limit)
+
+    def release_hit(self, key: str) -> None:
+        """Take back a hit under ``key`` (see :meth:`Broker.release_hit`)."""
+        counter = self._windows.get(key)
+        if counter is None:
+            return
+        counter.release(self.now())
+        if counter.count <= 0:
+            del self._windows[key]
+
     def get_count(self, key: str) -> int:
         """The count in ``key``'s open window, 0 when none is open."""
         counter = self._windows.get(key)
@@ -351,6 +368,12 @@ class MemoryBroker(Broker):
 
     async def count_hit(self, key: str, window: float) -> int:
         return self.hub.count_hit(key, window)
+
+    async def reserve_hit(self, key: str, limit: int, window: float) -> float:
+        return self.hub.reserve_hit(key, limit, window)
+
+    async def release_hit(self, key: str) -> None:
+        self.hub.release_hit(key)
 
     async def get_count(self, key: str) -> int:
         return self.hub.get_count(key)

@@ -44,7 +44,7 @@ from palaver.broker.base import (
     Subscription,
 )
 from palaver.broker.memory import ChannelRouter, new_node_id
-from palaver.core.ratelimit import WAIT_EPSILON, check_bucket_params
+from palaver.core.ratelimit import WAIT_EPSILON, check_bucket_params, check_limit
 
 log = structlog.get_logger(__name__)
 
@@ -177,6 +177,36 @@ redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
 return string.format('%.17g', wait)
 """
 
+# KEYS[1]: counter. ARGV: limit, window (ms). count_hit's INCR and PEXPIRE NX, done only
+# below the limit; else the window's remaining milliseconds. One script, so racing
+# callers on any node never count past the limit.
+_RESERVE_LUA = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count >= tonumber(ARGV[1]) then
+  local left = redis.call('PTTL', KEYS[1])
+  if left > 0 then
+    return left
+  end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return tonumber(ARGV[2])
+end
+redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2], 'NX')
+return 0
+"""
+
+# KEYS[1]: counter. Takes one back, never below zero; at zero the key goes, as the
+# memory broker forgets the window. A window that ended left nothing to take back.
+_RELEASE_LUA = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count > 1 then
+  redis.call('DECR', KEYS[1])
+elseif count == 1 then
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"""
+
 
 def _ms(seconds: float) -> int:
     """A positive whole number of milliseconds (Redis rejects 0 as an expiry)."""
@@ -258,6 +288,8 @@ class RedisBroker(Broker):
         self._get_presence_script = self._redis.register_script(_GET_PRESENCE_LUA)
         self._nodes_script = self._redis.register_script(_NODES_LUA)
         self._take_token_script = self._redis.register_script(_BUCKET_LUA)
+        self._reserve_script = self._redis.register_script(_RESERVE_LUA)
+        self._release_script = self._redis.register_script(_RELEASE_LUA)
         self._router = ChannelRouter()
         # Guards the pub/sub connection and the router together, so a reconnection
         # subscribes to exactly the channels wanted at that moment.
@@ -544,6 +576,18 @@ class RedisBroker(Broker):
             pipe.pexpire(name, _ms(window), nx=True)
             count, _ = await pipe.execute()
         return int(count)
+
+    async def reserve_hit(self, key: str, limit: int, window: float) -> float:
+        check_limit(limit)
+        async with _reaching_redis():
+            left = await self._reserve_script(
+                keys=[f"{self._prefix}count:{key}"], args=[limit, _ms(window)]
+            )
+        return int(left) / 1000
+
+    async def release_hit(self, key: str) -> None:
+        async with _reaching_redis():
+            await self._release_script(keys=[f"{self._prefix}count:{key}"])
 
     async def get_count(self, key: str) -> int:
         async with _reaching_redis():

@@ -24,6 +24,12 @@ def check_bucket_params(burst: int, per_second: float) -> None:
         raise ValueError(f"per_second must be positive and finite, got {per_second}")
 
 
+def check_limit(limit: int) -> None:
+    """Raise :class:`ValueError` unless ``limit >= 1``."""
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+
+
 @dataclass
 class TokenBucket:
     """A bucket of at most ``burst`` tokens refilled at ``per_second`` tokens a second.
@@ -95,6 +101,21 @@ class FixedWindow:
             self.started = now
         self.count += 1
         return self.count
+
+    def reserve(self, now: float, limit: int) -> float:
+        """Count one event at ``now`` only if fewer than ``limit`` are counted: return
+        0.0 when counted, else the seconds until the window closes (nothing is counted
+        then)."""
+        check_limit(limit)
+        if not self.expired(now) and self.count >= limit:
+            return self.expires_at() - now
+        self.hit(now)
+        return 0.0
+
+    def release(self, now: float) -> None:
+        """Take back one event of the open window (nothing once it has closed)."""
+        if not self.expired(now):
+            self.count -= 1
 
     def expires_at(self) -> float:
         """When the open window closes."""

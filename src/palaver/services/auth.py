@@ -7,6 +7,7 @@ session also tells the broker, so that user's open sockets close at once on ever
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -150,22 +151,29 @@ class AuthService:
     ) -> LoginResult:
         """Check credentials and open a session. Too many failures of the account
         (``login_max_failures``) or from the client IP (``login_ip_max_failures``, higher)
-        within the window answer ``RATE_LIMITED`` before any password check."""
+        within the window answer ``RATE_LIMITED`` before any password check.
+
+        Each attempt reserves its failure in every counter before the password check,
+        and only a right password gives it back: however many attempts race, on any
+        number of nodes, at most the limit of them are checked in one window."""
         user = await self.store.get_user_by_login(login.strip())
         keys = await self._throttle_keys(login, ip, user)
         window = self.settings.login_failure_window
+        reserved: list[str] = []
         for key, limit in keys:
-            if await self.broker.get_count(key) >= limit:
+            wait = await self.broker.reserve_hit(key, limit, window)
+            if wait > 0:
+                await self._give_back(reserved)
                 await self.audit.record("login.throttled", target=login[:256], ip=ip)
                 raise PalaverError(
                     ErrorCode.RATE_LIMITED,
                     "too many failed logins; try again later",
-                    retry_after=float(window),
+                    retry_after=float(math.ceil(wait)),
                 )
+            reserved.append(key)
         ok = await verify_password(user.password_hash if user else _DUMMY_HASH, password)
         if user is None or not ok:
-            for key, _ in keys:
-                await self.broker.count_hit(key, window)
+            # The reservations stand: they are this failure's count.
             await self.audit.record(
                 "login.failed",
                 actor_id=user.id if user else None,
@@ -174,14 +182,22 @@ class AuthService:
             )
             raise PalaverError(ErrorCode.INVALID_CREDENTIALS, "invalid login or password")
         if not user.is_active:
+            await self._give_back(reserved)
             await self.audit.record("login.refused_inactive", actor_id=user.id, ip=ip)
             raise PalaverError(ErrorCode.ACCOUNT_DISABLED, "this account is deactivated")
+        # A success clears the account's failures; the address keeps its others.
         await self.broker.reset_count(keys[0][0])
+        await self._give_back(reserved[1:])
         result = await self.open_session(user, ip=ip, device=device)
         await self.audit.record(
             "login.succeeded", actor_id=user.id, target=result.session.id, ip=ip
         )
         return result
+
+    async def _give_back(self, keys: list[str]) -> None:
+        """Release the reservations of an attempt that was no failure."""
+        for key in keys:
+            await self.broker.release_hit(key)
 
     async def open_session(self, user: User, *, ip: str | None, device: str) -> LoginResult:
         """Create a session with its first refresh token and an access token."""

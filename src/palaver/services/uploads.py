@@ -46,6 +46,11 @@ UPLOAD_PER_SECOND = 1 / 3
 DECODE_SLOTS = 2
 # Expired uploads deleted per transaction.
 ORPHAN_BATCH = 500
+# An upload this close to its expiry can no longer be attached: only the commit of its
+# message marks it attached, so the expiry job could otherwise delete it between the
+# checks of a send and that commit. Far longer than a send takes, and than the clocks
+# of two nodes differ.
+ATTACH_MARGIN_MS = 5 * 60_000
 
 Source = bytes | Path | AsyncIterable[bytes]
 
@@ -301,8 +306,12 @@ class UploadService:
     ) -> list[dict[str, object]]:
         """Bind the sender's uploads to the conversation a message goes to and return
         the message's ``attachments`` elements, in the order given (duplicates
-        dropped). Someone else's upload, or one bound to another conversation, is
-        ``NOT_FOUND``."""
+        dropped). Someone else's upload, one bound to another conversation, or one
+        within :data:`ATTACH_MARGIN_MS` of its expiry is ``NOT_FOUND``.
+
+        The uploads count as attached (and stop expiring) only once the message is
+        stored: :meth:`~palaver.store.base.Store.append_messages` marks them in the
+        same transaction, so a send refused after this call leaves them to expire."""
         ids = list(dict.fromkeys(upload_ids))
         if len(ids) > MAX_ATTACHMENTS:
             raise PalaverError(
@@ -313,20 +322,28 @@ class UploadService:
         if not ids:
             return []
         found = await self.records.get_many(ids)
+        expiring = self._expiry_cutoff(now_ms() + ATTACH_MARGIN_MS)
         for upload_id in ids:
             upload = found.get(upload_id)
             if (
                 upload is None
                 or upload.owner_id != sender_id
                 or upload.conversation_id not in (None, conversation_id)
+                or (upload.attached_at is None and upload.created_at < expiring)
             ):
                 raise not_found("upload")
-        if any(found[i].attached_at is None for i in ids):
-            bound = await self.records.bind(ids, sender_id, conversation_id, now_ms())
+        if any(found[i].conversation_id is None for i in ids):
+            bound = await self.records.bind(ids, sender_id, conversation_id)
             if bound < len(ids):
                 # Expired (or its message deleted) between the read and the binding.
                 raise not_found("upload")
         return [found[i].attachment() for i in ids]
+
+    def _expiry_cutoff(self, now: int) -> int:
+        """Unattached uploads made before this expire at ``now``: -1, before every
+        upload, when ``upload_orphan_hours`` is 0 (nothing expires)."""
+        hours = self.settings.upload_orphan_hours
+        return now - hours * 3_600_000 if hours > 0 else -1
 
     # -- removing --------------------------------------------------------------------
 
@@ -353,7 +370,7 @@ class UploadService:
         hours = self.settings.upload_orphan_hours
         if hours <= 0:
             return 0
-        cutoff = (now if now is not None else now_ms()) - hours * 3_600_000
+        cutoff = self._expiry_cutoff(now if now is not None else now_ms())
         removed = 0
         while True:
             keys = await self.records.remove_unattached(cutoff, limit=ORPHAN_BATCH)

@@ -319,7 +319,11 @@ class Store(RichMessageStore, ModerationStore, abc.ABC):
         result per input, in order. Each conversation's new messages get consecutive
         sequence numbers after its ``last_seq``. A message whose ``(sender_id,
         client_msg_id)`` already exists is not stored again: its result is the original
-        with ``duplicate=True``. Raises :class:`StoreUnavailable` when nothing committed."""
+        with ``duplicate=True``. The same transaction stamps ``attached_at`` on the
+        uploads the stored messages carry (elements of ``attachments`` with an integer
+        ``id`` naming an upload bound to the message's conversation), so those never
+        expire and no other upload stops expiring. Raises :class:`StoreUnavailable`
+        when nothing committed."""
 
     @abc.abstractmethod
     async def get_messages(

@@ -31,6 +31,7 @@ from palaver.store.search import PostgresSearch
 from palaver.store.sql import (
     MESSAGE_COLUMNS,
     AppendPlan,
+    attached_upload_ids,
     encode_attachments,
     encode_mentions,
     message_from_columns,
@@ -154,6 +155,12 @@ class PostgresStore(PostgresSearch, RichSqlStore):
                 [encode_mentions(new.mentions) for new in rows],
             )
             statement = _APPEND_RICH if seen else _APPEND_RICH_NO_CLIENT_IDS
+            # Each upload with the position of its message among the rows (the input's
+            # ordinality), so only the messages actually inserted stamp theirs.
+            files = [(u, i) for i, new in enumerate(rows, 1) for u in attached_upload_ids(new)]
+            if files:
+                args += ([u for u, _ in files], [i for _, i in files])
+                statement = _APPEND_ATTACHED if seen else _APPEND_ATTACHED_NO_CLIENT_IDS
         else:
             statement = _APPEND if seen else _APPEND_NO_CLIENT_IDS
         # The writer runs at most append_concurrency batches at once: a lane is free.
@@ -261,7 +268,9 @@ class PostgresStore(PostgresSearch, RichSqlStore):
 #   after the locks, and under READ COMMITTED it updates the newest committed row
 #   version, so the numbers it hands out follow whatever a concurrent writer committed:
 #   gapless;
-# * ``inserted`` numbers the new messages in input order from the old last_seq.
+# * ``inserted`` numbers the new messages in input order from the old last_seq;
+# * ``attached`` (batches with attachments only) stamps ``attached_at`` on the uploads
+#   the new messages carry, so they commit together (see AppendPlan.attached).
 #
 # ``stored`` reads the snapshot taken when the statement started, before it waited for
 # a lock: a concurrent copy committed meanwhile makes the insert fail on the unique
@@ -332,11 +341,18 @@ inserted AS (
     FROM new n JOIN bumped b ON b.id = n.conversation_id
     ORDER BY n.ord
     RETURNING id, conversation_id, seq
-)
+)/*attached*/
 SELECT 0, id, conversation_id, seq, {_NULLS}
 FROM inserted
 UNION ALL
 SELECT 2, NULL, NULL, NULL, {_NULLS} FROM found WHERE NOT ok"""  # noqa: S608
+
+_ATTACHED_CTE = """,
+attached AS (
+    UPDATE uploads u SET attached_at = $7::bigint
+    FROM unnest($13::bigint[], $14::bigint[]) AS a(id, ord) JOIN new n ON n.ord = a.ord
+    WHERE u.id = a.id AND u.conversation_id = n.conversation_id AND u.attached_at IS NULL
+)"""
 
 _ANSWER_STORED = """
 UNION ALL
@@ -346,8 +362,9 @@ SELECT 1, id, conversation_id, seq, sender_id, kind, content, client_msg_id, cre
 FROM stored"""
 
 
-def _statement(*, client_ids: bool, rich: bool) -> str:
-    """The append statement for a batch with client ids or not, rich columns or not."""
+def _statement(*, client_ids: bool, rich: bool, attached: bool = False) -> str:
+    """The append statement for a batch with client ids or not, rich columns or not,
+    attachments (which are rich) or not."""
     if client_ids:
         text = (
             _HEAD
@@ -365,6 +382,7 @@ def _statement(*, client_ids: bool, rich: bool) -> str:
         "/*ri*/": _RICH_INSERT,
         "/*rv*/": _RICH_VALUES,
     }
+    text = text.replace("/*attached*/", _ATTACHED_CTE if attached else "")
     for mark, extra in marks.items():
         text = text.replace(mark, extra if rich else "")
     return text
@@ -374,6 +392,8 @@ _APPEND = _statement(client_ids=True, rich=False)
 _APPEND_NO_CLIENT_IDS = _statement(client_ids=False, rich=False)
 _APPEND_RICH = _statement(client_ids=True, rich=True)
 _APPEND_RICH_NO_CLIENT_IDS = _statement(client_ids=False, rich=True)
+_APPEND_ATTACHED = _statement(client_ids=True, rich=True, attached=True)
+_APPEND_ATTACHED_NO_CLIENT_IDS = _statement(client_ids=False, rich=True, attached=True)
 
 
 def _message(row: Any) -> Message:

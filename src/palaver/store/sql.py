@@ -79,6 +79,7 @@ from palaver.store.schema import (
     password_resets,
     refresh_tokens,
     sessions,
+    uploads,
     users,
 )
 
@@ -1034,6 +1035,17 @@ class SqlStore(SqlModeration, Store):
             )
             returned = (await conn.execute(stmt, rows)).all()
             plan.stored({(r.conversation_id, r.seq): r.id for r in returned}, at)
+            if attached := plan.attached():
+                stamp = (
+                    update(uploads)
+                    .where(
+                        uploads.c.id == bindparam("uid"),
+                        uploads.c.conversation_id == bindparam("cid"),
+                        uploads.c.attached_at.is_(None),
+                    )
+                    .values(attached_at=at)
+                )
+                await conn.execute(stamp, [{"uid": u, "cid": c} for u, c in attached])
         return plan.results()
 
     async def _lock_conversations(
@@ -1255,12 +1267,30 @@ class AppendPlan:
             )
             self._results[index] = Appended(message, duplicate=False)
 
+    def attached(self) -> list[tuple[int, int]]:
+        """``(upload id, conversation id)`` of each upload the new messages carry: the
+        transaction that stores them stamps ``attached_at`` on those uploads, so an
+        upload never expires under a stored message, and a refused send leaves its
+        uploads to expire."""
+        return [
+            (upload_id, new.conversation_id)
+            for index, _ in self.fresh
+            if (new := self._batch[index]).attachments
+            for upload_id in attached_upload_ids(new)
+        ]
+
     def results(self) -> list[Appended]:
         for index, original in self._copies:
             stored = self._results[original]
             assert stored is not None
             self._results[index] = Appended(stored.message, duplicate=True)
         return [result for result in self._results if result is not None]
+
+
+def attached_upload_ids(new: NewMessage) -> list[int]:
+    """The upload ids a message's ``attachments`` name (elements without an integer
+    ``id`` name no upload)."""
+    return [a["id"] for a in new.attachments if isinstance(a.get("id"), int)]
 
 
 def _message_values(new: NewMessage, seq: int, at: int) -> dict[str, Any]:

@@ -263,6 +263,8 @@ class SqliteStore(SqliteSearch, RichSqlStore):
                             for new, seq in fresh
                         ],
                     )
+                    if attached := plan.attached():
+                        db.executemany(_STAMP_UPLOADS, [(at, u, c) for u, c in attached])
                 rows = db.execute(_INSERTED, (top,)).fetchall()
                 plan.stored({(cid, seq): row_id for row_id, cid, seq in rows}, at)
             db.execute("COMMIT")
@@ -320,6 +322,11 @@ _INSERT_RICH = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERTED = "SELECT id, conversation_id, seq FROM messages WHERE id > ?"
+# In the messages' own transaction: see AppendPlan.attached.
+_STAMP_UPLOADS = (
+    "UPDATE uploads SET attached_at = ? WHERE id = ? AND conversation_id = ? "
+    "AND attached_at IS NULL"
+)
 
 # -- the indexer's SQL ------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from palaver.core.models import Message, MessageKind
@@ -129,13 +129,13 @@ class UploadStore:
 
         return await self.store._txn("get_uploads", txn, write=False) if ids else {}
 
-    async def bind(
-        self, upload_ids: Sequence[int], owner_id: int, conversation_id: int, at: int
-    ) -> int:
-        """Attach the owner's uploads among ``upload_ids`` to a message of a
-        conversation: bind the unbound ones to it and stamp ``attached_at`` where unset
-        (so they never expire). Return how many are now bound to it: fewer than asked
-        when one was removed meanwhile."""
+    async def bind(self, upload_ids: Sequence[int], owner_id: int, conversation_id: int) -> int:
+        """Bind the owner's unbound uploads among ``upload_ids`` to a conversation a
+        message is about to go to. Return how many are now bound to it: fewer than
+        asked when one was removed meanwhile. ``attached_at`` is left alone: only the
+        transaction that stores a message carrying an upload stamps it
+        (:meth:`~palaver.store.base.Store.append_messages`), so a send refused after
+        this leaves the upload to expire."""
         ids = list(upload_ids)
 
         async def txn(conn: AsyncConnection) -> int:
@@ -144,15 +144,9 @@ class UploadStore:
                 .where(
                     uploads.c.id.in_(ids),
                     uploads.c.owner_id == owner_id,
-                    or_(
-                        uploads.c.conversation_id.is_(None),
-                        uploads.c.conversation_id == conversation_id,
-                    ),
+                    uploads.c.conversation_id.is_(None),
                 )
-                .values(
-                    conversation_id=conversation_id,
-                    attached_at=func.coalesce(uploads.c.attached_at, at),
-                )
+                .values(conversation_id=conversation_id)
             )
             bound = await conn.execute(
                 select(uploads.c.id).where(
