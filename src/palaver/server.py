@@ -9,6 +9,7 @@ worker has its own hub and gateway; Redis carries wake-ups between them.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import shutil
 import signal
@@ -87,7 +88,46 @@ def create_worker_app() -> ASGIApp:
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    return _MarkDeadOnShutdown(create_app(settings))
+    return _MarkDeadOnShutdown(_TuneGcOnStartup(create_app(settings)))
+
+
+#: Young-generation threshold of the cyclic garbage collector in a serving process.
+GC_THRESHOLD0 = 10_000
+
+
+def tune_gc() -> None:
+    """Make the cyclic garbage collector cheap for a long-running server.
+
+    What startup built (modules, routes, schemas: about 170,000 objects) lives as long
+    as the process, so it moves to the permanent generation and full collections stop
+    walking it. A young generation of 10,000 instead of 700 gives a send's short-lived
+    objects (frames, futures, rows) time to die before a collection promotes them:
+    with the defaults, closed-loop senders caused several full collections a second,
+    each a pause of tens of milliseconds and together about a tenth of the CPU."""
+    gc.collect()
+    gc.freeze()
+    _, threshold1, threshold2 = gc.get_threshold()
+    gc.set_threshold(GC_THRESHOLD0, threshold1, threshold2)
+
+
+class _TuneGcOnStartup:
+    """Calls :func:`tune_gc` once the application has started (serving processes only:
+    tests build many applications in one process and must not freeze their objects)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_and_tune(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                tune_gc()
+            await send(message)
+
+        await self.app(scope, receive, send_and_tune)
 
 
 class _MarkDeadOnShutdown:
@@ -119,7 +159,7 @@ def serve(settings: Settings) -> int:
         return _serve_workers(settings, options)
     from palaver.http.app import create_app
 
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), **options))
+    server = uvicorn.Server(uvicorn.Config(_TuneGcOnStartup(create_app(settings)), **options))
     with _exit_cleanly_on_signals():
         server.run()
     return 0
