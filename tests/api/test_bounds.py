@@ -51,6 +51,7 @@ async def test_out_of_range_numbers_are_validation_errors(engine_api: Api) -> No
     probes = [
         ("GET", f"/api/search?q=hello&sender_id={HUGE}", None),
         ("GET", f"/api/messages/{mid}/thread?after={HUGE}", None),
+        ("GET", f"/api/messages/{mid}/thread?before={HUGE}", None),
         ("POST", f"/api/messages/{mid}/thread/read", {"seq": HUGE}),
         ("POST", f"/api/conversations/{cid}/messages", {"content": "x", "reply_to_id": HUGE}),
         ("GET", f"/api/uploads/{2**64 - 1}", None),

@@ -52,11 +52,18 @@ def test_room_chat_with_typing_indicator(person: MakePerson) -> None:
     # One day separator above the messages.
     expect(bob.page.locator("#rows .row.day")).to_have_count(1)
 
-    # Leaving removes the room from the list.
+    # Leaving removes the room from the list, once confirmed.
     bob.page.get_by_role("button", name="Conversation details").click()
     expect(bob.page.locator("#members li")).to_have_count(2)
-    bob.page.once("dialog", lambda dialog: dialog.accept())
+    # Leaving asks first, in the page: Cancel keeps the room.
     bob.page.get_by_role("button", name="Leave room").click()
+    leave = bob.page.get_by_role("dialog", name=f"Leave the room “{room}”?")
+    expect(leave).to_contain_text("You can join it again")
+    leave.get_by_role("button", name="Cancel").click()
+    expect(leave).to_be_hidden()
+    expect(bob.page.locator("#members li")).to_have_count(2)
+    bob.page.get_by_role("button", name="Leave room").click()
+    leave.get_by_role("button", name="Leave").click()
     expect(bob.conversation(room)).to_have_count(0)
     expect(
         alice.page.locator("#rows .row.system", has_text=f"{bob.display_name} left")

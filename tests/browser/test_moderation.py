@@ -1,13 +1,17 @@
 """Moderation in the browser: an owner mutes and removes a member from the member list,
-and notification settings stay with the account across a reload."""
+and notification settings stay with the account across a reload; kick, ban and block
+ask first, in the page."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
-from playwright.sync_api import expect
+from playwright.sync_api import Dialog, expect
 
+from tests.browser.conftest import PalaverServer
 from tests.browser.people import Person
+from tests.browser.rest import Rest
 
 MakePerson = Callable[..., Person]
 
@@ -48,7 +52,103 @@ def test_owner_mutes_and_kicks_and_sets_notifications(person: MakePerson) -> Non
     alice.page.get_by_role("button", name="Conversation details").click()
     expect(alice.page.locator("#notify-level")).to_have_value("mentions")
 
-    alice.page.once("dialog", lambda dialog: dialog.accept())
     alice.page.get_by_role("button", name=f"Actions for {bob.display_name}").click()
     alice.page.get_by_role("menuitem", name=f"Kick {bob.display_name}").click()
+    confirm = alice.page.get_by_role("dialog", name=f"Remove {bob.display_name}?")
+    confirm.get_by_role("button", name="Remove").click()
     expect(bob.conversation(room)).to_have_count(0)
+
+
+def test_kick_ban_and_block_ask_in_the_page_first(
+    person: MakePerson, server: PalaverServer
+) -> None:
+    alice = person("alice")
+    bob = person("bob")
+    carol = person("carol")
+    room = f"asks-{alice.username[-6:]}"
+    alice.create_room(room)
+    bob.join_room(room)
+    carol.join_room(room)
+    page = alice.page
+    native: list[str] = []
+
+    def refuse(dialog: Dialog) -> None:
+        native.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", refuse)
+    asked: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            asked.append(request.url) if re.search(r"/(kick|bans|block)$", request.url) else None
+        ),
+    )
+    page.get_by_role("button", name="Conversation details").click()
+    expect(page.locator("#members li")).to_have_count(3)
+
+    def choose(action: str, who: Person) -> None:
+        page.get_by_role("button", name=f"Actions for {who.display_name}").click()
+        page.get_by_role("menuitem", name=f"{action} {who.display_name}").click()
+
+    # Each asks first, naming the person and saying what follows; the button that
+    # does it has the focus.
+    choose("Kick", bob)
+    kick = page.get_by_role("dialog", name=f"Remove {bob.display_name}?")
+    expect(kick).to_be_visible()
+    expect(kick).to_contain_text(
+        f"{bob.display_name} will be removed from the room “{room}” at once."
+    )
+    expect(kick.get_by_role("button", name="Remove")).to_be_focused()
+    # Escape cancels, and the focus goes back to the menu's button.
+    page.keyboard.press("Escape")
+    expect(kick).to_be_hidden()
+    expect(page.get_by_role("button", name=f"Actions for {bob.display_name}")).to_be_focused()
+
+    choose("Ban", bob)
+    ban = page.get_by_role("dialog", name=f"Ban {bob.display_name}?")
+    expect(ban).to_contain_text("cannot come back")
+    expect(ban.get_by_role("button", name="Ban")).to_be_focused()
+    ban.get_by_role("button", name="Cancel").click()
+    expect(ban).to_be_hidden()
+
+    choose("Block", carol)
+    block = page.get_by_role("dialog", name=f"Block {carol.display_name}?")
+    expect(block).to_contain_text(f"{carol.display_name} will no longer see when you are online")
+    block.get_by_role("button", name="Cancel").click()
+    expect(block).to_be_hidden()
+
+    # Cancelled, nothing was asked of the server. A mute, done after, is the fence:
+    # once its badge shows, anything sent before it has been answered.
+    choose("Mute", bob)
+    expect(page.locator("#members .muted-badge")).to_have_count(1)
+    assert asked == []
+    expect(page.locator("#members li")).to_have_count(3)
+    expect(bob.conversation(room)).to_have_count(1)
+    expect(carol.conversation(room)).to_have_count(1)
+    alice_api = Rest(server.url, alice)
+    assert alice_api.call("GET", "/api/users/me/blocks") == []
+
+    # Confirmed, each is done: Block by its button, Kick by Enter, Ban by its button.
+    choose("Block", carol)
+    block.get_by_role("button", name="Block").click()
+    expect(block).to_be_hidden()
+    carol_id = Rest(server.url, carol).user_id
+    expect(page.locator("#toasts")).to_contain_text(f"{carol.display_name} blocked")
+    assert [b["user_id"] for b in alice_api.call("GET", "/api/users/me/blocks")] == [carol_id]
+
+    choose("Kick", carol)
+    expect(page.get_by_role("dialog", name=f"Remove {carol.display_name}?")).to_be_visible()
+    page.keyboard.press("Enter")
+    expect(carol.conversation(room)).to_have_count(0)
+
+    choose("Ban", bob)
+    ban.get_by_role("button", name="Ban").click()
+    expect(bob.conversation(room)).to_have_count(0)
+    expect(page.locator("#members li")).to_have_count(1)
+    [conversation_id] = [
+        c["id"] for c in alice_api.call("GET", "/api/conversations") if c["name"] == room
+    ]
+    bans = alice_api.call("GET", f"/api/conversations/{conversation_id}/bans")
+    assert [b["user_id"] for b in bans] == [Rest(server.url, bob).user_id]
+    assert native == []

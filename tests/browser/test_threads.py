@@ -6,9 +6,16 @@ from collections.abc import Callable
 
 from playwright.sync_api import expect
 
+from tests.browser.conftest import PalaverServer
 from tests.browser.people import Person
+from tests.browser.rest import Rest
 
 MakePerson = Callable[..., Person]
+
+# A long thread is written over REST, faster than the default rate limit allows.
+SERVER_ENV = {"PALAVER_RATE_MESSAGES_BURST": "1000", "PALAVER_RATE_MESSAGES_PER_SECOND": "1000"}
+# More than the 200 replies the panel once stopped at: five of its pages of 50.
+LONG_THREAD = 210
 
 
 def _room(person: MakePerson, prefix: str) -> tuple[Person, Person, str]:
@@ -112,3 +119,53 @@ def test_thread_between_two_users(person: MakePerson) -> None:
         root = who.message("root message")
         expect(root.locator(".thread-count")).to_contain_text("3 replies")
         expect(root.locator(".thread-unread")).to_have_count(badges)
+
+
+def test_a_long_thread_opens_on_its_latest_replies_and_loads_earlier_ones(
+    person: MakePerson, server: PalaverServer
+) -> None:
+    alice, bob, room = _room(person, "long")
+    alice.send("a long thread")
+    api = Rest(server.url, bob)
+    [cid] = [c["id"] for c in api.call("GET", "/api/conversations") if c["name"] == room]
+    history = api.call("GET", f"/api/conversations/{cid}/messages")["messages"]
+    [root_id] = [m["message_id"] for m in history if m["content"] == "a long thread"]
+    for n in range(LONG_THREAD):
+        api.call(
+            "POST",
+            f"/api/conversations/{cid}/messages",
+            {"content": f"reply {n}", "thread_root_id": root_id},
+        )
+    everything = [f"reply {n}" for n in range(LONG_THREAD)]
+
+    root = alice.message("a long thread")
+    expect(root.locator(".thread-count")).to_contain_text(f"{LONG_THREAD} replies")
+    root.locator(".thread-count").click()
+    panel = alice.page.locator("#thread-panel")
+    replies = panel.locator("#thread-replies .text")
+    # The latest page, scrolled to its newest reply; the count covers them all.
+    expect(replies).to_have_text(everything[-50:])
+    expect(replies.last).to_be_in_viewport()
+    expect(panel.locator("#thread-status")).to_have_text(f"{LONG_THREAD} replies")
+    earlier = panel.get_by_role("button", name="Load earlier replies")
+    earlier.click()
+    expect(replies).to_have_text(everything[-100:])
+    # By keyboard: the button keeps the focus between pages, and once the first reply
+    # is here it goes, leaving the focus in the thread.
+    for shown in (150, 200, LONG_THREAD):
+        expect(earlier).to_be_focused()
+        alice.page.keyboard.press("Enter")
+        expect(replies).to_have_count(shown)
+    expect(replies).to_have_text(everything)
+    expect(earlier).to_be_hidden()
+    expect(panel.locator("#thread-replies")).to_be_focused()
+
+    # A reply written now joins at the end, once.
+    last_word = "the last word"
+    api.call(
+        "POST",
+        f"/api/conversations/{cid}/messages",
+        {"content": last_word, "thread_root_id": root_id},
+    )
+    expect(replies).to_have_text([*everything, last_word])
+    expect(panel.locator("#thread-status")).to_have_text(f"{LONG_THREAD + 1} replies")

@@ -21,6 +21,7 @@ async def test_out_of_range_integers_are_invalid_format(server: Server) -> None:
         ({"type": "send", "conversation_id": TOO_BIG, "content": "x"}, "conversation_id"),
         ({"type": "search", "q": "hello", "before": TOO_BIG}, "before"),
         ({"type": "thread_read", "root_id": mid, "seq": TOO_BIG}, "seq"),
+        ({"type": "thread", "root_id": mid, "before": TOO_BIG}, "before"),
         ({"type": "react", "message_id": TOO_BIG, "emoji": "👍"}, "message_id"),
         ({"type": "history", "conversation_id": room, "before": TOO_BIG}, "before"),
         ({"type": "send", "conversation_id": room, "attachments": [TOO_BIG]}, "attachments"),

@@ -258,3 +258,38 @@ async def test_purge_removes_reactions_pins_edits_and_thread_cursors(store: SqlS
             rows = (await conn.execute(select(column).where(column == old.id))).all()
             assert rows == [], column.table.name
         assert (await conn.execute(thread_reads.select())).all() == []
+
+
+async def test_thread_replies_page_back_from_a_before_cursor(store: SqlStore) -> None:
+    alice, bob, general, root = await _setup(store)
+    # Replies between top-level messages: pages hold the thread's replies only.
+    batch: list[NewMessage] = []
+    for n in range(7):
+        batch.append(NewMessage(general.id, bob.id, f"reply {n}", thread_root_id=root.id))
+        batch.append(NewMessage(general.id, alice.id, f"top {n}"))
+    appended = await store.append_messages(batch, T0 + 10)
+    seqs = [a.message.seq for a in appended if a.message.thread_root_id == root.id]
+    end = await _last_seq(store, general) + 1
+
+    async def contents(**cursors: int) -> list[str]:
+        return [m.content for m in await store.thread_replies(root.id, **cursors)]
+
+    # The newest page before the cursor, oldest first.
+    assert await contents(before_seq=end, limit=3) == ["reply 4", "reply 5", "reply 6"]
+    assert await contents(before_seq=seqs[4], limit=3) == ["reply 1", "reply 2", "reply 3"]
+    assert await contents(before_seq=seqs[1], limit=3) == ["reply 0"]
+    assert await contents(before_seq=seqs[0], limit=3) == []
+    # With both cursors, the oldest page between them; with neither, the oldest page.
+    assert await contents(after_seq=seqs[1], before_seq=seqs[5], limit=2) == [
+        "reply 2",
+        "reply 3",
+    ]
+    assert await contents(after_seq=seqs[4], before_seq=seqs[5], limit=2) == []
+    assert await contents(limit=2) == ["reply 0", "reply 1"]
+    # Paging back through the whole thread finds every reply once, in order.
+    seen: list[str] = []
+    before = end
+    while page := await store.thread_replies(root.id, before_seq=before, limit=2):
+        seen[:0] = [m.content for m in page]
+        before = page[0].seq
+    assert seen == [f"reply {n}" for n in range(7)]

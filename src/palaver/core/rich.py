@@ -121,6 +121,7 @@ class Pins(Command):
 class Thread(Command):
     root_id: int
     after: int | None
+    before: int | None
     limit: int
 
 
@@ -166,6 +167,7 @@ def _parse_thread(raw: dict[str, Any], cid: str | int | None, _: int) -> Thread:
         id=cid,
         root_id=_required(raw, "root_id"),
         after=_int(raw, "after", required=False),
+        before=_int(raw, "before", required=False),
         limit=min(limit, 200),
     )
 

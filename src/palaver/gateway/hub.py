@@ -307,9 +307,10 @@ class Hub:
             await self._subscription.add([signals.conversation_channel(cid)])
         conversation = await self.store.get_conversation(cid)
         if conversation is not None:
+            count = len(await self.store.member_ids(cid))
             frame: dict[str, object] = {
                 "type": "joined",
-                "conversation": events.conversation(conversation),
+                "conversation": events.conversation(conversation, count),
             }
             for client in clients:
                 client.send(frame)

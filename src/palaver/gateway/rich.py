@@ -57,8 +57,8 @@ async def execute(services: Services, client: Client, command: Any) -> dict[str,
                 conversation_id=conversation_id,
                 messages=await _frames(services, found),
             )
-        case Thread(root_id=root_id, after=after, limit=limit):
-            view = await rich.thread(user, root_id, after=after, limit=limit)
+        case Thread(root_id=root_id, after=after, before=before, limit=limit):
+            view = await rich.thread(user, root_id, after=after, before=before, limit=limit)
             [root, *replies] = await _frames(services, [view.root, *view.replies])
             return events.reply(
                 command.id,

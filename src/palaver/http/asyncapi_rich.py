@@ -68,8 +68,10 @@ CLIENT_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
         ["conversation_id"],
     ),
     "thread": (
-        "A thread: root, replies, summary and your thread read cursor.",
-        {"root_id": INT, "after": SEQ, "limit": {**INT, "maximum": 200}},
+        "A thread: root, a page of replies (oldest first), summary and your thread "
+        "read cursor. after: the oldest replies after it; before alone: the newest "
+        "replies before it; neither: the oldest replies.",
+        {"root_id": INT, "after": SEQ, "before": SEQ, "limit": {**INT, "maximum": 200}},
         ["root_id"],
     ),
     "thread_read": (

@@ -152,12 +152,22 @@ async def thread(
     message_id: int,
     principal: PrincipalDep,
     services: ServicesDep,
-    after: Annotated[int | None, Query(ge=0, description="replies after this seq")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, description="the oldest replies after this seq")
+    ] = None,
+    before: Annotated[
+        int | None,
+        Query(ge=0, description="alone: the newest replies before this seq (to page back)"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ThreadOut:
-    """A thread: its root, replies in order, reply count and latest repliers, and the
-    caller's own read cursor and unread count of the thread."""
-    view = await services.rich.thread(principal.user, message_id, after=after, limit=limit)
+    """A thread: its root, a page of replies in order, reply count and latest repliers,
+    and the caller's own read cursor and unread count of the thread. Without cursors
+    the page holds the oldest replies; ``has_more`` says more may follow in the
+    direction asked (newer after ``after``, older before ``before``)."""
+    view = await services.rich.thread(
+        principal.user, message_id, after=after, before=before, limit=limit
+    )
     root, *replies = await _render(services, [view.root, *view.replies])
     return ThreadOut(
         root=root,

@@ -212,13 +212,23 @@ class RichMessagingService:
         return found
 
     async def thread(
-        self, user: User, root_id: int, *, after: int | None = None, limit: int = 50
+        self,
+        user: User,
+        root_id: int,
+        *,
+        after: int | None = None,
+        before: int | None = None,
+        limit: int = 50,
     ) -> ThreadView:
+        """A page of a thread's replies, oldest first: the oldest ``limit`` (after
+        ``after``), or with ``before`` alone the newest ``limit`` before it."""
         root, member = await self._visible(user, root_id)
         if member is None or root.thread_root_id is not None:
             raise not_found("message")
         limit = max(1, min(limit, 200))
-        replies = await self.store.thread_replies(root_id, after_seq=after, limit=limit)
+        replies = await self.store.thread_replies(
+            root_id, after_seq=after, before_seq=before, limit=limit
+        )
         summaries = await self.store.thread_summaries([root_id])
         summary = summaries.get(root_id) or ThreadSummary(root_id, 0, None, None, ())
         read_seq = await self.store.thread_read_seq(user.id, root_id)

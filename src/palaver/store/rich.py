@@ -256,17 +256,25 @@ class RichSqlStore(SqlStore, RichMessageStore):
         return found
 
     async def thread_replies(
-        self, root_id: int, *, after_seq: int | None = None, limit: int = 50
+        self,
+        root_id: int,
+        *,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
+        limit: int = 50,
     ) -> list[Message]:
-        stmt = (
-            select(messages)
-            .where(messages.c.thread_root_id == root_id)
-            .order_by(messages.c.seq)
-            .limit(limit)
-        )
+        stmt = select(messages).where(messages.c.thread_root_id == root_id).limit(limit)
+        if before_seq is not None:
+            stmt = stmt.where(messages.c.seq < before_seq)
         if after_seq is not None:
             stmt = stmt.where(messages.c.seq > after_seq)
-        return await self._all("thread_replies", stmt, _message)
+        if after_seq is not None or before_seq is None:
+            return await self._all("thread_replies", stmt.order_by(messages.c.seq), _message)
+        # Paging back: the newest page before the cursor, handed back oldest first.
+        newest_first = await self._all(
+            "thread_replies", stmt.order_by(messages.c.seq.desc()), _message
+        )
+        return newest_first[::-1]
 
     async def thread_read_seq(self, user_id: int, root_id: int) -> int:
         stmt = select(thread_reads.c.read_seq).where(

@@ -91,9 +91,16 @@ class RichMessageStore(abc.ABC):
 
     @abc.abstractmethod
     async def thread_replies(
-        self, root_id: int, *, after_seq: int | None = None, limit: int = 50
+        self,
+        root_id: int,
+        *,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
+        limit: int = 50,
     ) -> list[Message]:
-        """A thread's replies in order (by conversation seq), after ``after_seq``."""
+        """A thread's replies in ascending seq order. With ``after_seq``, the oldest
+        ``limit`` after it (and before ``before_seq``, if given); with ``before_seq``
+        alone, the newest ``limit`` before it; with neither, the oldest ``limit``."""
 
     @abc.abstractmethod
     async def thread_read_seq(self, user_id: int, root_id: int) -> int:

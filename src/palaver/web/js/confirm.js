@@ -22,6 +22,8 @@ export function confirmAction({ title, text, action = "OK", danger = true }) {
     );
     document.body.append(dialog);
   }
+  // A second question answers the first with Cancel: showModal on an open dialog throws.
+  if (dialog.open) dialog.close();
   dialog.querySelector("#confirm-title").textContent = title;
   dialog.querySelector("#confirm-text").textContent = text;
   const ok = dialog.querySelector(".confirm-ok");

@@ -3,6 +3,7 @@
 // both current. The server decides; the buttons only hide what it would refuse.
 
 import { api } from "./api.js";
+import { confirmAction } from "./confirm.js";
 import { h, toast } from "./dom.js";
 import { popupMenu } from "./menu.js";
 import { store } from "./store.js";
@@ -94,6 +95,10 @@ async function act(label, method, path, body) {
   }
 }
 
+async function ask(question, then) {
+  if (await confirmAction(question)) then();
+}
+
 /** The "⋯" menu of one row of the member list (nothing for oneself). */
 export function memberActions(conversation, member) {
   if (member.user_id === store.me?.id) return null;
@@ -110,28 +115,47 @@ export function memberActions(conversation, member) {
         act(`${name} is now ${promote}`, "PUT", `${base}/members/${member.user_id}/role`, { role: promote }),
       );
     }
+    const where = `the ${conversation.type === "room" ? "room" : "group"} “${conversation.title}”`;
+    const comeBack =
+      conversation.type === "room" ? "They can join it again." : "They can come back only if someone adds or invites them.";
     item(
       "Kick",
-      () => {
-        if (window.confirm(`Remove ${name}?`)) act(`${name} removed`, "POST", `${base}/members/${member.user_id}/kick`);
-      },
+      () =>
+        ask(
+          {
+            title: `Remove ${name}?`,
+            text: `${name} will be removed from ${where} at once. ${comeBack}`,
+            action: "Remove",
+          },
+          () => act(`${name} removed`, "POST", `${base}/members/${member.user_id}/kick`),
+        ),
       true,
     );
     item(
       "Ban",
-      () => {
-        if (window.confirm(`Ban ${name}?`)) act(`${name} banned`, "POST", `${base}/bans`, { user_id: member.user_id });
-      },
+      () =>
+        ask(
+          {
+            title: `Ban ${name}?`,
+            text: `${name} will be removed from ${where} and cannot come back, by joining, an invite or being added, until the ban is lifted.`,
+            action: "Ban",
+          },
+          () => act(`${name} banned`, "POST", `${base}/bans`, { user_id: member.user_id }),
+        ),
       true,
     );
   }
   item(
     "Block",
-    () => {
-      if (window.confirm(`Block ${name}? They will not be able to message you.`)) {
-        act(`${name} blocked`, "POST", `/api/users/${member.user_id}/block`);
-      }
-    },
+    () =>
+      ask(
+        {
+          title: `Block ${name}?`,
+          text: `Neither of you will be able to write in your direct conversation, and ${name} will no longer see when you are online.`,
+          action: "Block",
+        },
+        () => act(`${name} blocked`, "POST", `/api/users/${member.user_id}/block`),
+      ),
     true,
   );
   const muted = member.muted ? h("span", { class: "role muted-badge", text: "muted" }) : null;

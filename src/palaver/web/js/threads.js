@@ -2,7 +2,8 @@
 // "Reply in thread" action, and the thread panel: the root, its replies kept live from
 // the conversation's stream, and a composer of its own that sends with thread_root_id.
 // Thread replies have their own read cursor (`thread_read`), moved while the panel is
-// open and the page visible; the main timeline does not show them.
+// open and the page visible; the main timeline does not show them. The panel opens on
+// the latest page of replies; "Load earlier replies" pages back (`before`).
 
 import { actionButton, addAction } from "./actions.js";
 import { chat } from "./chat.js";
@@ -12,7 +13,7 @@ import { applyEntry, decorateBubble, isEntry } from "./rich.js";
 import { findMessage } from "./replies.js";
 import { store } from "./store.js";
 
-const PAGE = 200;
+const PAGE = 50;
 const MAX_REPLIERS = 5;
 
 const panel = {
@@ -25,6 +26,10 @@ const panel = {
   failed: false,
   buffer: [], // stream entries that arrived while the thread was loading
   readSeq: 0,
+  hasOlder: false, // the server has replies before the oldest held
+  loadingOlder: false,
+  olderFailed: false,
+  entriesMeanwhile: null, // while a page back loads: entries to apply to it too
 };
 
 function plural(n) {
@@ -93,6 +98,8 @@ function build() {
       submit(input);
     }
   });
+  const earlier = h("button", { type: "button", id: "thread-earlier", class: "secondary thread-earlier", text: "Load earlier replies", hidden: true });
+  earlier.addEventListener("click", loadEarlier);
   panel.el = h(
     "aside",
     { id: "thread-panel", class: "thread-panel", "aria-labelledby": "thread-title", hidden: true },
@@ -100,7 +107,8 @@ function build() {
     h("div", { class: "thread-body" },
       h("div", { id: "thread-root", class: "thread-root" }),
       h("p", { id: "thread-status", class: "history-status", role: "status" }),
-      h("div", { id: "thread-replies", class: "thread-replies", role: "log", "aria-label": "Thread replies", "aria-live": "polite" }),
+      earlier,
+      h("div", { id: "thread-replies", class: "thread-replies", role: "log", "aria-label": "Thread replies", "aria-live": "polite", tabIndex: -1 }),
     ),
     form,
   );
@@ -128,16 +136,24 @@ export async function openThread(conversation, root) {
     failed: false,
     buffer: [],
     readSeq: root.thread?.read_seq ?? 0,
+    hasOlder: false,
+    loadingOlder: false,
+    olderFailed: false,
+    entriesMeanwhile: null,
   });
   el.hidden = false;
   document.getElementById("chat").classList.add("thread-open");
   render();
   el.querySelector("#thread-input").focus();
   const rootId = root.message_id;
+  // The latest page: replies past everything this client has seen of the conversation
+  // reach it in the stream, so "before" starts just after that.
+  const before = Math.max(conversation.latestSeq, root.thread?.last_reply_seq ?? 0) + 1;
   try {
-    const answer = await chat.socket.request({ type: "thread", root_id: rootId, limit: PAGE });
+    const answer = await chat.socket.request({ type: "thread", root_id: rootId, before, limit: PAGE });
     if (panel.rootId !== rootId) return; // closed or another thread opened meanwhile
     for (const reply of answer.messages) panel.replies.set(reply.seq, reply);
+    panel.hasOlder = answer.has_more && answer.messages.length > 0;
     panel.readSeq = Math.max(panel.readSeq, answer.read_seq ?? 0);
     // The answer is the state when read; entries that arrived since apply on top, in
     // order, which gives the same result whether or not the answer included them.
@@ -152,6 +168,34 @@ export async function openThread(conversation, root) {
   markThreadRead();
 }
 
+/** Fetch the page of replies before the oldest held. */
+async function loadEarlier() {
+  if (panel.rootId === null || panel.loading || panel.loadingOlder || !panel.hasOlder) return;
+  const rootId = panel.rootId;
+  const before = Math.min(...panel.replies.keys());
+  Object.assign(panel, { loadingOlder: true, olderFailed: false, entriesMeanwhile: [] });
+  render();
+  try {
+    const answer = await chat.socket.request({ type: "thread", root_id: rootId, before, limit: PAGE });
+    if (panel.rootId !== rootId) return;
+    for (const reply of answer.messages) if (!panel.replies.has(reply.seq)) panel.replies.set(reply.seq, reply);
+    // Entries that arrived while the page was read may be older than its state or
+    // newer; applied again in order they leave the newest state either way.
+    for (const entry of panel.entriesMeanwhile) applyEntry({ messages: panel.replies }, entry);
+    panel.hasOlder = answer.has_more && answer.messages.length > 0;
+  } catch {
+    if (panel.rootId === rootId) panel.olderFailed = true;
+  }
+  if (panel.rootId !== rootId) return;
+  const earlier = panel.el.querySelector("#thread-earlier");
+  const hadFocus = document.activeElement === earlier;
+  panel.loadingOlder = false;
+  panel.entriesMeanwhile = null;
+  render({ keepScroll: true });
+  // The button goes once the first reply is here: keep the keyboard in the thread.
+  if (hadFocus && earlier.hidden) panel.el.querySelector("#thread-replies").focus();
+}
+
 export function closeThread() {
   panel.rootId = null;
   panel.root = null;
@@ -161,7 +205,10 @@ export function closeThread() {
 }
 
 function take(message) {
-  if (isEntry(message)) applyEntry({ messages: panel.replies }, message);
+  if (isEntry(message)) {
+    applyEntry({ messages: panel.replies }, message);
+    panel.entriesMeanwhile?.push(message);
+  }
   else if (message.thread_root_id === panel.rootId) panel.replies.set(message.seq, message);
 }
 
@@ -219,7 +266,7 @@ function row(m, conversation, pending) {
   return el;
 }
 
-function render() {
+function render({ keepScroll = false } = {}) {
   if (panel.rootId === null || !panel.el) return;
   const conversation = store.conversation(panel.conversationId);
   if (!conversation) return closeThread();
@@ -227,23 +274,33 @@ function render() {
   rootBox.replaceChildren(row(panel.root, conversation, false));
   const status = panel.el.querySelector("#thread-status");
   const replies = [...panel.replies.values()].sort((a, b) => a.seq - b.seq);
+  // Replies not loaded yet still count: the root's summary has them all.
+  const total = Math.max(replies.length, panel.hasOlder ? (panel.root.thread?.reply_count ?? 0) : 0);
   if (panel.loading) status.textContent = "Loading the thread…";
   else if (panel.failed) status.textContent = "Could not load the thread.";
-  else status.textContent = replies.length ? plural(replies.length) : "No replies yet.";
+  else if (panel.olderFailed) status.textContent = "Could not load earlier replies.";
+  else status.textContent = total ? plural(total) : "No replies yet.";
+  const earlier = panel.el.querySelector("#thread-earlier");
+  earlier.hidden = !panel.hasOlder || panel.loading;
+  // aria-disabled, not disabled: a disabled button drops the keyboard focus.
+  earlier.setAttribute("aria-disabled", String(panel.loadingOlder));
+  earlier.textContent = panel.loadingOlder ? "Loading earlier replies…" : "Load earlier replies";
+  // The panel's body scrolls (the root, then the replies).
+  const scroller = panel.el.querySelector(".thread-body");
+  const atBottom = !keepScroll && scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 60;
   const box = panel.el.querySelector("#thread-replies");
-  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 60;
   const rows = replies.map((m) => row(m, conversation, false));
   for (const entry of store.pending(conversation.id)) {
     if (entry.thread_root_id !== panel.rootId) continue;
     rows.push(row({ ...entry, sender_id: store.me.id, kind: "text", seq: null }, conversation, true));
   }
   box.replaceChildren(...rows);
-  if (atBottom) box.scrollTop = box.scrollHeight;
+  if (atBottom) scroller.scrollTop = scroller.scrollHeight;
 }
 
 export function setupThreads() {
   chat.on("stream", ({ conversation, message }) => onStream(conversation, message));
-  store.on("outbox", render);
+  store.on("outbox", () => render());
   store.on("messages", (id) => {
     if (id === panel.conversationId) render();
   });

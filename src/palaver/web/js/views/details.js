@@ -2,6 +2,7 @@
 // people (groups: owners and admins; rooms: anyone may invite), leaving.
 
 import { chat } from "../chat.js";
+import { confirmAction } from "../confirm.js";
 import { $, avatar, debounce, h, toast } from "../dom.js";
 import { memberActions, notificationMenu } from "../moderation.js";
 import { store } from "../store.js";
@@ -60,7 +61,15 @@ export function setupDetails() {
     const conversation = store.active;
     if (!conversation) return;
     const kind = conversation.type === "room" ? "room" : "group";
-    if (!window.confirm(`Leave the ${kind} “${conversation.title}”?`)) return;
+    const sure = await confirmAction({
+      title: `Leave the ${kind} “${conversation.title}”?`,
+      text:
+        kind === "room"
+          ? "It leaves your list and you stop receiving its messages. You can join it again from Browse rooms."
+          : "It leaves your list and you stop receiving its messages. You can come back only if someone adds or invites you.",
+      action: "Leave",
+    });
+    if (!sure) return;
     try {
       await chat.leave(conversation);
       closeDetails(false);
