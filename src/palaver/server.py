@@ -101,9 +101,10 @@ def tune_gc() -> None:
     What startup built (modules, routes, schemas: about 170,000 objects) lives as long
     as the process, so it moves to the permanent generation and full collections stop
     walking it. A young generation of 10,000 instead of 700 gives a send's short-lived
-    objects (frames, futures, rows) time to die before a collection promotes them:
-    with the defaults, closed-loop senders caused several full collections a second,
-    each a pause of tens of milliseconds and together about a tenth of the CPU."""
+    objects (frames, futures, rows) time to die before a collection promotes them.
+    With the defaults, 100 closed-loop senders caused a full collection about every
+    two seconds, each pausing the event loop for 50 to 300 ms on a busy machine, and
+    the collector took 7% of the process's cycles in a profile."""
     gc.collect()
     gc.freeze()
     _, threshold1, threshold2 = gc.get_threshold()

@@ -225,8 +225,8 @@ class SearchStore(SqlStore):
     ) -> IndexProgress:
         """Index up to ``batch`` entries after the watermark and move it (see
         :func:`plan_index`). Safe to run on several nodes at once."""
-        # Read and normalise outside the write transaction: on SQLite it holds the one
-        # write lock that every send needs, so it should only write.
+        # Read and normalise outside the write transaction, which should only write
+        # (the SQLite file store runs the whole pass on its append thread instead).
         start, rows, edited = await self._txn(
             "index_read", lambda conn: self._pending(conn, batch), write=False
         )
