@@ -72,6 +72,14 @@ async def verify_password(password_hash: str, password: str) -> bool:
     return await asyncio.to_thread(check)
 
 
+def _too_many(what: str, wait: float) -> PalaverError:
+    return PalaverError(
+        ErrorCode.RATE_LIMITED,
+        f"too many {what}; try again later",
+        retry_after=float(math.ceil(wait)),
+    )
+
+
 class AuthService:
     """Use cases of accounts and sessions over a :class:`Store` and a :class:`Broker`."""
 
@@ -133,6 +141,11 @@ class AuthService:
         await self.audit.record("user.registered", actor_id=user.id, target=str(user.id), ip=ip)
         return user
 
+    def _account_counter(self, account: str) -> tuple[str, int]:
+        """The failure counter of an account and its limit. Every route that checks the
+        account's password counts in it, so guesses through any of them add up."""
+        return f"login:acct:{account}", self.settings.login_max_failures
+
     async def _throttle_keys(
         self, login: str, ip: str | None, user: User | None
     ) -> list[tuple[str, int]]:
@@ -141,36 +154,41 @@ class AuthService:
         An existing account is counted by its id, so its username and its e-mail address
         share one counter."""
         account = f"user:{user.id}" if user is not None else login.strip().lower()
-        keys = [(f"login:acct:{account}", self.settings.login_max_failures)]
+        keys = [self._account_counter(account)]
         if ip:
             keys.append((f"login:ip:{ip}", self.settings.login_ip_max_failures))
         return keys
+
+    async def _reserve(self, counters: list[tuple[str, int]]) -> float:
+        """Take an attempt's place in every counter before its password is checked.
+
+        Return 0.0 when each counter took it, else the seconds until the window of the
+        first full one ends, with nothing held. Only a right password gives a place back
+        (:meth:`_give_back`), so however many attempts race, on any number of nodes, at
+        most each counter's limit of them are checked in one window."""
+        reserved: list[str] = []
+        for key, limit in counters:
+            wait = await self.broker.reserve_hit(key, limit, self.settings.login_failure_window)
+            if wait > 0:
+                await self._give_back(reserved)
+                return wait
+            reserved.append(key)
+        return 0.0
 
     async def login(
         self, login: str, password: str, *, ip: str | None = None, device: str = ""
     ) -> LoginResult:
         """Check credentials and open a session. Too many failures of the account
         (``login_max_failures``) or from the client IP (``login_ip_max_failures``, higher)
-        within the window answer ``RATE_LIMITED`` before any password check.
-
-        Each attempt reserves its failure in every counter before the password check,
-        and only a right password gives it back: however many attempts race, on any
-        number of nodes, at most the limit of them are checked in one window."""
+        within the window answer ``RATE_LIMITED`` before any password check (see
+        :meth:`_reserve`)."""
         user = await self.store.get_user_by_login(login.strip())
         keys = await self._throttle_keys(login, ip, user)
-        window = self.settings.login_failure_window
-        reserved: list[str] = []
-        for key, limit in keys:
-            wait = await self.broker.reserve_hit(key, limit, window)
-            if wait > 0:
-                await self._give_back(reserved)
-                await self.audit.record("login.throttled", target=login[:256], ip=ip)
-                raise PalaverError(
-                    ErrorCode.RATE_LIMITED,
-                    "too many failed logins; try again later",
-                    retry_after=float(math.ceil(wait)),
-                )
-            reserved.append(key)
+        wait = await self._reserve(keys)
+        if wait > 0:
+            await self.audit.record("login.throttled", target=login[:256], ip=ip)
+            raise _too_many("failed logins", wait)
+        reserved = [key for key, _ in keys]
         ok = await verify_password(user.password_hash if user else _DUMMY_HASH, password)
         if user is None or not ok:
             # The reservations stand: they are this failure's count.
@@ -193,6 +211,22 @@ class AuthService:
             "login.succeeded", actor_id=user.id, target=result.session.id, ip=ip
         )
         return result
+
+    async def _check_own_password(self, user: User, password: str, *, ip: str | None) -> bool:
+        """Whether ``password`` is the signed-in ``user``'s, checked as a login attempt.
+
+        A stolen access token must give no more guesses than the login form: a wrong
+        password here is a failure in the account's login counter, a right one clears
+        it, and a full counter answers ``RATE_LIMITED`` before any check."""
+        counter = self._account_counter(f"user:{user.id}")
+        wait = await self._reserve([counter])
+        if wait > 0:
+            await self.audit.record("password.throttled", actor_id=user.id, ip=ip)
+            raise _too_many("wrong passwords", wait)
+        if not await verify_password(user.password_hash, password):
+            return False  # the reservation stands: it is this failure's count
+        await self.broker.reset_count(counter[0])
+        return True
 
     async def _give_back(self, keys: list[str]) -> None:
         """Release the reservations of an attempt that was no failure."""
@@ -293,8 +327,10 @@ class AuthService:
     async def change_password(
         self, principal: Principal, current: str, new: str, *, ip: str | None = None
     ) -> None:
-        """Change the password and end every other session of the user."""
-        if not await verify_password(principal.user.password_hash, current):
+        """Change the password and end every other session of the user. A wrong
+        ``current`` counts as a failed login of the account (``RATE_LIMITED`` past
+        ``login_max_failures``)."""
+        if not await self._check_own_password(principal.user, current, ip=ip):
             await self.audit.record("password.change_failed", actor_id=principal.user.id, ip=ip)
             raise PalaverError(
                 ErrorCode.INVALID_CREDENTIALS,
@@ -395,8 +431,9 @@ class AuthService:
     async def delete_account(
         self, principal: Principal, password: str, *, ip: str | None = None
     ) -> None:
-        """Anonymise the account (see :meth:`Store.anonymise_user`) after a password check."""
-        if not await verify_password(principal.user.password_hash, password):
+        """Anonymise the account (see :meth:`Store.anonymise_user`) after a password check,
+        throttled as the account's logins are."""
+        if not await self._check_own_password(principal.user, password, ip=ip):
             raise PalaverError(ErrorCode.INVALID_CREDENTIALS, "password is wrong", field="password")
         sessions = [s.id for s in await self.store.list_sessions(principal.user.id)]
         # Files first: if that fails the account is untouched and the user can retry. A
