@@ -183,6 +183,29 @@ async def test_sqlite_index_pass_leaves_the_append_connection_syncing(tmp_path: 
         await store.close()
 
 
+async def test_sqlite_message_commits_sync_whatever_the_connection_was_left_at(
+    tmp_path: Path,
+) -> None:
+    """Should an index pass ever fail to set its connection back to FULL, the next
+    message commit still syncs (and clears a transaction left open)."""
+    store = SqliteStore(f"sqlite:///{tmp_path / 'p.db'}")
+    await store.connect()
+    try:
+        await store.migrate()
+        alice = await user(store, "alice")
+        general = await room(store, "general", alice)
+        db = store._appender
+        assert db is not None
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("BEGIN")
+        [sent] = await store.append_messages([NewMessage(general.id, alice.id, "x")], T0)
+        assert sent.message.seq == 1
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert not db.in_transaction
+    finally:
+        await store.close()
+
+
 async def test_sqlite_append_waits_for_another_writer(tmp_path: Path) -> None:
     """A write transaction of another process holds the file: the append waits for it
     (busy_timeout) and numbers after what it committed."""

@@ -211,6 +211,11 @@ class SqliteStore(SqliteSearch, RichSqlStore):
         self, db: sqlite3.Connection, batch: Sequence[NewMessage], at: int
     ) -> list[Appended]:
         """The whole transaction, on the append thread."""
+        # Index passes relax the connection's sync level and set it back; should that
+        # ever fail half-way, no message is acknowledged without an fsync for it.
+        if db.in_transaction:
+            _rollback(db)
+        db.execute("PRAGMA synchronous=FULL")
         db.execute("BEGIN IMMEDIATE")
         try:
             ids = sorted({new.conversation_id for new in batch})
