@@ -7,6 +7,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from palaver.gateway.client import Client
 from palaver.gateway.frames import encode_text_frame
 from palaver.gateway.hub import Hub
@@ -109,3 +111,18 @@ def test_a_socket_not_yet_resumed_gets_nothing_yet() -> None:
     wake(hub, 5, 6)
     assert outlet.writes == []
     assert client.cursors[CID] == 4
+
+
+def test_a_wake_up_with_a_hole_or_a_repeat_goes_one_by_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Length and ends alone would take [5, 5, 7] for a run."""
+    hub = make_hub()
+    outlet = Outlet()
+    client = attach(hub, outlet, cursor=4)
+    caught_up: list[tuple[int, int]] = []
+    monkeypatch.setattr(Client, "catch_up", lambda self, cid, upto=0: caught_up.append((cid, upto)))
+    frames = wake(hub, 5, 5, 7)
+    assert outlet.writes == [frames[0]]  # 5 once; 6 and 7 are read from the store
+    assert client.cursors[CID] == 5
+    assert caught_up == [(CID, 7)]

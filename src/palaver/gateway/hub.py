@@ -12,6 +12,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Coroutine
+from itertools import pairwise
 from typing import Any
 
 import orjson
@@ -266,7 +267,8 @@ class Hub:
         them in one write, the others one by one."""
         frames = [(seq, self.encode(body)) for seq, body in messages]
         first, last = frames[0][0], frames[-1][0]
-        run = b"".join(frame for _, frame in frames) if last - first == len(frames) - 1 else None
+        consecutive = all(b[0] == a[0] + 1 for a, b in pairwise(frames))
+        run = b"".join(frame for _, frame in frames) if consecutive else None
         for client in list(clients):
             if run is None or not client.offer_run(cid, first, last, run):
                 for seq, frame in frames:
@@ -307,7 +309,7 @@ class Hub:
             await self._subscription.add([signals.conversation_channel(cid)])
         conversation = await self.store.get_conversation(cid)
         if conversation is not None:
-            count = len(await self.store.member_ids(cid))
+            count = await self.store.count_members(cid)
             frame: dict[str, object] = {
                 "type": "joined",
                 "conversation": events.conversation(conversation, count),
