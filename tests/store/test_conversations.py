@@ -159,6 +159,8 @@ async def test_membership_queries(store: SqlStore) -> None:
     two = await room(store, "two", carol, alice)
     await room(store, "three", dave)
     assert await store.member_ids(one.id) == sorted([alice.id, bob.id])
+    assert await store.count_members(one.id) == 2
+    assert await store.count_members(999) == 0
     assert await store.user_conversation_ids(alice.id) == sorted([one.id, two.id])
     assert await store.user_conversation_ids(dave.id) != await store.user_conversation_ids(bob.id)
     assert await store.contacts(alice.id) == {bob.id, carol.id}

@@ -79,7 +79,7 @@ class ChatServiceHandler(RawDialect):
             room = await join_or_create(services, user, name)
             sock.remember(room)
             rooms.add(room.id)
-            count = len(await services.store.member_ids(room.id))
+            count = await services.store.count_members(room.id)
             sock.send({"type": "room_joined", "roomId": room.name, "memberCount": count})
         elif kind == "leave_room":
             cid = self._room(sock, frame)

@@ -259,7 +259,7 @@ class NativeHandler(GatewayHandler):
                 )
             case protocol.JoinRoom(room=room):
                 conversation, joined = await services.conversations.join_room(user, room)
-                count = len(await services.store.member_ids(conversation.id))
+                count = await services.store.count_members(conversation.id)
                 return events.reply(
                     command.id,
                     "result",

@@ -181,7 +181,7 @@ async def create_conversation(
         conversation = await service.create_group(
             principal.user, body.name, body.members, body.topic
         )
-    count = len(await services.store.member_ids(conversation.id))
+    count = await services.store.count_members(conversation.id)
     item = events.conversation(conversation, count)
     await _name_directs(services, principal.user.id, [item])
     return item
@@ -192,7 +192,7 @@ async def get_conversation(
     conversation_id: int, principal: PrincipalDep, services: ServicesDep
 ) -> dict[str, Any]:
     conversation, member = await services.conversations.get(principal.user.id, conversation_id)
-    count = len(await services.store.member_ids(conversation_id))
+    count = await services.store.count_members(conversation_id)
     item = events.conversation(conversation, count)
     item.update(role=member.role.value, read_seq=member.read_seq)
     await _name_directs(services, principal.user.id, [item])
@@ -216,7 +216,7 @@ async def update_conversation(
         topic=body.topic,
         set_topic="topic" in body.model_fields_set,
     )
-    count = len(await services.store.member_ids(conversation_id))
+    count = await services.store.count_members(conversation_id)
     return ConversationOut.model_validate(events.conversation(conversation, count))
 
 
@@ -267,7 +267,7 @@ async def join(
 ) -> dict[str, Any]:
     """Join a public room."""
     room, joined = await services.conversations.join_room(principal.user, conversation_id)
-    count = len(await services.store.member_ids(room.id))
+    count = await services.store.count_members(room.id)
     return {"conversation": events.conversation(room, count), "joined": joined}
 
 

@@ -296,7 +296,7 @@ async def join_invite(code: str, principal: PrincipalDep, services: ServicesDep)
     """Join a room or group through a link; unknown, expired, revoked and used-up codes
     all answer ``NOT_FOUND``."""
     conversation, joined = await services.moderation.join_by_invite(principal.user, code)
-    count = len(await services.store.member_ids(conversation.id))
+    count = await services.store.count_members(conversation.id)
     return JoinedOut(conversation=events.conversation(conversation, count), joined=joined)
 
 

@@ -870,7 +870,7 @@ class ModerationService:
             case "join_invite":
                 assert op.code is not None
                 conversation, joined = await self.join_by_invite(user, op.code)
-                count = len(await self.store.member_ids(conversation.id))
+                count = await self.store.count_members(conversation.id)
                 return {"conversation": events.conversation(conversation, count), "joined": joined}
             case "block":
                 return {"blocked": await self.block(user, uid)}

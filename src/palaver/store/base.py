@@ -298,6 +298,10 @@ class Store(RichMessageStore, ModerationStore, abc.ABC):
     async def member_ids(self, conversation_id: int) -> list[int]:
         """The user ids of every member (the fan-out list)."""
 
+    async def count_members(self, conversation_id: int) -> int:
+        """How many members the conversation has (0 when it does not exist)."""
+        return len(await self.member_ids(conversation_id))
+
     @abc.abstractmethod
     async def user_conversation_ids(self, user_id: int) -> list[int]:
         """Ids of the conversations a user belongs to."""

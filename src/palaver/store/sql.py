@@ -889,6 +889,18 @@ class SqlStore(SqlModeration, Store):
         )
         return await self._scalars("member_ids", stmt)
 
+    async def count_members(self, conversation_id: int) -> int:
+        stmt = (
+            select(func.count())
+            .select_from(members)
+            .where(members.c.conversation_id == conversation_id)
+        )
+
+        async def txn(conn: AsyncConnection) -> int:
+            return int((await conn.execute(stmt)).scalar_one())
+
+        return await self._txn("count_members", txn, write=False)
+
     async def user_conversation_ids(self, user_id: int) -> list[int]:
         stmt = (
             select(members.c.conversation_id)
