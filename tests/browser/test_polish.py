@@ -176,3 +176,30 @@ def test_actions_wait_for_interaction_and_ask_before_deleting(person: MakePerson
     expect(composer).to_have_value("a draft")
     expect(bob.message("second")).to_have_count(1)
     expect(bob.page.locator("#rows .edited")).to_have_count(0)
+
+
+ASK_TWICE = """async () => {
+  const script = [...document.scripts].find((s) => s.src.endsWith('/js/main.js'));
+  const { confirmAction } = await import(script.src.replace(/main\\.js$/, 'confirm.js'));
+  const first = confirmAction({ title: 'First', text: 'first question', action: 'Yes' });
+  window.secondAnswer = null;
+  confirmAction({ title: 'Second', text: 'second question', action: 'Do it' })
+    .then((value) => { window.secondAnswer = value; });
+  return await first;
+}"""
+
+
+def test_a_second_question_replaces_the_first_and_gets_its_own_answer(
+    new_page: Callable[..., Page],
+) -> None:
+    page = new_page()
+    assert page.evaluate(ASK_TWICE) is False  # the first is answered Cancel
+    dialog = page.locator("#confirm-dialog")
+    expect(dialog.locator("#confirm-title")).to_have_text("Second")
+    expect(dialog).to_be_visible()
+    page.wait_for_timeout(100)  # the first question's close event is delivered by now
+    expect(dialog).to_be_visible()
+    assert page.evaluate("window.secondAnswer") is None
+    dialog.locator(".confirm-ok").click()
+    page.wait_for_function("window.secondAnswer !== null")
+    assert page.evaluate("window.secondAnswer") is True

@@ -4,6 +4,14 @@
 import { h } from "./dom.js";
 
 let dialog = null;
+// The answer of the question on screen; a new question answers the previous one Cancel.
+let pending = null;
+
+function answer(value) {
+  const resolve = pending;
+  pending = null;
+  if (resolve) resolve(value);
+}
 
 /** Ask; resolves true when the user picks `action`, false on Cancel or Escape. */
 export function confirmAction({ title, text, action = "OK", danger = true }) {
@@ -20,9 +28,15 @@ export function confirmAction({ title, text, action = "OK", danger = true }) {
         h("button", { type: "submit", value: "ok", class: "confirm-ok" }),
       ),
     );
+    // A close event is queued, not dispatched at once: the one of a question replaced by
+    // a newer one arrives while that newer one is open, and must not answer it.
+    dialog.addEventListener("close", () => {
+      if (!dialog.open) answer(dialog.returnValue === "ok");
+    });
     document.body.append(dialog);
   }
   // A second question answers the first with Cancel: showModal on an open dialog throws.
+  answer(false);
   if (dialog.open) dialog.close();
   dialog.querySelector("#confirm-title").textContent = title;
   dialog.querySelector("#confirm-text").textContent = text;
@@ -31,7 +45,7 @@ export function confirmAction({ title, text, action = "OK", danger = true }) {
   ok.className = `confirm-ok ${danger ? "danger" : "primary"}`;
   dialog.returnValue = "";
   return new Promise((resolve) => {
-    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+    pending = resolve;
     dialog.showModal();
     ok.focus();
   });
