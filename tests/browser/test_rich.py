@@ -45,3 +45,31 @@ def test_react_edit_and_delete_live(person: MakePerson) -> None:
     expect(bob.page.locator("#rows .bubble.deleted .text")).to_have_text("This message was deleted")
     # The reaction and edit entries are never rows of their own.
     expect(bob.page.locator("#rows .row.msg")).to_have_count(1)
+
+
+def test_reaction_picker_stays_open_while_others_react(person: MakePerson) -> None:
+    alice = person("alice")
+    bob = person("bob")
+    room = f"picker-{alice.username[-6:]}"
+    alice.create_room(room)
+    bob.join_room(room)
+    alice.send("lunch?")
+    expect(bob.message("lunch?")).to_be_visible()
+
+    row = bob.message("lunch?")
+    row.hover()
+    row.get_by_role("button", name="React", exact=True).click()
+    thumbs = row.get_by_role("button", name="React 👍")
+    expect(thumbs).to_be_focused()
+    # Alice's reaction redraws the bubble Bob is choosing a reaction for.
+    alice.message("lunch?").hover()
+    alice.message("lunch?").get_by_role("button", name="React", exact=True).click()
+    alice.message("lunch?").get_by_role("button", name="React ❤️").click()
+    expect(row.locator(".reaction")).to_have_text("❤️ 1")
+    expect(row.get_by_role("button", name="React", exact=True)).to_have_attribute(
+        "aria-expanded", "true"
+    )
+    expect(thumbs).to_be_visible()
+    expect(thumbs).to_be_focused()
+    bob.page.keyboard.press("Enter")
+    expect(alice.message("lunch?").locator(".reaction")).to_have_text(["❤️ 1", "👍 1"])

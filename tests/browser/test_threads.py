@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from playwright.sync_api import expect
@@ -169,3 +170,29 @@ def test_a_long_thread_opens_on_its_latest_replies_and_loads_earlier_ones(
     )
     expect(replies).to_have_text([*everything, last_word])
     expect(panel.locator("#thread-status")).to_have_text(f"{LONG_THREAD + 1} replies")
+
+
+def test_reaction_picker_in_a_thread_stays_open_as_the_room_talks(person: MakePerson) -> None:
+    alice, bob, _ = _room(person, "picker")
+    alice.send("root message")
+    root = bob.message("root message")
+    root.hover()
+    root.get_by_role("button", name="Reply in thread").click()
+    panel = bob.page.locator("#thread-panel")
+    reply_box = panel.get_by_role("textbox", name="Reply in thread")
+    reply_box.fill("a reply")
+    reply_box.press("Enter")
+    reply = panel.locator("#thread-replies .thread-msg", has_text="a reply")
+    expect(reply).to_have_attribute("data-seq", re.compile(r"^\d+$"))
+
+    reply.hover()
+    reply.get_by_role("button", name="React", exact=True).click()
+    thumbs = reply.get_by_role("button", name="React 👍")
+    expect(thumbs).to_be_focused()
+    # Every message of the room redraws the panel under the open picker.
+    alice.send("meanwhile in the room")
+    expect(bob.message("meanwhile in the room")).to_be_visible()
+    expect(thumbs).to_be_visible()
+    expect(thumbs).to_be_focused()
+    bob.page.keyboard.press("Enter")
+    expect(reply.locator(".reaction")).to_have_text("👍 1")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
@@ -250,6 +251,41 @@ async def test_presence_online_away_offline_and_online_users(server: Server) -> 
     assert ada_id
     await watcher.close()
     await stranger.close()
+
+
+async def test_quick_reconnect_leaves_the_user_online(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ada_id, ada = await server.user("ada")
+    _, bob = await server.user("bob")
+    room = await server.room(bob, "general")
+    joined = await server.rest(ada, "POST", f"/api/conversations/{room}/join")
+    assert joined.status_code < 300, joined.text
+    watcher = await server.connect(bob, resume={})
+    store = server.services.store
+    update_user = store.update_user
+
+    async def slow_update_user(*args: Any, **kwargs: Any) -> Any:
+        # Recording "last seen" on a busy database outlasts a reconnect.
+        await asyncio.sleep(0.3)
+        return await update_user(*args, **kwargs)
+
+    monkeypatch.setattr(store, "update_user", slow_update_user)
+    first = await server.connect(ada, resume={})
+    await first.close()
+    second = await server.connect(ada, resume={})
+    await asyncio.sleep(0.6)
+    online = await watcher.request({"type": "get_online_users"}, "online_users")
+    assert [u["id"] for u in online["users"]] == [ada_id]
+    seen = [
+        f["status"]
+        for f in list(watcher.frames._queue)  # type: ignore[attr-defined]
+        if f["type"] == "presence" and f["user_id"] == ada_id
+    ]
+    assert seen
+    assert seen[-1] == "online"
+    await second.close()
+    await watcher.close()
 
 
 async def test_token_renewed_in_band_or_socket_closed_with_4001(server: Server) -> None:

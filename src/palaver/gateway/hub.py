@@ -9,6 +9,7 @@ it, drop it as already written, or catch up from the store first.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 from collections.abc import Callable, Coroutine
@@ -56,6 +57,10 @@ class Hub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._maintenance: asyncio.Task[None] | None = None
         self._status: dict[int, PresenceStatus] = {}
+        # Each user's latest presence change on this node: an older one still awaiting
+        # the database (a disconnect's "last seen") must not overwrite a reconnect's.
+        self._presence_turns: dict[int, int] = {}
+        self._presence_clock = itertools.count(1)
         # Presence entries outlive a dead node by at most this (heartbeat every third).
         self._presence_ttl = services.settings.presence_ttl
 
@@ -327,31 +332,47 @@ class Hub:
         if self._status.get(user_id) == status:
             return
         self._status[user_id] = status
+        turn = self._next_presence_turn(user_id)
         broker = self.services.broker
         try:
             await broker.set_presence(user_id, status, self._presence_ttl)
             overall = (await broker.get_presence([user_id])).get(user_id, status)
-            await self._publish_presence(user_id, overall, None)
+            await self._publish_presence(user_id, overall, None, turn)
         except BrokerUnavailable as exc:
             log.warning("presence.unavailable", error=str(exc))
 
     async def _went_offline(self, user_id: int) -> None:
         self._status.pop(user_id, None)
+        turn = self._next_presence_turn(user_id)
         broker = self.services.broker
         at = now_ms()
         try:
             await self.store.update_user(user_id, last_seen_at=at)
             self.users.forget(user_id)
+            if user_id in self.by_user or self._presence_turns.get(user_id) != turn:
+                return  # back already: the reconnect publishes "online"
             await broker.set_presence(user_id, PresenceStatus.OFFLINE, self._presence_ttl)
             overall = (await broker.get_presence([user_id])).get(user_id, PresenceStatus.OFFLINE)
-            await self._publish_presence(user_id, overall, at)
+            await self._publish_presence(user_id, overall, at, turn)
         except BrokerUnavailable as exc:
             log.warning("presence.unavailable", error=str(exc))
+        finally:
+            if self._presence_turns.get(user_id) == turn and user_id not in self.by_user:
+                del self._presence_turns[user_id]
+
+    def _next_presence_turn(self, user_id: int) -> int:
+        # One counter for all users, so a turn is never handed out twice even after
+        # a user's entry is forgotten.
+        turn = next(self._presence_clock)
+        self._presence_turns[user_id] = turn
+        return turn
 
     async def _publish_presence(
-        self, user_id: int, status: PresenceStatus, last_seen_at: int | None
+        self, user_id: int, status: PresenceStatus, last_seen_at: int | None, turn: int
     ) -> None:
         conversations = await self.store.user_conversation_ids(user_id)
+        if self._presence_turns.get(user_id) != turn:
+            return  # a later change publishes instead, so they cannot arrive out of order
         await self.services.broker.publish(
             PRESENCE_CHANNEL,
             signals.encode(

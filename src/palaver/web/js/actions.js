@@ -94,6 +94,26 @@ export function messageActions(m, { own, act, mine }) {
   return bar;
 }
 
+/**
+ * Carry what the user is doing in the toolbar of `from` (an open reaction picker, a
+ * toolbar shown by a tap, the keyboard focus) over to `to`, the element rebuilt to
+ * replace it: someone else's reaction or a receipt arriving must not snatch away the
+ * picker the user is choosing from. Call while `from` is still in the document; call
+ * the function it returns once `to` is, to move the focus.
+ */
+export function carryActions(from, to) {
+  if (from.querySelector(".bubble.actions-open")) to.querySelector(".bubble")?.classList.add("actions-open");
+  const picker = to.querySelector(".react-picker");
+  if (picker && from.querySelector(".react-picker:not([hidden])")) {
+    picker.hidden = false;
+    picker.parentElement.querySelector('[data-action="react"]')?.setAttribute("aria-expanded", "true");
+  }
+  const focused = document.activeElement;
+  const label = focused && from.contains(focused) ? focused.getAttribute("aria-label") : null;
+  const twin = label ? [...to.querySelectorAll(".msg-actions button")].find((el) => el.getAttribute("aria-label") === label) : null;
+  return () => twin?.focus({ preventScroll: true });
+}
+
 function closeAll(except = null) {
   for (const el of document.querySelectorAll(".bubble.actions-open")) {
     if (el !== except) el.classList.remove("actions-open");

@@ -5,7 +5,7 @@
 // open and the page visible; the main timeline does not show them. The panel opens on
 // the latest page of replies; "Load earlier replies" pages back (`before`).
 
-import { actionButton, addAction } from "./actions.js";
+import { actionButton, addAction, carryActions } from "./actions.js";
 import { chat } from "./chat.js";
 import { h, richText } from "./dom.js";
 import { clock, fullStamp } from "./format.js";
@@ -271,7 +271,17 @@ function render({ keepScroll = false } = {}) {
   const conversation = store.conversation(panel.conversationId);
   if (!conversation) return closeThread();
   const rootBox = panel.el.querySelector("#thread-root");
-  rootBox.replaceChildren(row(panel.root, conversation, false));
+  const refocus = [];
+  const rebuild = (box, fresh) => {
+    // Every render rebuilds the rows: keep an open picker and the focus on them.
+    const old = new Map([...box.children].filter((el) => el.dataset.seq).map((el) => [el.dataset.seq, el]));
+    for (const el of fresh) {
+      const was = old.get(el.dataset.seq);
+      if (was) refocus.push(carryActions(was, el));
+    }
+    box.replaceChildren(...fresh);
+  };
+  rebuild(rootBox, [row(panel.root, conversation, false)]);
   const status = panel.el.querySelector("#thread-status");
   const replies = [...panel.replies.values()].sort((a, b) => a.seq - b.seq);
   // Replies not loaded yet still count: the root's summary has them all.
@@ -294,7 +304,8 @@ function render({ keepScroll = false } = {}) {
     if (entry.thread_root_id !== panel.rootId) continue;
     rows.push(row({ ...entry, sender_id: store.me.id, kind: "text", seq: null }, conversation, true));
   }
-  box.replaceChildren(...rows);
+  rebuild(box, rows);
+  for (const focus of refocus) focus();
   if (atBottom) scroller.scrollTop = scroller.scrollHeight;
 }
 

@@ -15,7 +15,7 @@ import { decorateReply, quoteSignature, setupReplies, takeReply } from "../repli
 import { decorateThread, setupThreads } from "../threads.js";
 import { pinToBottom } from "../pin.js";
 import { setupDayLabels } from "../daylabel.js";
-import { setupActions } from "../actions.js";
+import { carryActions, setupActions } from "../actions.js";
 import { editing, finishEdit, setupEditing } from "../editing.js";
 
 // Within this distance of the bottom the view follows new messages.
@@ -341,7 +341,11 @@ function render() {
       const fresh = buildRow(row, conversation);
       fresh.dataset.sig = sig;
       fresh.dataset.key = row.key;
-      if (el) el.replaceWith(fresh);
+      if (el) {
+        const refocus = carryActions(el, fresh);
+        el.replaceWith(fresh);
+        refocus();
+      }
       el = fresh;
       view.elements.set(row.key, el);
     }
