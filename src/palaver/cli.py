@@ -93,6 +93,43 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return _run(run, settings)
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    """Search indexing as a process of its own, beside nodes that run with
+    ``search_indexer: false``: on a machine with a spare core, the serving process then
+    spends its own on messages only."""
+    import signal
+
+    from palaver.services.search import SearchIndexer
+    from palaver.store import create_store
+
+    settings = _settings(args)
+
+    async def run(s: Settings) -> int:
+        store = create_store(s.effective_database_url, pool_size=2)
+        await store.connect()
+        try:
+            if s.auto_migrate:
+                await store.migrate()
+            indexer = SearchIndexer(store)
+            if args.once:
+                print(f"indexed {await indexer.run_once()} messages")
+                return 0
+            stopping = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stopping.set)
+            indexer.start()
+            try:
+                await stopping.wait()
+            finally:
+                await indexer.stop()
+            return 0
+        finally:
+            await store.close()
+
+    return _run(run, settings)
+
+
 def _read_password(args: argparse.Namespace) -> str:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\n")
@@ -223,6 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="bring the database schema up to date")
     _add_setting_flags(migrate)
     migrate.set_defaults(fn=cmd_migrate)
+
+    index = sub.add_parser(
+        "index", help="index messages for search until stopped (beside search_indexer: false)"
+    )
+    _add_setting_flags(index)
+    index.add_argument("--once", action="store_true", help="index what is waiting, then exit")
+    index.set_defaults(fn=cmd_index)
 
     user = sub.add_parser("user", help="manage accounts").add_subparsers(
         dest="user_command", required=True
