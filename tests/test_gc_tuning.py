@@ -46,7 +46,7 @@ async def test_tuning_waits_for_the_application_to_start(
     async def receive() -> Any:
         return {"type": "lifespan.startup"}
 
-    await server._TuneGcOnStartup(app)({"type": "lifespan"}, receive, send)
+    await server._tune_gc_on_startup(app)({"type": "lifespan"}, receive, send)
     assert calls == [
         "starting",
         "tuned",

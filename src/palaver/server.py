@@ -15,7 +15,7 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -88,7 +88,7 @@ def create_worker_app() -> ASGIApp:
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    return _MarkDeadOnShutdown(_TuneGcOnStartup(create_app(settings)))
+    return _mark_dead_on_shutdown(_tune_gc_on_startup(create_app(settings)))
 
 
 def tune_gc() -> None:
@@ -105,45 +105,39 @@ def tune_gc() -> None:
     gc.freeze()
 
 
-class _TuneGcOnStartup:
-    """Calls :func:`tune_gc` once the application has started (serving processes only:
-    tests build many applications in one process and must not freeze their objects)."""
+class _OnLifespan:
+    """Calls ``action`` when the application sends the lifespan message ``event``
+    (just before passing it on to the server)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, event: str, action: Callable[[], None]) -> None:
         self.app = app
+        self.event = event
+        self.action = action
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
             await self.app(scope, receive, send)
             return
 
-        async def send_and_tune(message: Message) -> None:
-            if message["type"] == "lifespan.startup.complete":
-                tune_gc()
+        async def send_and_act(message: Message) -> None:
+            if message["type"] == self.event:
+                self.action()
             await send(message)
 
-        await self.app(scope, receive, send_and_tune)
+        await self.app(scope, receive, send_and_act)
 
 
-class _MarkDeadOnShutdown:
+def _tune_gc_on_startup(app: ASGIApp) -> ASGIApp:
+    """:func:`tune_gc` once the application has started (serving processes only: tests
+    build many applications in one process and must not freeze their objects)."""
+    return _OnLifespan(app, "lifespan.startup.complete", lambda: tune_gc())
+
+
+def _mark_dead_on_shutdown(app: ASGIApp) -> ASGIApp:
     """Drop this worker's live gauges from the shared metrics directory once its
     application has shut down. It cannot wait for exit hooks: uvicorn ends a worker by
     re-raising SIGTERM, which runs none."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "lifespan":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_and_mark(message: Message) -> None:
-            if message["type"] == "lifespan.shutdown.complete":
-                mark_process_dead(os.getpid())
-            await send(message)
-
-        await self.app(scope, receive, send_and_mark)
+    return _OnLifespan(app, "lifespan.shutdown.complete", lambda: mark_process_dead(os.getpid()))
 
 
 def serve(settings: Settings) -> int:
@@ -154,7 +148,7 @@ def serve(settings: Settings) -> int:
         return _serve_workers(settings, options)
     from palaver.http.app import create_app
 
-    server = uvicorn.Server(uvicorn.Config(_TuneGcOnStartup(create_app(settings)), **options))
+    server = uvicorn.Server(uvicorn.Config(_tune_gc_on_startup(create_app(settings)), **options))
     with _exit_cleanly_on_signals():
         server.run()
     return 0
