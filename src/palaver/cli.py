@@ -11,12 +11,15 @@ import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from palaver import __version__
 from palaver.config import ConfigError, Settings, ensure_secret, load_settings
 from palaver.core.errors import PalaverError
 from palaver.logging import announce_migrations, configure_logging
+
+if TYPE_CHECKING:
+    from palaver.store.base import Store
 
 # Flags shared by every subcommand that reads settings; each maps to a setting name.
 _SETTING_FLAGS = {
@@ -67,6 +70,20 @@ async def _with_services(settings: Settings, fn: Callable[[Any], Coroutine[Any, 
         await services.close()
 
 
+async def _with_store(
+    settings: Settings, fn: Callable[[Store], Coroutine[Any, Any, int]], *, pool_size: int
+) -> int:
+    """Run ``fn`` with the configured database connected (no other service)."""
+    from palaver.store import create_store
+
+    store = create_store(settings.effective_database_url, pool_size=pool_size)
+    await store.connect()
+    try:
+        return await fn(store)
+    finally:
+        await store.close()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from palaver.server import serve
 
@@ -75,22 +92,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from palaver.store import create_store
-
     settings = _settings(args)
     announce_migrations()
 
-    async def run(s: Settings) -> int:
-        store = create_store(s.effective_database_url, pool_size=1)
-        await store.connect()
-        try:
-            await store.migrate()
-        finally:
-            await store.close()
+    async def run(store: Store) -> int:
+        await store.migrate()
         print("database is at the newest schema")
         return 0
 
-    return _run(run, settings)
+    return _run(lambda s: _with_store(s, run, pool_size=1), settings)
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -100,34 +110,28 @@ def cmd_index(args: argparse.Namespace) -> int:
     import signal
 
     from palaver.services.search import SearchIndexer
-    from palaver.store import create_store
 
     settings = _settings(args)
 
-    async def run(s: Settings) -> int:
-        store = create_store(s.effective_database_url, pool_size=2)
-        await store.connect()
-        try:
-            if s.auto_migrate:
-                await store.migrate()
-            indexer = SearchIndexer(store)
-            if args.once:
-                print(f"indexed {await indexer.run_once()} messages")
-                return 0
-            stopping = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, stopping.set)
-            indexer.start()
-            try:
-                await stopping.wait()
-            finally:
-                await indexer.stop()
+    async def run(store: Store) -> int:
+        if settings.auto_migrate:
+            await store.migrate()
+        indexer = SearchIndexer(store)
+        if args.once:
+            print(f"indexed {await indexer.run_once()} messages")
             return 0
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stopping.set)
+        indexer.start()
+        try:
+            await stopping.wait()
         finally:
-            await store.close()
+            await indexer.stop()
+        return 0
 
-    return _run(run, settings)
+    return _run(lambda s: _with_store(s, run, pool_size=2), settings)
 
 
 def _read_password(args: argparse.Namespace) -> str:
