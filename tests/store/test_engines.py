@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,18 @@ async def test_sqlite_memory_shares_one_database() -> None:
         await store.close()
 
 
+@pytest.fixture
+async def sqlite_file(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """A migrated store in ``tmp_path / "p.db"``, closed after the test."""
+    store = SqliteStore(f"sqlite:///{tmp_path / 'p.db'}")
+    await store.connect()
+    try:
+        await store.migrate()
+        yield store
+    finally:
+        await store.close()
+
+
 async def test_sqlite_durability_settings(tmp_path: Path) -> None:
     store = SqliteStore(f"sqlite:///{tmp_path / 'p.db'}")
     await store.connect()
@@ -154,109 +167,90 @@ async def test_sqlite_append_connection_settings(tmp_path: Path) -> None:
     assert store._appender is None
 
 
-async def test_sqlite_index_pass_leaves_the_append_connection_syncing(tmp_path: Path) -> None:
+async def test_sqlite_index_pass_leaves_the_append_connection_syncing(
+    sqlite_file: SqliteStore, tmp_path: Path
+) -> None:
     """An indexer pass commits without an fsync of its own, on the append path's
     connection; afterwards (and after a pass that failed) message commits sync again."""
-    store = SqliteStore(f"sqlite:///{tmp_path / 'p.db'}")
-    await store.connect()
-    try:
-        await store.migrate()
-        alice = await user(store, "alice")
-        general = await room(store, "general", alice)
-        await store.append_messages([NewMessage(general.id, alice.id, "findable words")], T0)
-        db = store._appender
-        assert db is not None
-        progress = await store.index_pending()
-        assert progress.indexed == 1
-        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-        await store.append_messages([NewMessage(general.id, alice.id, "more")], T0)
-        other = sqlite3.connect(tmp_path / "p.db", isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")  # the pass cannot take the write lock
-        db.execute("PRAGMA busy_timeout=50")
-        with pytest.raises(StoreUnavailable):
-            await store.index_pending()
-        other.execute("ROLLBACK")
-        other.close()
-        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2
-        assert not db.in_transaction
-    finally:
-        await store.close()
+    store = sqlite_file
+    alice = await user(store, "alice")
+    general = await room(store, "general", alice)
+    await store.append_messages([NewMessage(general.id, alice.id, "findable words")], T0)
+    db = store._appender
+    assert db is not None
+    progress = await store.index_pending()
+    assert progress.indexed == 1
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    await store.append_messages([NewMessage(general.id, alice.id, "more")], T0)
+    other = sqlite3.connect(tmp_path / "p.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the pass cannot take the write lock
+    db.execute("PRAGMA busy_timeout=50")
+    with pytest.raises(StoreUnavailable):
+        await store.index_pending()
+    other.execute("ROLLBACK")
+    other.close()
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    assert not db.in_transaction
 
 
 async def test_sqlite_message_commits_sync_whatever_the_connection_was_left_at(
-    tmp_path: Path,
+    sqlite_file: SqliteStore,
 ) -> None:
     """Should an index pass ever fail to set its connection back to FULL, the next
     message commit still syncs (and clears a transaction left open)."""
-    store = SqliteStore(f"sqlite:///{tmp_path / 'p.db'}")
-    await store.connect()
-    try:
-        await store.migrate()
-        alice = await user(store, "alice")
-        general = await room(store, "general", alice)
-        db = store._appender
-        assert db is not None
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("BEGIN")
-        [sent] = await store.append_messages([NewMessage(general.id, alice.id, "x")], T0)
-        assert sent.message.seq == 1
-        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-        assert not db.in_transaction
-    finally:
-        await store.close()
+    store = sqlite_file
+    alice = await user(store, "alice")
+    general = await room(store, "general", alice)
+    db = store._appender
+    assert db is not None
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("BEGIN")
+    [sent] = await store.append_messages([NewMessage(general.id, alice.id, "x")], T0)
+    assert sent.message.seq == 1
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert not db.in_transaction
 
 
-async def test_sqlite_append_waits_for_another_writer(tmp_path: Path) -> None:
+async def test_sqlite_append_waits_for_another_writer(
+    sqlite_file: SqliteStore, tmp_path: Path
+) -> None:
     """A write transaction of another process holds the file: the append waits for it
     (busy_timeout) and numbers after what it committed."""
-    url = f"sqlite:///{tmp_path / 'p.db'}"
-    store = SqliteStore(url)
-    await store.connect()
-    try:
-        await store.migrate()
-        alice = await user(store, "alice")
-        general = await room(store, "general", alice)
-        other = sqlite3.connect(tmp_path / "p.db", isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        other.execute("UPDATE conversations SET last_seq = 7 WHERE id = ?", (general.id,))
-        sending = asyncio.create_task(
-            store.append_messages([NewMessage(general.id, alice.id, "x")], T0)
-        )
-        await asyncio.sleep(0.2)
-        assert not sending.done()
-        other.execute("COMMIT")
-        other.close()
-        [sent] = await sending
-        assert sent.message.seq == 8
-    finally:
-        await store.close()
+    store = sqlite_file
+    alice = await user(store, "alice")
+    general = await room(store, "general", alice)
+    other = sqlite3.connect(tmp_path / "p.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("UPDATE conversations SET last_seq = 7 WHERE id = ?", (general.id,))
+    sending = asyncio.create_task(
+        store.append_messages([NewMessage(general.id, alice.id, "x")], T0)
+    )
+    await asyncio.sleep(0.2)
+    assert not sending.done()
+    other.execute("COMMIT")
+    other.close()
+    [sent] = await sending
+    assert sent.message.seq == 8
 
 
 async def test_sqlite_append_integrity_error_is_a_conflict(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sqlite_file: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A unique violation on the append path is a CONFLICT on client_msg_id, and the
     transaction is rolled back."""
-    store = SqliteStore(f"sqlite:///{tmp_path / 'p.db'}")
-    await store.connect()
-    try:
-        await store.migrate()
-        alice = await user(store, "alice")
-        general = await room(store, "general", alice)
-        await store.append_messages([NewMessage(general.id, alice.id, "a", client_msg_id="c")], T0)
-        monkeypatch.setattr(store, "_find_client_ids_sync", lambda db, batch: {})
-        with pytest.raises(PalaverError) as caught:
-            await store.append_messages(
-                [NewMessage(general.id, alice.id, "b", client_msg_id="c")], T0
-            )
-        assert (caught.value.code, caught.value.field) == (ErrorCode.CONFLICT, "client_msg_id")
-        conversation = await store.get_conversation(general.id)
-        assert conversation is not None
-        assert conversation.last_seq == 1
-        assert store._appender is not None
-        assert not store._appender.in_transaction
-    finally:
-        await store.close()
+    store = sqlite_file
+    alice = await user(store, "alice")
+    general = await room(store, "general", alice)
+    await store.append_messages([NewMessage(general.id, alice.id, "a", client_msg_id="c")], T0)
+    monkeypatch.setattr(store, "_find_client_ids_sync", lambda db, batch: {})
+    with pytest.raises(PalaverError) as caught:
+        await store.append_messages([NewMessage(general.id, alice.id, "b", client_msg_id="c")], T0)
+    assert (caught.value.code, caught.value.field) == (ErrorCode.CONFLICT, "client_msg_id")
+    conversation = await store.get_conversation(general.id)
+    assert conversation is not None
+    assert conversation.last_seq == 1
+    assert store._appender is not None
+    assert not store._appender.in_transaction
 
 
 async def test_sqlite_two_stores_on_one_file(tmp_path: Path) -> None:
