@@ -201,5 +201,5 @@ def test_a_second_question_replaces_the_first_and_gets_its_own_answer(
     expect(dialog).to_be_visible()
     assert page.evaluate("window.secondAnswer") is None
     dialog.locator(".confirm-ok").click()
-    page.wait_for_function("window.secondAnswer !== null")
+    page.wait_for_function("() => window.secondAnswer !== null")
     assert page.evaluate("window.secondAnswer") is True
