@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import text
 
 from palaver.core.errors import ErrorCode, PalaverError
-from palaver.core.models import NewMessage
+from palaver.core.models import NewMessage, Role
 from palaver.store import StoreUnavailable, create_store
+from palaver.store.base import CursorUpdate
 from palaver.store.postgres import PostgresStore
 from palaver.store.sql import SqlStore
 from palaver.store.sqlite import SqliteStore
@@ -209,6 +210,45 @@ async def test_sqlite_message_commits_sync_whatever_the_connection_was_left_at(
     assert sent.message.seq == 1
     assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert not db.in_transaction
+
+
+async def test_sqlite_cursor_flush_takes_the_append_path(
+    sqlite_file: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Receipt flushes run on the append path's connection, as one syncing transaction,
+    with the same rules as every engine (forward only, capped at the last message)."""
+    store = sqlite_file
+    alice = await user(store, "alice")
+    bob = await user(store, "bob")
+    general = await room(store, "general", alice)
+    await store.add_member(general.id, bob.id, Role.MEMBER, T0)
+    await store.append_messages([NewMessage(general.id, alice.id, str(i)) for i in range(3)], T0)
+
+    async def no_engine(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the cursor flush went through the engine")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "_txn", no_engine)
+        changed = await store.advance_cursors(
+            [
+                CursorUpdate(general.id, alice.id, read_seq=2, delivered_seq=None),
+                CursorUpdate(general.id, alice.id, read_seq=None, delivered_seq=9),
+                CursorUpdate(general.id, bob.id, read_seq=None, delivered_seq=1),
+            ]
+        )
+        assert await store.advance_cursors([]) == []
+    assert {(m.user_id, m.read_seq, m.delivered_seq) for m in changed} == {
+        (alice.id, 2, 3),
+        (bob.id, 0, 1),
+    }
+    for m in changed:
+        assert await store.get_member(general.id, m.user_id) == m
+    db = store._appender
+    assert db is not None
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert not db.in_transaction
+    # Nothing moves backwards, and an unchanged cursor is not reported.
+    assert await store.advance_cursors([CursorUpdate(general.id, alice.id, 1, 1)]) == []
 
 
 async def test_sqlite_append_waits_for_another_writer(

@@ -173,6 +173,54 @@ def _conversation(m: Row, p: str = "") -> Conversation:
     )
 
 
+#: The columns :func:`member_from_columns` reads, in order.
+MEMBER_COLUMNS = (
+    "conversation_id, user_id, role, joined_at, read_seq, delivered_seq, muted_until, "
+    "notify_level, notify_muted_until"
+)
+
+
+def member_from_columns(row: Sequence[Any]) -> Member:
+    """A member from a raw driver row whose columns are :data:`MEMBER_COLUMNS`."""
+    return Member(
+        conversation_id=row[0],
+        user_id=row[1],
+        role=Role(row[2]),
+        joined_at=row[3],
+        read_seq=row[4],
+        delivered_seq=row[5],
+        muted_until=row[6],
+        notify_level=row[7],
+        notify_muted_until=row[8],
+    )
+
+
+#: ``(conversation_id, user_id) -> (read_seq, delivered_seq)`` a cursor flush asks for.
+CursorTargets = dict[tuple[int, int], tuple[int, int]]
+
+
+def cursor_targets(updates: Sequence[CursorUpdate]) -> CursorTargets:
+    """The furthest each member's cursors are asked to move, over all ``updates``."""
+    wanted: CursorTargets = {}
+    for up in updates:
+        key = (up.conversation_id, up.user_id)
+        read, delivered = wanted.get(key, (0, 0))
+        wanted[key] = (max(read, up.read_seq or 0), max(delivered, up.delivered_seq or 0))
+    return wanted
+
+
+def moved_cursor(old: Member, last_seq: int, target: tuple[int, int]) -> Member | None:
+    """``old`` with its cursors moved towards ``target``, or None if they do not move.
+
+    Cursors only go forward and never past the conversation's last message; reading a
+    message implies it was delivered."""
+    read = max(old.read_seq, min(target[0], last_seq))
+    delivered = max(old.delivered_seq, min(target[1], last_seq), read)
+    if (read, delivered) == (old.read_seq, old.delivered_seq):
+        return None
+    return replace(old, read_seq=read, delivered_seq=delivered)
+
+
 def _member(m: Row, p: str = "") -> Member:
     return Member(
         conversation_id=m[p + "conversation_id"],
@@ -1120,11 +1168,7 @@ class SqlStore(SqlModeration, Store):
         return await self._one("get_message", stmt, _message)
 
     async def advance_cursors(self, updates: Sequence[CursorUpdate]) -> list[Member]:
-        wanted: dict[tuple[int, int], tuple[int, int]] = {}
-        for up in updates:
-            key = (up.conversation_id, up.user_id)
-            read, delivered = wanted.get(key, (0, 0))
-            wanted[key] = (max(read, up.read_seq or 0), max(delivered, up.delivered_seq or 0))
+        wanted = cursor_targets(updates)
         keys = sorted(wanted)
 
         async def txn(conn: AsyncConnection) -> list[Member]:
@@ -1145,13 +1189,8 @@ class SqlStore(SqlModeration, Store):
                 for row in await conn.execute(stmt):
                     old = _member(row._mapping)
                     target = wanted.get((old.conversation_id, old.user_id))
-                    if target is None:
-                        continue
-                    read = max(old.read_seq, min(target[0], row.last_seq))
-                    # Reading a message implies it was delivered.
-                    delivered = max(old.delivered_seq, min(target[1], row.last_seq), read)
-                    if (read, delivered) != (old.read_seq, old.delivered_seq):
-                        changed.append(replace(old, read_seq=read, delivered_seq=delivered))
+                    if target is not None and (moved := moved_cursor(old, row.last_seq, target)):
+                        changed.append(moved)
             if changed:
                 await conn.execute(
                     update(members)

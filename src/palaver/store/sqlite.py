@@ -9,7 +9,8 @@ which WAL mode lets run alongside the writer on a consistent snapshot.
 ``append_messages``, the hot path, skips SQLAlchemy: a plain ``sqlite3`` connection of
 its own (same pragmas, same lock, ``BEGIN IMMEDIATE`` too) runs a whole group commit as
 one call on a thread of its own, with fixed SQL and ``executemany``. The search
-indexer's pass, which every message also goes through, takes the same road.
+indexer's pass and the receipt flush, which every message also goes through, take the
+same road.
 """
 
 from __future__ import annotations
@@ -33,8 +34,16 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.dml import Insert
 
 from palaver.core.errors import not_found
-from palaver.core.models import Appended, Message, MessageKind, NewMessage, now_ms
+from palaver.core.models import (
+    Appended,
+    Member,
+    Message,
+    MessageKind,
+    NewMessage,
+    now_ms,
+)
 from palaver.core.search import IndexProgress
+from palaver.store.base import CursorUpdate
 from palaver.store.rich import RichSqlStore
 from palaver.store.schema import metadata
 from palaver.store.search import (
@@ -47,12 +56,17 @@ from palaver.store.search import (
     plan_index,
 )
 from palaver.store.sql import (
+    MEMBER_COLUMNS,
     MESSAGE_COLUMNS,
     AppendPlan,
+    CursorTargets,
     chunks,
+    cursor_targets,
     encode_attachments,
     encode_mentions,
+    member_from_columns,
     message_from_columns,
+    moved_cursor,
 )
 
 # How long a write waits for another process holding the write lock before it reports
@@ -178,9 +192,17 @@ class SqliteStore(SqliteSearch, RichSqlStore):
             "index_messages", self._index_sync, batch, now if now is not None else now_ms()
         )
 
-    async def _on_append_thread(
-        self, name: str, work: Callable[[sqlite3.Connection, Any, int], T], *args: Any
-    ) -> T:
+    async def advance_cursors(self, updates: Sequence[CursorUpdate]) -> list[Member]:
+        # Every receipt flush (several a second in a busy process) moves a cursor per
+        # member who sent or read: the append path's road again.
+        if self._appender is None:
+            return await super().advance_cursors(updates)
+        wanted = cursor_targets(updates)
+        if not wanted:
+            return []
+        return await self._on_append_thread("advance_cursors", _advance_cursors, wanted)
+
+    async def _on_append_thread(self, name: str, work: Callable[..., T], *args: Any) -> T:
         """Run ``work(connection, *args)`` as one transaction on the append thread."""
         appender, thread = self._appender, self._append_thread
         if appender is None or thread is None:
@@ -328,6 +350,9 @@ _INSERT_RICH = (
 )
 _INSERTED = "SELECT id, conversation_id, seq FROM messages WHERE id > ?"
 # In the messages' own transaction: see AppendPlan.attached.
+_MOVE_CURSORS = (
+    "UPDATE members SET read_seq = ?, delivered_seq = ? WHERE conversation_id = ? AND user_id = ?"
+)
 _STAMP_UPLOADS = (
     "UPDATE uploads SET attached_at = ? WHERE id = ? AND conversation_id = ? "
     "AND attached_at IS NULL"
@@ -365,6 +390,18 @@ def _originals(n: int) -> str:
 
 
 @functools.lru_cache(maxsize=256)
+def _select_cursors(conversations: int, users: int) -> str:
+    # Both IN lists, as in the generic path; exact pairs are kept after.
+    columns = ", ".join(f"m.{c.strip()}" for c in MEMBER_COLUMNS.split(","))
+    return (
+        f"SELECT {columns}, c.last_seq FROM members AS m "  # noqa: S608
+        "JOIN conversations AS c ON c.id = m.conversation_id "
+        f"WHERE m.conversation_id IN ({_marks(conversations)}) "
+        f"AND m.user_id IN ({_marks(users)})"
+    )
+
+
+@functools.lru_cache(maxsize=256)
 def _select_client_ids(senders: int, client_ids: int) -> str:
     # Two IN lists use the (sender_id, client_msg_id) index; exact pairs are kept after.
     where = f"sender_id IN ({_marks(senders)}) AND client_msg_id IN ({_marks(client_ids)})"
@@ -395,6 +432,32 @@ def _index_pass(db: sqlite3.Connection, batch: int, now: int) -> IndexProgress:
         _rollback(db)
         raise
     return IndexProgress(len(plan.docs), start, plan.moved)
+
+
+def _advance_cursors(db: sqlite3.Connection, wanted: CursorTargets) -> list[Member]:
+    """Move members' cursors (see :func:`moved_cursor`) in one transaction."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        changed: list[Member] = []
+        for chunk in chunks(sorted(wanted)):
+            conversation_ids = sorted({c for c, _ in chunk})
+            user_ids = sorted({u for _, u in chunk})
+            sql = _select_cursors(len(conversation_ids), len(user_ids))
+            for row in db.execute(sql, (*conversation_ids, *user_ids)):
+                old = member_from_columns(row)
+                target = wanted.get((old.conversation_id, old.user_id))
+                if target is not None and (moved := moved_cursor(old, row[-1], target)):
+                    changed.append(moved)
+        if changed:
+            db.executemany(
+                _MOVE_CURSORS,
+                [(m.read_seq, m.delivered_seq, m.conversation_id, m.user_id) for m in changed],
+            )
+        db.execute("COMMIT")
+    except BaseException:
+        _rollback(db)
+        raise
+    return changed
 
 
 def _rollback(db: sqlite3.Connection) -> None:
