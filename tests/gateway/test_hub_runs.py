@@ -1,12 +1,14 @@
-"""A wake-up with several messages of one conversation: one write per socket that is
-right before them, one per message for the others, and the same frames in the same
-order either way."""
+"""Fewer writes, same frames, same order: a wake-up with several messages of one
+conversation is one write per socket that is right before them (one per message for the
+others), and a send's ack shares the write of the message that follows it."""
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 
 from palaver.gateway.client import Client
@@ -126,3 +128,65 @@ def test_a_wake_up_with_a_hole_or_a_repeat_goes_one_by_one(
     assert outlet.writes == [frames[0]]  # 5 once; 6 and 7 are read from the store
     assert client.cursors[CID] == 5
     assert caught_up == [(CID, 7)]
+
+
+# -- a send's ack and the message itself, in one write ---------------------------------
+
+ACK = {"type": "ack", "id": "a1", "seq": 5}
+
+
+def encoded(frame: dict[str, object]) -> bytes:
+    return encode_text_frame(orjson.dumps(frame))
+
+
+async def test_an_ack_goes_out_with_the_message_that_follows_it() -> None:
+    hub = make_hub()
+    outlet = Outlet()
+    client = attach(hub, outlet, cursor=4)
+    client.send_with_next(ACK)
+    assert outlet.writes == []
+    frames = wake(hub, 5)
+    assert outlet.writes == [encoded(ACK) + frames[0]]
+    await asyncio.sleep(0)  # the loop's next turn writes nothing more
+    assert outlet.writes == [encoded(ACK) + frames[0]]
+    assert client.held is None
+
+
+async def test_an_ack_with_nothing_after_it_goes_out_on_the_next_turn() -> None:
+    hub = make_hub()
+    outlet = Outlet()
+    client = attach(hub, outlet, cursor=4)
+    client.send_with_next(ACK)
+    client.send_with_next({**ACK, "id": "a2"})
+    assert outlet.writes == []
+    await asyncio.sleep(0)
+    assert outlet.writes == [encoded(ACK) + encoded({**ACK, "id": "a2"})]
+
+
+async def test_a_held_ack_stays_ahead_of_any_later_frame() -> None:
+    hub = make_hub()
+    outlet = Outlet()
+    client = attach(hub, outlet, cursor=4)
+    client.send_with_next(ACK)
+    client.send({"type": "error", "id": "b"})
+    assert outlet.writes == [encoded(ACK) + encoded({"type": "error", "id": "b"})]
+    await asyncio.sleep(0)
+    assert len(outlet.writes) == 1
+
+
+async def test_an_outlet_that_reads_frames_gets_its_ack_at_once() -> None:
+    hub = make_hub()
+    outlet = OneByOne()
+    client = attach(hub, outlet, cursor=4)
+    client.send_with_next(ACK)
+    assert outlet.writes == [encoded(ACK)]
+
+
+async def test_a_socket_closed_meanwhile_drops_its_held_ack() -> None:
+    hub = make_hub()
+    outlet = Outlet()
+    client = attach(hub, outlet, cursor=4)
+    client.send_with_next(ACK)
+    client.closed = True
+    await asyncio.sleep(0)
+    assert outlet.writes == []

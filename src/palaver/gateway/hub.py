@@ -55,6 +55,8 @@ class Hub:
         self.by_conversation: dict[int, set[Client]] = {}
         self._subscription: Subscription | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Sockets holding a reply until the loop's next turn (Client.send_with_next).
+        self._holding: list[Client] = []
         self._maintenance: asyncio.Task[None] | None = None
         self._status: dict[int, PresenceStatus] = {}
         # Each user's latest presence change on this node: an older one still awaiting
@@ -90,6 +92,17 @@ class Hub:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+
+    def release_later(self, client: Client) -> None:
+        """Write ``client``'s held reply on the loop's next turn at the latest."""
+        self._holding.append(client)
+        if len(self._holding) == 1:
+            asyncio.get_running_loop().call_soon(self._release_held)
+
+    def _release_held(self) -> None:
+        holding, self._holding = self._holding, []
+        for client in holding:
+            client.release()
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)

@@ -220,7 +220,9 @@ class NativeHandler(GatewayHandler):
         user = client.principal.user
         match command:
             case protocol.Send():
-                return await self._send(client, command)
+                # The sender's socket gets the message itself next: one write for both.
+                client.send_with_next(await self._send(client, command))
+                return None
             case protocol.Resume(cursors=cursors):
                 client.resume(cursors)
                 return events.reply(command.id, "resumed", cursors=_str_keys(client.cursors))
