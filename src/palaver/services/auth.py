@@ -434,6 +434,7 @@ class AuthService:
         """Anonymise the account (see :meth:`Store.anonymise_user`) after a password check,
         throttled as the account's logins are."""
         if not await self._check_own_password(principal.user, password, ip=ip):
+            await self.audit.record("user.delete_failed", actor_id=principal.user.id, ip=ip)
             raise PalaverError(ErrorCode.INVALID_CREDENTIALS, "password is wrong", field="password")
         sessions = [s.id for s in await self.store.list_sessions(principal.user.id)]
         # Files first: if that fails the account is untouched and the user can retry. A
