@@ -13,6 +13,8 @@ from palaver.http.app import create_app
 from palaver.services.container import Services
 
 STRONG = "Sup3r-secret"
+# The address every request of the in-process client comes from.
+CLIENT_IP = "203.0.113.7"
 
 
 @dataclass
@@ -45,7 +47,7 @@ class Api:
 async def open_api(settings: Settings) -> AsyncIterator[Api]:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4000))
+        transport = httpx.ASGITransport(app=app, client=(CLIENT_IP, 4000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield Api(app=app, http=http)
 

@@ -6,7 +6,7 @@ import jwt
 import pytest
 
 from palaver.services.tokens import TokenService
-from tests.api.conftest import STRONG, Api
+from tests.api.conftest import CLIENT_IP, STRONG, Api
 
 
 async def actions(api: Api) -> list[str]:
@@ -182,7 +182,7 @@ async def test_sessions_list_and_revoke(api: Api) -> None:
     assert len(sessions) == 3
     assert sum(s["current"] for s in sessions) == 1
     assert {"device", "ip", "last_seen_at"} <= set(sessions[0])
-    assert sessions[0]["ip"] == "203.0.113.7"
+    assert sessions[0]["ip"] == CLIENT_IP
     seen_by_second = await api.http.get("/api/auth/sessions", headers=api.bearer(second["token"]))
     second_id = next(s["id"] for s in seen_by_second.json() if s["current"])
     gone = await api.http.delete(
@@ -267,6 +267,28 @@ async def test_profile_edit_and_account_deletion(api: Api) -> None:
     # The name and address are free again.
     await api.register("ada", email="ada@example.com")
     assert "user.deleted" in await actions(api)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "action"),
+    [
+        (
+            "POST",
+            "/api/auth/password",
+            {"current_password": "Wrong-pass1", "new_password": "N3w-password"},
+            "password.change_failed",
+        ),
+        ("DELETE", "/api/auth/me", {"password": "Wrong-pass1"}, "user.delete_failed"),
+    ],
+)
+async def test_a_wrong_password_to_change_it_or_delete_the_account_is_audited(
+    api: Api, method: str, path: str, body: dict[str, str], action: str
+) -> None:
+    tokens = await api.register("ada")
+    refused = await api.http.request(method, path, json=body, headers=api.bearer(tokens["token"]))
+    assert refused.status_code == 401
+    [entry] = await api.services.store.list_audit(action=action)
+    assert (entry.actor_id, entry.ip) == (tokens["user"]["id"], CLIENT_IP)
 
 
 async def test_tokens_are_checked_strictly(api: Api) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from structlog.testing import capture_logs
 
-from palaver.broker.base import Broker, BrokerUnavailable, Handler, PresenceStatus
+from palaver.broker.base import Broker, BrokerUnavailable, Handler, PresenceStatus, Reservation
 from tests.broker.conftest import Cluster, Inbox, settle
 
 Advance = Callable[[float], Awaitable[None]]
@@ -317,18 +317,24 @@ async def test_reserve_hit_never_counts_past_the_limit(
 ) -> None:
     a, b = broker_pair
     # However many callers race, on any node, five get a place in the window.
-    waits = await asyncio.gather(*(node.reserve_hit("login:x", 5, 0.5) for node in (a, b) * 10))
-    assert waits.count(0.0) == 5
-    assert all(0 < wait <= 0.5 for wait in waits if wait)
+    reservations = await asyncio.gather(
+        *(node.reserve_hit("login:x", 5, 0.5) for node in (a, b) * 10)
+    )
+    counted = [r for r in reservations if r.window is not None]
+    assert len(counted) == 5
+    assert all(r.wait == 0.0 for r in counted)
+    assert len({r.window for r in counted}) == 1  # one window, one name
+    assert all(r.key == "login:x" for r in reservations)
+    assert all(0 < r.wait <= 0.5 for r in reservations if r.window is None)
     assert await b.get_count("login:x") == 5  # refusals count nothing
-    assert await a.reserve_hit("login:y", 5, 0.5) == 0.0  # counters are per key
+    assert (await a.reserve_hit("login:y", 5, 0.5)).window is not None  # counters are per key
     # A reservation taken back frees its place.
-    await b.release_hit("login:x")
+    await b.release_hit(counted[0])
     assert await a.get_count("login:x") == 4
-    assert await a.reserve_hit("login:x", 5, 0.5) == 0.0
-    assert await b.reserve_hit("login:x", 5, 0.5) > 0
+    assert (await a.reserve_hit("login:x", 5, 0.5)).window is not None
+    assert (await b.reserve_hit("login:x", 5, 0.5)).wait > 0
     await advance(0.6)
-    assert await b.reserve_hit("login:x", 5, 0.5) == 0.0
+    assert (await b.reserve_hit("login:x", 5, 0.5)).window is not None
     assert await a.get_count("login:x") == 1
     with pytest.raises(ValueError, match="limit"):
         await a.reserve_hit("login:x", 0, 0.5)
@@ -336,21 +342,54 @@ async def test_reserve_hit_never_counts_past_the_limit(
 
 async def test_release_hit(broker_pair: tuple[Broker, Broker], advance: Advance) -> None:
     a, b = broker_pair
-    await a.release_hit("login:never")  # nothing to take back
+    await a.release_hit(Reservation("login:never", "w"))  # nothing to take back
     assert await b.get_count("login:never") == 0
-    assert await a.reserve_hit("k", 3, 0.4) == 0.0
+    first = await a.reserve_hit("k", 3, 0.4)
+    assert first.window is not None
     await advance(0.25)
     # Back to zero: forgotten, so the next reservation opens a window of its own.
-    await b.release_hit("k")
+    await b.release_hit(first)
     assert await a.get_count("k") == 0
-    assert await a.reserve_hit("k", 3, 0.4) == 0.0
+    second = await a.reserve_hit("k", 3, 0.4)
+    assert second.window not in (None, first.window)
     await advance(0.25)
     assert await a.get_count("k") == 1
     await advance(0.2)
     # Once the window has ended there is nothing left to take back.
-    await b.release_hit("k")
+    await b.release_hit(second)
     assert await a.get_count("k") == 0
-    assert await a.reserve_hit("k", 1, 0.4) == 0.0
+    assert (await a.reserve_hit("k", 1, 0.4)).window is not None
+    # A refused reservation holds no place.
+    refused = await b.reserve_hit("k", 1, 0.4)
+    assert refused.window is None
+    await b.release_hit(refused)
+    assert await a.get_count("k") == 1
+
+
+async def test_a_late_release_frees_no_place_in_a_later_window(
+    broker_pair: tuple[Broker, Broker], advance: Advance
+) -> None:
+    a, b = broker_pair
+    # The window ends while the first attempt is still being checked; another opens and
+    # fills. The first attempt's place, given back late, is not in the open window.
+    first = await a.reserve_hit("k", 1, 0.3)
+    assert first.window is not None
+    await advance(0.4)
+    second = await b.reserve_hit("k", 1, 0.3)
+    assert second.window not in (None, first.window)
+    await a.release_hit(first)
+    assert await b.get_count("k") == 1
+    assert (await a.reserve_hit("k", 1, 0.3)).window is None
+    # The same when the window was reset (a right password) rather than ended, at once.
+    await b.reset_count("k")
+    third = await b.reserve_hit("k", 1, 0.3)
+    assert third.window not in (None, second.window)
+    await a.release_hit(second)
+    assert await b.get_count("k") == 1
+    # A reservation still goes back to its own window.
+    await a.release_hit(third)
+    assert await b.get_count("k") == 0
+    assert (await a.reserve_hit("k", 1, 0.3)).window is not None
 
 
 async def test_incr_connections(broker_pair: tuple[Broker, Broker], advance: Advance) -> None:

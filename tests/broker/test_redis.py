@@ -124,6 +124,7 @@ async def test_keys_carry_the_namespace(redis_cluster: Cluster, admin: Redis) ->
     await broker.set_presence(1, PresenceStatus.ONLINE, 10)
     await broker.take_token("t", 3, 1)
     await broker.count_hit("c", 10)
+    await broker.reserve_hit("r", 3, 10)
     await broker.incr_connections("n", 1, 10)
     ns = redis_cluster.namespace
     keys = {key.decode() async for key in admin.scan_iter(match=f"{ns}:*")}
@@ -132,6 +133,8 @@ async def test_keys_carry_the_namespace(redis_cluster: Cluster, admin: Redis) ->
         f"{ns}:presence:1",
         f"{ns}:bucket:t",
         f"{ns}:count:c",
+        f"{ns}:count:r",
+        f"{ns}:window:r",
         f"{ns}:conn:n",
     }
     for key in keys:

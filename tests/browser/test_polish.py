@@ -1,7 +1,7 @@
 """The web client's finishing touches in a real browser: member menus in the details
 panel, a timeline that stays at the bottom while images load, the thread panel beside
-the conversation, list previews of deletions and thread replies, and a signed-out page
-load that asks the server nothing it would refuse."""
+the conversation, list previews of deletions and thread replies, renames shown as they
+happen, and a signed-out page load that asks the server nothing it would refuse."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from collections.abc import Callable
 from playwright.sync_api import Page, expect
 
 from tests import media
-from tests.browser.conftest import PHONE
+from tests.browser.conftest import PHONE, PalaverServer
 from tests.browser.people import Person
+from tests.browser.rest import Rest
 
 MakePerson = Callable[..., Person]
 
@@ -125,6 +126,21 @@ def test_list_preview_after_a_deletion_and_a_thread_reply(person: MakePerson) ->
         who.page.reload()
         who.expect_online()
         expect(who.conversation(room).locator(".conv-preview")).not_to_contain_text("in the thread")
+
+
+def test_a_room_renamed_elsewhere_is_renamed_in_the_page_at_once(
+    person: MakePerson, server: PalaverServer
+) -> None:
+    alice, bob, room = _room(person, "before")
+    api = Rest(server.url, alice)
+    [cid] = [c["id"] for c in api.call("GET", "/api/conversations") if c["name"] == room]
+    renamed = f"after-{alice.username[-6:]}"
+    api.call("PATCH", f"/api/conversations/{cid}", {"name": renamed})
+    for who in (alice, bob):
+        expect(who.page.locator("#conv-title")).to_have_text(renamed)
+        expect(who.conversation(renamed)).to_be_visible()
+        expect(who.conversation(room)).to_have_count(0)
+        expect(who.page.locator("#conv-subtitle")).to_contain_text("2 members")
 
 
 def test_signed_out_page_load_asks_for_no_refresh(new_page: Callable[..., Page]) -> None:

@@ -3,6 +3,7 @@ owners and admins with PATCH, told to members' sockets; join answers count membe
 
 from __future__ import annotations
 
+from palaver.http.asyncapi import SERVER_FRAMES
 from tests.realtime.conftest import Server
 
 
@@ -92,6 +93,40 @@ async def test_owner_renames_and_sets_topic_members_are_told(server: Server) -> 
     assert promoted.status_code == 200, promoted.text
     audit = await server.services.store.list_audit(action="conversation.updated")
     assert len(audit) == 4
+
+
+async def test_conversation_updated_frames_count_the_members(server: Server) -> None:
+    _, ada = await server.user("ada")
+    bob_id, bob = await server.user("bob")
+    carol_id, _ = await server.user("carol")
+    created = await server.rest(
+        ada,
+        "POST",
+        "/api/conversations",
+        json={"type": "group", "name": "trio", "members": [bob_id, carol_id]},
+    )
+    assert created.status_code == 201, created.text
+    gid = created.json()["id"]
+    watcher = await server.connect(bob, resume={})
+    try:
+        renamed = await server.rest(ada, "PATCH", f"/api/conversations/{gid}", json={"name": "t"})
+        assert renamed.status_code == 200, renamed.text
+        frame = await watcher.next("conversation_updated")
+        assert (frame["conversation"]["name"], frame["conversation"]["member_count"]) == ("t", 3)
+        # The AsyncAPI document describes the object as sent.
+        described = SERVER_FRAMES["conversation_updated"][1]["conversation"]
+        assert set(frame["conversation"]) == set(described["properties"])
+        assert described["properties"]["member_count"]["type"] == "integer"
+        assert "member_count" in described["required"]
+        # The count is the members' as they are when the change is told.
+        removed = await server.rest(ada, "DELETE", f"/api/conversations/{gid}/members/{carol_id}")
+        assert removed.status_code == 204, removed.text
+        topic = await server.rest(ada, "PATCH", f"/api/conversations/{gid}", json={"topic": "x"})
+        assert topic.status_code == 200, topic.text
+        frame = await watcher.next("conversation_updated")
+        assert (frame["conversation"]["topic"], frame["conversation"]["member_count"]) == ("x", 2)
+    finally:
+        await watcher.close()
 
 
 async def test_socket_join_answer_counts_members(server: Server) -> None:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from palaver.broker.base import Broker, BrokerUnavailable, Handler, PresenceStatus, Subscription
+from palaver.broker.base import (
+    Broker,
+    BrokerUnavailable,
+    Handler,
+    PresenceStatus,
+    Reservation,
+    Subscription,
+)
 
 __all__ = [
     "Broker",
     "BrokerUnavailable",
     "Handler",
     "PresenceStatus",
+    "Reservation",
     "Subscription",
     "create_broker",
 ]

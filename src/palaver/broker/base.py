@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 
 Handler = Callable[[str, bytes], None]
@@ -27,6 +28,19 @@ class PresenceStatus(StrEnum):
     ONLINE = "online"
     AWAY = "away"
     OFFLINE = "offline"
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """The answer of :meth:`Broker.reserve_hit` for counter ``key``.
+
+    ``window`` names the window the hit was counted in, ``None`` when it was refused;
+    ``wait`` is then the seconds until the full window ends (else 0.0). Give a counted
+    reservation to :meth:`Broker.release_hit` to take it back."""
+
+    key: str
+    window: str | None
+    wait: float = 0.0
 
 
 class Subscription(abc.ABC):
@@ -113,19 +127,21 @@ class Broker(abc.ABC):
         at the first hit; return the count including this one."""
 
     @abc.abstractmethod
-    async def reserve_hit(self, key: str, limit: int, window: float) -> float:
+    async def reserve_hit(self, key: str, limit: int, window: float) -> Reservation:
         """Count one event under ``key`` (as :meth:`count_hit`) only if fewer than
-        ``limit`` are counted in its window, atomically across nodes: return 0.0 when
-        counted, else the seconds until the window ends (nothing is counted then). So
-        however many callers race, at most ``limit`` of them get 0.0 in one window, as
-        login throttling needs to bound the password checks. ``limit`` is at least 1
-        (else :class:`ValueError`)."""
+        ``limit`` are counted in its window, atomically across nodes: the reservation
+        names the window it was counted in, or has none and the seconds until the window
+        ends (nothing is counted then). So however many callers race, at most ``limit``
+        of them are counted in one window, as login throttling needs to bound the
+        password checks. ``limit`` is at least 1 (else :class:`ValueError`)."""
 
     @abc.abstractmethod
-    async def release_hit(self, key: str) -> None:
-        """Take back one event from ``key``'s open window (a reservation that did not
-        count in the end); nothing when no window is open. A counter taken back to zero
-        is forgotten, so the next hit opens a new window."""
+    async def release_hit(self, reservation: Reservation) -> None:
+        """Take back a reservation that did not count in the end, from the window it was
+        counted in. Nothing when that window has ended (or was reset), even if another
+        has opened since: a late release never frees a place it did not take. Nothing
+        for a refused reservation. A counter taken back to zero is forgotten, so the
+        next hit opens a new window."""
 
     @abc.abstractmethod
     async def get_count(self, key: str) -> int:

@@ -10,6 +10,7 @@ handler failures) is also what :class:`~palaver.broker.redis.RedisBroker` fans o
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
 from collections.abc import Callable, Hashable, Iterable
@@ -22,6 +23,7 @@ from palaver.broker.base import (
     BrokerUnavailable,
     Handler,
     PresenceStatus,
+    Reservation,
     Subscription,
 )
 from palaver.core.ratelimit import FixedWindow, TokenBucket, check_bucket_params
@@ -126,6 +128,14 @@ class _Gauge:
     expires: float
 
 
+@dataclass
+class _NamedWindow(FixedWindow):
+    """A counter's window with a name no other window on its hub has had, so a
+    reservation can tell the window it was counted in from one opened after it."""
+
+    name: str = ""
+
+
 class MemoryHub:
     """The state shared by the :class:`MemoryBroker` nodes built on it.
 
@@ -141,7 +151,8 @@ class MemoryHub:
         self._presence: dict[int, dict[str, _Presence]] = {}
         self._node_users: dict[str, set[int]] = {}
         self._buckets: dict[str, TokenBucket] = {}
-        self._windows: dict[str, FixedWindow] = {}
+        self._windows: dict[str, _NamedWindow] = {}
+        self._window_names = itertools.count(1)
         self._gauges: dict[str, _Gauge] = {}
         self._next_sweep: float | None = None
 
@@ -251,31 +262,35 @@ class MemoryHub:
             )
         return bucket.take(now)
 
-    def count_hit(self, key: str, window: float) -> int:
-        """Count a hit under ``key`` (see :meth:`Broker.count_hit`)."""
-        now = self.now()
+    def _window(self, key: str, window: float, now: float) -> _NamedWindow:
+        """``key``'s open window, or a new one of ``window`` seconds."""
         counter = self._windows.get(key)
         # Like Redis's EXPIRE NX, an open window keeps the length it opened with.
         if counter is None or counter.expired(now):
-            counter = self._windows[key] = FixedWindow(window)
-        return counter.hit(now)
+            name = str(next(self._window_names))
+            counter = self._windows[key] = _NamedWindow(window, name=name)
+        return counter
 
-    def reserve_hit(self, key: str, limit: int, window: float) -> float:
+    def count_hit(self, key: str, window: float) -> int:
+        """Count a hit under ``key`` (see :meth:`Broker.count_hit`)."""
+        now = self.now()
+        return self._window(key, window, now).hit(now)
+
+    def reserve_hit(self, key: str, limit: int, window: float) -> Reservation:
         """Count a hit under ``key`` if the limit allows (see :meth:`Broker.reserve_hit`)."""
         now = self.now()
-        counter = self._windows.get(key)
-        if counter is None or counter.expired(now):
-            counter = self._windows[key] = FixedWindow(window)
-        return counter.reserve(now, limit)
+        counter = self._window(key, window, now)
+        wait = counter.reserve(now, limit)
+        return Reservation(key, None, wait) if wait > 0 else Reservation(key, counter.name)
 
-    def release_hit(self, key: str) -> None:
-        """Take back a hit under ``key`` (see :meth:`Broker.release_hit`)."""
-        counter = self._windows.get(key)
-        if counter is None:
+    def release_hit(self, reservation: Reservation) -> None:
+        """Take back a reservation (see :meth:`Broker.release_hit`)."""
+        counter = self._windows.get(reservation.key)
+        if counter is None or counter.name != reservation.window:
             return
         counter.release(self.now())
         if counter.count <= 0:
-            del self._windows[key]
+            del self._windows[reservation.key]
 
     def get_count(self, key: str) -> int:
         """The count in ``key``'s open window, 0 when none is open."""
@@ -369,11 +384,11 @@ class MemoryBroker(Broker):
     async def count_hit(self, key: str, window: float) -> int:
         return self.hub.count_hit(key, window)
 
-    async def reserve_hit(self, key: str, limit: int, window: float) -> float:
+    async def reserve_hit(self, key: str, limit: int, window: float) -> Reservation:
         return self.hub.reserve_hit(key, limit, window)
 
-    async def release_hit(self, key: str) -> None:
-        self.hub.release_hit(key)
+    async def release_hit(self, reservation: Reservation) -> None:
+        self.hub.release_hit(reservation)
 
     async def get_count(self, key: str) -> int:
         return self.hub.get_count(key)

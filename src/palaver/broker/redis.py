@@ -7,7 +7,9 @@ share one Redis. Layout:
 - ``{ns}:nodes``: sorted set, node id scored by heartbeat expiry (Redis time, µs).
 - ``{ns}:presence:{user_id}``: hash, node id -> ``"{status} {expiry µs}"``; the key's own
   TTL follows its latest entry so abandoned users disappear.
-- ``{ns}:bucket:{key}``, ``{ns}:count:{key}``, ``{ns}:conn:{key}``: rate-limit state.
+- ``{ns}:bucket:{key}``, ``{ns}:count:{key}``, ``{ns}:conn:{key}``: rate-limit state;
+  ``{ns}:window:{key}``, the name of the window ``{ns}:count:{key}`` counts reservations
+  in, expiring with it.
 
 Expiry stamps and token buckets use the Redis server's clock (``TIME``) inside Lua
 scripts, so nodes with skewed clocks agree.
@@ -26,6 +28,7 @@ import contextlib
 import math
 import random
 import re
+import secrets
 from collections.abc import AsyncIterator, Iterable
 
 import structlog
@@ -41,6 +44,7 @@ from palaver.broker.base import (
     BrokerUnavailable,
     Handler,
     PresenceStatus,
+    Reservation,
     Subscription,
 )
 from palaver.broker.memory import ChannelRouter, new_node_id
@@ -177,32 +181,44 @@ redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
 return string.format('%.17g', wait)
 """
 
-# KEYS[1]: counter. ARGV: limit, window (ms). count_hit's INCR and PEXPIRE NX, done only
-# below the limit; else the window's remaining milliseconds. One script, so racing
-# callers on any node never count past the limit.
+# KEYS[1]: counter, KEYS[2]: its window's name. ARGV: limit, window (ms), a fresh name.
+# count_hit's INCR and PEXPIRE NX, done only below the limit, answering {0, the window's
+# name}; else {the window's remaining milliseconds, ""}. One script, so racing callers on
+# any node never count past the limit. A window opened here (or by count_hit, which
+# names none) takes the fresh name, expiring with the counter.
 _RESERVE_LUA = """
 local count = tonumber(redis.call('GET', KEYS[1]) or '0')
 if count >= tonumber(ARGV[1]) then
   local left = redis.call('PTTL', KEYS[1])
   if left > 0 then
-    return left
+    return {left, ''}
   end
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return tonumber(ARGV[2])
+  return {tonumber(ARGV[2]), ''}
 end
 redis.call('INCR', KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2], 'NX')
-return 0
+local name = redis.call('GET', KEYS[2])
+if count == 0 or not name then
+  name = ARGV[3]
+  redis.call('SET', KEYS[2], name, 'PXAT', redis.call('PEXPIRETIME', KEYS[1]))
+end
+return {0, name}
 """
 
-# KEYS[1]: counter. Takes one back, never below zero; at zero the key goes, as the
-# memory broker forgets the window. A window that ended left nothing to take back.
+# KEYS[1]: counter, KEYS[2]: its window's name. ARGV: the name of the window the
+# reservation was counted in. Takes one back, never below zero, and only from that
+# window: a window that ended (or one opened since) has nothing of it to take back. At
+# zero the keys go, as the memory broker forgets the window.
 _RELEASE_LUA = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return 0
+end
 local count = tonumber(redis.call('GET', KEYS[1]) or '0')
 if count > 1 then
   redis.call('DECR', KEYS[1])
 elseif count == 1 then
-  redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[1], KEYS[2])
 end
 return 1
 """
@@ -577,17 +593,27 @@ class RedisBroker(Broker):
             count, _ = await pipe.execute()
         return int(count)
 
-    async def reserve_hit(self, key: str, limit: int, window: float) -> float:
+    def _window_keys(self, key: str) -> list[str]:
+        """Counter ``key`` and the name of its window."""
+        return [f"{self._prefix}count:{key}", f"{self._prefix}window:{key}"]
+
+    async def reserve_hit(self, key: str, limit: int, window: float) -> Reservation:
         check_limit(limit)
         async with _reaching_redis():
-            left = await self._reserve_script(
-                keys=[f"{self._prefix}count:{key}"], args=[limit, _ms(window)]
+            left, name = await self._reserve_script(
+                keys=self._window_keys(key), args=[limit, _ms(window), secrets.token_hex(8)]
             )
-        return int(left) / 1000
+        if int(left) > 0:
+            return Reservation(key, None, int(left) / 1000)
+        return Reservation(key, name.decode())
 
-    async def release_hit(self, key: str) -> None:
+    async def release_hit(self, reservation: Reservation) -> None:
+        if reservation.window is None:
+            return
         async with _reaching_redis():
-            await self._release_script(keys=[f"{self._prefix}count:{key}"])
+            await self._release_script(
+                keys=self._window_keys(reservation.key), args=[reservation.window]
+            )
 
     async def get_count(self, key: str) -> int:
         async with _reaching_redis():
@@ -596,7 +622,7 @@ class RedisBroker(Broker):
 
     async def reset_count(self, key: str) -> None:
         async with _reaching_redis():
-            await self._redis.delete(f"{self._prefix}count:{key}")
+            await self._redis.delete(*self._window_keys(key))
 
     async def incr_connections(self, key: str, delta: int, ttl: float) -> int:
         name = f"{self._prefix}conn:{key}"

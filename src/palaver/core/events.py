@@ -102,7 +102,8 @@ def presence(user_id: int, status: str, last_seen_at: int | None) -> dict[str, A
     }
 
 
-def conversation(c: Conversation, member_count: int | None = None) -> dict[str, Any]:
+def conversation(c: Conversation, member_count: int) -> dict[str, Any]:
+    """A conversation object, as frames and answers carry it, with its number of members."""
     return {
         "id": c.id,
         "type": c.kind.value,

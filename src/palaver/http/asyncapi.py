@@ -46,6 +46,25 @@ ATTACHMENT = {
     "required": ["id", "name", "type", "size"],
 }
 MESSAGE_FIELDS["attachments"] = {"type": "array", "items": ATTACHMENT}
+# A conversation as the joined and conversation_updated frames carry it: every field,
+# always (null when unset).
+CONVERSATION_FIELDS = {
+    "id": INT,
+    "type": {"enum": ["room", "group", "direct"]},
+    "name": {"type": ["string", "null"]},
+    "topic": {"type": ["string", "null"]},
+    "created_by": {"type": ["integer", "null"]},
+    "created_at": INT,
+    "last_seq": SEQ,
+    "min_seq": SEQ,
+    "last_message_at": {"type": ["integer", "null"]},
+    "member_count": {**INT, "description": "its members, at the time of the frame"},
+}
+CONVERSATION = {
+    "type": "object",
+    "properties": CONVERSATION_FIELDS,
+    "required": list(CONVERSATION_FIELDS),
+}
 
 # name: (summary, fields, required)
 CLIENT_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
@@ -172,12 +191,16 @@ SERVER_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
         },
         ["user_id", "status"],
     ),
-    "joined": ("This user joined a conversation.", {"conversation": {"type": "object"}}, []),
+    "joined": (
+        "This user joined a conversation.",
+        {"conversation": CONVERSATION},
+        ["conversation"],
+    ),
     "left": ("This user left a conversation.", {"conversation_id": INT}, []),
     "conversation_updated": (
         "A room or group of yours was renamed or its topic changed (PATCH "
         "/api/conversations/{id}); the new conversation object.",
-        {"conversation": {"type": "object"}},
+        {"conversation": CONVERSATION},
         ["conversation"],
     ),
     "gap": (

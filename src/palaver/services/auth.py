@@ -15,7 +15,7 @@ import structlog
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from palaver.broker.base import Broker
+from palaver.broker.base import Broker, Reservation
 from palaver.config import Settings
 from palaver.core import accounts
 from palaver.core.errors import ErrorCode, PalaverError
@@ -159,21 +159,24 @@ class AuthService:
             keys.append((f"login:ip:{ip}", self.settings.login_ip_max_failures))
         return keys
 
-    async def _reserve(self, counters: list[tuple[str, int]]) -> float:
+    async def _reserve(self, counters: list[tuple[str, int]]) -> tuple[list[Reservation], float]:
         """Take an attempt's place in every counter before its password is checked.
 
-        Return 0.0 when each counter took it, else the seconds until the window of the
-        first full one ends, with nothing held. Only a right password gives a place back
-        (:meth:`_give_back`), so however many attempts race, on any number of nodes, at
-        most each counter's limit of them are checked in one window."""
-        reserved: list[str] = []
+        Return the places, one per counter, and 0.0 when each counter took it; else none
+        and the seconds until the window of the first full one ends, with nothing held.
+        Only a right password gives a place back (:meth:`_give_back`), so however many
+        attempts race, on any number of nodes, at most each counter's limit of them are
+        checked in one window."""
+        reserved: list[Reservation] = []
         for key, limit in counters:
-            wait = await self.broker.reserve_hit(key, limit, self.settings.login_failure_window)
-            if wait > 0:
+            reservation = await self.broker.reserve_hit(
+                key, limit, self.settings.login_failure_window
+            )
+            if reservation.window is None:
                 await self._give_back(reserved)
-                return wait
-            reserved.append(key)
-        return 0.0
+                return [], reservation.wait
+            reserved.append(reservation)
+        return reserved, 0.0
 
     async def login(
         self, login: str, password: str, *, ip: str | None = None, device: str = ""
@@ -184,11 +187,10 @@ class AuthService:
         :meth:`_reserve`)."""
         user = await self.store.get_user_by_login(login.strip())
         keys = await self._throttle_keys(login, ip, user)
-        wait = await self._reserve(keys)
+        reserved, wait = await self._reserve(keys)
         if wait > 0:
             await self.audit.record("login.throttled", target=login[:256], ip=ip)
             raise _too_many("failed logins", wait)
-        reserved = [key for key, _ in keys]
         ok = await verify_password(user.password_hash if user else _DUMMY_HASH, password)
         if user is None or not ok:
             # The reservations stand: they are this failure's count.
@@ -219,7 +221,7 @@ class AuthService:
         password here is a failure in the account's login counter, a right one clears
         it, and a full counter answers ``RATE_LIMITED`` before any check."""
         counter = self._account_counter(f"user:{user.id}")
-        wait = await self._reserve([counter])
+        _, wait = await self._reserve([counter])
         if wait > 0:
             await self.audit.record("password.throttled", actor_id=user.id, ip=ip)
             raise _too_many("wrong passwords", wait)
@@ -228,10 +230,11 @@ class AuthService:
         await self.broker.reset_count(counter[0])
         return True
 
-    async def _give_back(self, keys: list[str]) -> None:
-        """Release the reservations of an attempt that was no failure."""
-        for key in keys:
-            await self.broker.release_hit(key)
+    async def _give_back(self, reserved: list[Reservation]) -> None:
+        """Release the reservations of an attempt that was no failure. One whose window
+        ended during the check gives nothing back to the window open now."""
+        for reservation in reserved:
+            await self.broker.release_hit(reservation)
 
     async def open_session(self, user: User, *, ip: str | None, device: str) -> LoginResult:
         """Create a session with its first refresh token and an access token."""
@@ -434,6 +437,7 @@ class AuthService:
         """Anonymise the account (see :meth:`Store.anonymise_user`) after a password check,
         throttled as the account's logins are."""
         if not await self._check_own_password(principal.user, password, ip=ip):
+            await self.audit.record("user.delete_failed", actor_id=principal.user.id, ip=ip)
             raise PalaverError(ErrorCode.INVALID_CREDENTIALS, "password is wrong", field="password")
         sessions = [s.id for s in await self.store.list_sessions(principal.user.id)]
         # Files first: if that fails the account is untouched and the user can retry. A

@@ -200,12 +200,15 @@ class ConversationService:
         )
         if updated is None:
             raise not_found()
+        frame = {
+            "type": "conversation_updated",
+            "conversation": events.conversation(
+                updated, await self.store.count_members(conversation_id)
+            ),
+        }
         with contextlib.suppress(BrokerUnavailable):
             await self.broker.publish(
-                signals.conversation_channel(conversation_id),
-                signals.encode_event(
-                    {"type": "conversation_updated", "conversation": events.conversation(updated)}
-                ),
+                signals.conversation_channel(conversation_id), signals.encode_event(frame)
             )
         if name is not None:
             await self.messaging.post_system(

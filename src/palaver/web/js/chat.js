@@ -352,6 +352,9 @@ export class Chat extends Emitter {
       case "left":
         this.#remove(frame.conversation_id);
         break;
+      case "conversation_updated":
+        this.#onUpdated(frame.conversation);
+        break;
       case "gap":
         this.#onGap(frame);
         break;
@@ -478,6 +481,14 @@ export class Chat extends Emitter {
     conversation.update(data);
     // The frame has no peer name (direct), role or unread count: fetch the summary.
     this.#loadConversation(data.id);
+    store.emit("conversations");
+  }
+
+  /** A room or group was renamed or its topic changed; the frame has the whole object. */
+  #onUpdated(data) {
+    const conversation = store.conversations.get(data.id);
+    if (!conversation) return;
+    conversation.update(data);
     store.emit("conversations");
   }
 
