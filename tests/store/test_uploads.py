@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from functools import partial
 from typing import Any
 
+import orjson
 import pytest
+from sqlalchemy import text
 
 from palaver.core.errors import ErrorCode, PalaverError
 from palaver.core.models import NewMessage
@@ -90,9 +93,9 @@ async def test_storing_a_message_marks_the_uploads_it_carries_attached(
     store: SqlStore, path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The transaction that stores a message marks its uploads attached, and nothing
-    else does: a refused batch, a duplicate and an upload bound to another
-    conversation leave theirs to expire. Both the engine's own append path and the
-    portable one (SQLite in memory)."""
+    else does: a refused batch and a duplicate leave theirs to expire, and a message
+    naming an upload bound to another conversation is refused. Both the engine's own
+    append path and the portable one (SQLite in memory)."""
     if path == "portable":
         monkeypatch.setattr(store, "_append_batch", partial(SqlStore._append_batch, store))
     records = UploadStore(store)
@@ -108,16 +111,21 @@ async def test_storing_a_message_marks_the_uploads_it_carries_attached(
             [carrying(team.id, ada.id, refused), carrying(other.id + 100, ada.id, refused)], T0
         )
     assert refusal.value.code is ErrorCode.NOT_FOUND
+    with pytest.raises(PalaverError) as refusal:
+        await store.append_messages([carrying(team.id, ada.id, elsewhere)], T0)
+    assert (refusal.value.code, refusal.value.message) == (
+        ErrorCode.NOT_FOUND,
+        "upload not found",
+    )
     batch = [
         carrying(team.id, ada.id, sent, twice),
         NewMessage(team.id, ada.id, "plain"),
         carrying(team.id, ada.id, twice, early),
         carrying(team.id, ada.id, again, client_msg_id="m"),  # a retry of the first
-        carrying(team.id, ada.id, elsewhere),
         NewMessage(team.id, ada.id, "no upload", attachments=({"id": "x", "name": "x"},)),
     ]
     results = await store.append_messages(batch, T0 + 5)
-    assert [r.duplicate for r in results] == [False, False, False, True, False, False]
+    assert [r.duplicate for r in results] == [False, False, False, True, False]
     assert results[3].message == first.message
     files = (early, sent, twice, again, refused, elsewhere)
     found = await records.get_many([f.id for f in files])
@@ -146,13 +154,12 @@ async def test_messages_by_sender_pages_with_conversation_names(store: SqlStore)
     direct, _ = await store.get_or_create_direct(ada.id, bob.id, T0)
     await send(store, team, ada, "one", "two")
     await send(store, team, bob, "not mine")
+    pdf = await make(records, ada.id, "x", conversation_id=direct.id)
+    element = {"id": pdf.id, "name": "x.pdf", "type": "application/pdf", "size": 3}
     await store.append_messages(
         [
             NewMessage(
-                conversation_id=direct.id,
-                sender_id=ada.id,
-                content="",
-                attachments=({"id": 7, "name": "x.pdf", "type": "application/pdf", "size": 3},),
+                conversation_id=direct.id, sender_id=ada.id, content="", attachments=(element,)
             )
         ],
         T0,
@@ -163,6 +170,94 @@ async def test_messages_by_sender_pages_with_conversation_names(store: SqlStore)
         ("two", "team", "room"),
     ]
     rest = await records.messages_by_sender(ada.id, after_id=first[-1].message.id)
-    assert [(m.conversation_kind, m.message.attachments) for m in rest] == [
-        ("direct", ({"id": 7, "name": "x.pdf", "type": "application/pdf", "size": 3},))
-    ]
+    assert [(m.conversation_kind, m.message.attachments) for m in rest] == [("direct", (element,))]
+
+
+@pytest.mark.parametrize("path", ["engine", "portable"])
+async def test_a_message_carrying_the_upload_of_a_message_just_deleted_is_refused(
+    store: SqlStore, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deleting a message deletes the uploads no other message carries. A message
+    naming one of them that commits after that deletion is refused (NOT_FOUND), never
+    stored pointing at nothing; the others of its batch are not affected."""
+    if path == "portable":
+        monkeypatch.setattr(store, "_append_batch", partial(SqlStore._append_batch, store))
+    records = UploadStore(store)
+    ada = await user(store, "ada")
+    team = await room(store, "team", ada)
+    photo = await make(records, ada.id, "a", conversation_id=team.id)
+    [first] = await store.append_messages([carrying(team.id, ada.id, photo)], T0)
+    deleted = await store.delete_message(first.message.id, ada.id, T0 + 1)
+    assert deleted is not None
+    assert deleted.blobs == (photo.storage_key,)
+    assert await records.get_many([photo.id]) == {}
+    for batch in (
+        [carrying(team.id, ada.id, photo)],
+        [NewMessage(team.id, ada.id, "plain"), carrying(team.id, ada.id, photo)],
+    ):
+        with pytest.raises(PalaverError) as refusal:
+            await store.append_messages(batch, T0 + 2)
+        assert refusal.value.code is ErrorCode.NOT_FOUND
+    conversation = await store.get_conversation(team.id)
+    assert conversation is not None
+    assert conversation.last_seq == first.message.seq + 1  # the delete entry, nothing else
+
+
+async def test_an_append_waits_for_a_deletion_holding_its_upload(store: SqlStore) -> None:
+    """The interleaving the check exists for: another transaction (a message's deletion)
+    holds an upload and deletes it; a message carrying it waits, then is refused."""
+    records = UploadStore(store)
+    ada = await user(store, "ada")
+    team = await room(store, "team", ada)
+    photo = await make(records, ada.id, "a", conversation_id=team.id)
+    async with store.engine.connect() as other:
+        await other.begin()
+        await other.execute(text("DELETE FROM uploads WHERE id = :id"), {"id": photo.id})
+        sending = asyncio.create_task(store.append_messages([carrying(team.id, ada.id, photo)], T0))
+        await asyncio.sleep(0.3)
+        assert not sending.done()
+        await other.commit()
+    with pytest.raises(PalaverError) as refusal:
+        await sending
+    assert refusal.value.code is ErrorCode.NOT_FOUND
+    assert await store.get_messages(team.id) == []
+
+
+async def test_a_deletion_waits_for_an_append_holding_its_upload(store: SqlStore) -> None:
+    """The other interleaving: a message carrying the upload is being stored (its
+    transaction holds the upload) when another message carrying it is deleted. The
+    deletion waits, then sees the new message and keeps the upload."""
+    records = UploadStore(store)
+    ada = await user(store, "ada")
+    team = await room(store, "team", ada)
+    photo = await make(records, ada.id, "a", conversation_id=team.id)
+    [first] = await store.append_messages([carrying(team.id, ada.id, photo)], T0)
+    attachments = orjson.dumps([photo.attachment()]).decode()
+    as_json = "CAST(:att AS json)" if store.engine.dialect.name == "postgresql" else ":att"
+    async with store.engine.connect() as other:
+        await other.begin()
+        # What an append does: hold the upload, then the conversation, then insert.
+        await other.execute(
+            text("UPDATE uploads SET attached_at = attached_at WHERE id = :id"), {"id": photo.id}
+        )
+        await other.execute(
+            text("UPDATE conversations SET last_seq = last_seq + 1 WHERE id = :cid"),
+            {"cid": team.id},
+        )
+        await other.execute(
+            text(
+                "INSERT INTO messages (conversation_id, seq, sender_id, kind, content, "
+                f"created_at, attachments) VALUES (:cid, 2, :uid, 'text', 'again', :at, {as_json})"
+            ),
+            {"cid": team.id, "uid": ada.id, "at": T0, "att": attachments},
+        )
+        deleting = asyncio.create_task(store.delete_message(first.message.id, ada.id, T0 + 1))
+        await asyncio.sleep(0.3)
+        assert not deleting.done()
+        await other.commit()
+    deleted = await deleting
+    assert deleted is not None
+    assert deleted.blobs == ()
+    assert photo.id in await records.get_many([photo.id])
+    [again] = await store.get_messages(team.id, after_seq=1, limit=1)
+    assert again.attachments == (photo.attachment(),)

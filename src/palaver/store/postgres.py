@@ -35,6 +35,8 @@ from palaver.store.sql import (
     encode_attachments,
     encode_mentions,
     message_from_columns,
+    named_uploads,
+    require_uploads,
 )
 
 # Any fixed 64-bit key works; this one spells "palaver" so that another application
@@ -146,6 +148,7 @@ class PostgresStore(PostgresSearch, RichSqlStore):
             at,
         )
         rich = not all(new.plain for new in rows)
+        files: list[tuple[int, int]] = []
         if rich:
             args += (
                 [new.ref_id for new in rows],
@@ -168,7 +171,10 @@ class PostgresStore(PostgresSearch, RichSqlStore):
         async with self._guard("append_messages"), lane.lock:
             driver = await self._append_connection(lane)
             try:
-                returned = await driver.fetch(statement, *args)
+                if files:
+                    returned = await _append_carrying_uploads(driver, rows, statement, args)
+                else:
+                    returned = await driver.fetch(statement, *args)
             except asyncpg.IntegrityConstraintViolationError as exc:
                 raise IntegrityError("append_messages", None, exc) from exc
             except asyncpg.PostgresError:
@@ -394,6 +400,26 @@ _APPEND_RICH = _statement(client_ids=True, rich=True)
 _APPEND_RICH_NO_CLIENT_IDS = _statement(client_ids=False, rich=True)
 _APPEND_ATTACHED = _statement(client_ids=True, rich=True, attached=True)
 _APPEND_ATTACHED_NO_CLIENT_IDS = _statement(client_ids=False, rich=True, attached=True)
+
+
+async def _append_carrying_uploads(
+    driver: asyncpg.Connection, rows: Sequence[NewMessage], statement: str, args: tuple[Any, ...]
+) -> list[asyncpg.Record]:
+    """The append statement in a transaction that first locks the uploads the messages
+    name and checks they are still there (see :func:`require_uploads`). Uploads before
+    conversations, as deleting a message locks them; FOR NO KEY UPDATE because the
+    statement stamps them, and two appends that share a lock to upgrade would deadlock."""
+    named = named_uploads(rows)
+    async with driver.transaction():
+        present = await driver.fetch(_LOCK_UPLOADS, sorted({u for u, _ in named}))
+        require_uploads(named, present)
+        return list(await driver.fetch(statement, *args))
+
+
+_LOCK_UPLOADS = (
+    "SELECT id, conversation_id FROM uploads WHERE id = ANY($1::bigint[]) "
+    "ORDER BY id FOR NO KEY UPDATE"
+)
 
 
 def _message(row: Any) -> Message:

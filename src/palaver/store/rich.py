@@ -110,6 +110,9 @@ class RichSqlStore(SqlStore, RichMessageStore):
             target = await self._live_target(conn, message_id)
             if target is None:
                 return None
+            # Its uploads before the conversation: an append carrying one of them locks
+            # both in that order, and the other order could deadlock with it.
+            await _lock_uploads(conn, target)
             entry = await self._append_entry(conn, _entry(target, actor_id, MessageKind.DELETE), at)
             target = await self._live_target(conn, message_id)
             if target is None:
@@ -387,10 +390,24 @@ def _entry(
     )
 
 
+def _upload_ids(target: Message) -> set[int]:
+    return {a["id"] for a in target.attachments if isinstance(a.get("id"), int)}
+
+
+async def _lock_uploads(conn: AsyncConnection, target: Message) -> None:
+    if ids := _upload_ids(target):
+        await conn.execute(
+            select(uploads.c.id)
+            .where(uploads.c.id.in_(sorted(ids)))
+            .order_by(uploads.c.id)
+            .with_for_update()
+        )
+
+
 async def _drop_attachments(conn: AsyncConnection, target: Message) -> tuple[str, ...]:
     """Delete the upload records of a deleted message's attachments, in its
     transaction: once the tombstone is committed no member can fetch the files."""
-    ids = {a["id"] for a in target.attachments if isinstance(a.get("id"), int)}
+    ids = _upload_ids(target)
     if not ids:
         return ()
     # The sender may have attached the same file to another message of the

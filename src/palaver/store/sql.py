@@ -1073,6 +1073,15 @@ class SqlStore(SqlModeration, Store):
     async def _append(
         self, conn: AsyncConnection, batch: Sequence[NewMessage], at: int
     ) -> list[Appended]:
+        if named := named_uploads(batch):
+            # Uploads before conversations, as deleting a message locks them.
+            found = await conn.execute(
+                select(uploads.c.id, uploads.c.conversation_id)
+                .where(uploads.c.id.in_(sorted({u for u, _ in named})))
+                .order_by(uploads.c.id)
+                .with_for_update(key_share=True)
+            )
+            require_uploads(named, found.all())
         # Lock first: concurrent writers of these conversations (on any process) wait
         # here until we commit, so last_seq below is final and sequences stay gapless,
         # and a retried send racing its original finds it in the lookup that follows.
@@ -1336,6 +1345,27 @@ class AppendPlan:
             assert stored is not None
             self._results[index] = Appended(stored.message, duplicate=True)
         return [result for result in self._results if result is not None]
+
+
+def named_uploads(batch: Sequence[NewMessage]) -> set[tuple[int, int]]:
+    """``(upload id, conversation id)`` of every upload the messages of ``batch`` name."""
+    return {
+        (upload_id, new.conversation_id)
+        for new in batch
+        if new.attachments
+        for upload_id in attached_upload_ids(new)
+    }
+
+
+def require_uploads(named: set[tuple[int, int]], present: Iterable[Sequence[int]]) -> None:
+    """``NOT_FOUND`` (upload) unless every upload in ``named`` is ``present`` in the
+    conversation of the message naming it.
+
+    Run in the append's transaction with those upload rows locked: deleting a message
+    deletes the uploads no other stored message carries, and a message committed just
+    after that, carrying one of them, would point at nothing."""
+    if named - {(row[0], row[1]) for row in present}:
+        raise not_found("upload")
 
 
 def attached_upload_ids(new: NewMessage) -> list[int]:

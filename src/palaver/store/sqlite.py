@@ -67,6 +67,8 @@ from palaver.store.sql import (
     member_from_columns,
     message_from_columns,
     moved_cursor,
+    named_uploads,
+    require_uploads,
 )
 
 # How long a write waits for another process holding the write lock before it reports
@@ -246,6 +248,14 @@ class SqliteStore(SqliteSearch, RichSqlStore):
                 last_seq.update(db.execute(_select_last_seq(len(chunk)), chunk).fetchall())
             if len(last_seq) != len(ids):
                 raise not_found()
+            if named := named_uploads(batch):
+                upload_ids = sorted({u for u, _ in named})
+                present = [
+                    row
+                    for chunk in chunks(upload_ids)
+                    for row in db.execute(_uploads(len(chunk)), chunk)
+                ]
+                require_uploads(named, present)
             plan = AppendPlan(batch, last_seq, self._find_client_ids_sync(db, batch))
             if plan.fresh:
                 db.executemany(_BUMP, [(seq, at, cid) for cid, seq in plan.bumped()])
@@ -379,6 +389,11 @@ def _marks(n: int) -> str:
 @functools.cache
 def _select_last_seq(n: int) -> str:
     return f"SELECT id, last_seq FROM conversations WHERE id IN ({_marks(n)})"  # noqa: S608
+
+
+@functools.cache
+def _uploads(n: int) -> str:
+    return f"SELECT id, conversation_id FROM uploads WHERE id IN ({_marks(n)})"  # noqa: S608
 
 
 @functools.cache
