@@ -360,12 +360,15 @@ _INSERT_RICH = (
 )
 _INSERTED = "SELECT id, conversation_id, seq FROM messages WHERE id > ?"
 # In the messages' own transaction: see AppendPlan.attached.
-_MOVE_CURSORS = (
-    "UPDATE members SET read_seq = ?, delivered_seq = ? WHERE conversation_id = ? AND user_id = ?"
-)
 _STAMP_UPLOADS = (
     "UPDATE uploads SET attached_at = ? WHERE id = ? AND conversation_id = ? "
     "AND attached_at IS NULL"
+)
+
+# -- the receipt flush's SQL -----------------------------------------------------------
+
+_MOVE_CURSORS = (
+    "UPDATE members SET read_seq = ?, delivered_seq = ? WHERE conversation_id = ? AND user_id = ?"
 )
 
 # -- the indexer's SQL ------------------------------------------------------------------
