@@ -142,7 +142,10 @@ class Client:
             return
         if seq == cursor + 1:
             self.cursors[conversation_id] = seq
-            self._write(frame)
+            # _write inlined: this is the fan-out's hot path.
+            if self.held is not None:
+                frame, self.held = self.held + frame, None
+            self.outlet.send_frame(frame)
         elif seq > cursor + 1:
             self.catch_up(conversation_id, upto=seq)
 
@@ -163,7 +166,9 @@ class Client:
         ):
             return False
         self.cursors[conversation_id] = last
-        self._write(frames)
+        if self.held is not None:
+            frames, self.held = self.held + frames, None
+        self.outlet.send_frame(frames)
         return True
 
     def catch_up(self, conversation_id: int, upto: int = 0) -> None:
