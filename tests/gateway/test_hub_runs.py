@@ -152,6 +152,18 @@ async def test_an_ack_goes_out_with_the_message_that_follows_it() -> None:
     assert client.held is None
 
 
+async def test_an_ack_goes_out_with_a_run_of_messages_that_follows_it() -> None:
+    hub = make_hub()
+    outlet = Outlet()
+    client = attach(hub, outlet, cursor=4)
+    other = Outlet()
+    attach(hub, other, cursor=4)
+    client.send_with_next(ACK)
+    frames = wake(hub, 5, 6)
+    assert outlet.writes == [encoded(ACK) + b"".join(frames)]
+    assert other.writes == [b"".join(frames)]
+
+
 async def test_an_ack_with_nothing_after_it_goes_out_on_the_next_turn() -> None:
     hub = make_hub()
     outlet = Outlet()
