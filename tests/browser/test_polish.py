@@ -179,6 +179,30 @@ def test_actions_wait_for_interaction_and_ask_before_deleting(person: MakePerson
     expect(bob.page.locator("#rows .edited")).to_have_count(0)
 
 
+def test_the_toolbar_shows_for_the_keyboard_and_after_a_tap(person: MakePerson) -> None:
+    alice = person("alice")
+    bob = person("bob", viewport=PHONE, touch=True)
+    room = f"bars-{alice.username[-6:]}"
+    alice.create_room(room)
+    bob.join_room(room)
+    alice.send("hello")
+    mine = alice.message("hello")
+    expect(mine).to_have_attribute("data-status", "read")
+
+    # With the pointer elsewhere, the keyboard's focus on the toolbar shows it.
+    alice.page.mouse.move(1, 1)
+    toolbar = mine.locator(".msg-actions")
+    expect(toolbar).to_have_css("opacity", "0")
+    mine.get_by_role("button", name="React", exact=True).focus()
+    expect(toolbar).to_have_css("opacity", "1")
+
+    # A touch screen has no hover: a tap on the bubble shows it.
+    theirs = bob.message("hello")
+    expect(theirs.locator(".msg-actions")).to_have_css("opacity", "0")
+    theirs.locator(".text").tap()
+    expect(theirs.locator(".msg-actions")).to_have_css("opacity", "1")
+
+
 ASK_TWICE = """async () => {
   const script = [...document.scripts].find((s) => s.src.endsWith('/js/main.js'));
   const { confirmAction } = await import(script.src.replace(/main\\.js$/, 'confirm.js'));
