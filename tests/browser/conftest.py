@@ -236,14 +236,17 @@ def new_page(
     server: PalaverServer, browser: Browser, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., Page]]:
     """Open a page of the web client in a fresh browser context (its own cookies and
-    storage: another person, or the same person on another device)."""
+    storage: another person, or the same person on another device); ``touch=True``
+    makes it a touch screen without a hovering pointer, as a phone's."""
     contexts: list[BrowserContext] = []
     errors: list[str] = []
     # The server (asked first) booted while the browser started.
     server.wait_healthy()
 
-    def make(viewport: dict[str, int] | None = None) -> Page:
-        context = browser.new_context(viewport=viewport or DESKTOP, base_url=server.url)
+    def make(viewport: dict[str, int] | None = None, *, touch: bool = False) -> Page:
+        context = browser.new_context(
+            viewport=viewport or DESKTOP, base_url=server.url, has_touch=touch, is_mobile=touch
+        )
         context.set_default_timeout(15_000)
         contexts.append(context)
         page = context.new_page()
@@ -274,11 +277,15 @@ def person(new_page: Callable[..., Page]) -> Callable[..., Person]:
     """Register a new user in a new browser context and return them signed in."""
 
     def make(
-        name: str, *, display_name: str | None = None, viewport: dict[str, int] | None = None
+        name: str,
+        *,
+        display_name: str | None = None,
+        viewport: dict[str, int] | None = None,
+        touch: bool = False,
     ) -> Person:
         username = f"{name}{uuid.uuid4().hex[:6]}"
         who = Person(
-            page=new_page(viewport),
+            page=new_page(viewport, touch=touch),
             username=username,
             display_name=display_name or f"{name.capitalize()} {username[-6:]}",
         )

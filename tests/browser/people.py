@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from playwright.sync_api import Locator, Page, expect
 
 PASSWORD = "Correct-Horse-9"
+
+
+def exactly(text: str) -> re.Pattern[str]:
+    """A pattern matching ``text`` whole and as written. Playwright collapses the
+    whitespace of a plain string it compares, a pattern it leaves alone."""
+    return re.compile(f"^{re.escape(text)}$")
 
 
 @dataclass
@@ -43,7 +50,7 @@ class Person:
 
     def conversation(self, title: str) -> Locator:
         """The list entry of a conversation, by its exact title."""
-        name = self.page.locator(".conv-name", has_text=re.compile(f"^{re.escape(title)}$"))
+        name = self.page.locator(".conv-name", has_text=exactly(title))
         return self.page.locator("#conv-list li.conv-item", has=name)
 
     def unread_badge(self, title: str) -> Locator:
@@ -93,8 +100,9 @@ class Person:
         return self.page.locator("#rows .row.msg")
 
     def message(self, text: str) -> Locator:
-        exact = re.compile(f"^{re.escape(text)}$")
-        return self.page.locator("#rows .row.msg", has=self.page.locator(".text", has_text=exact))
+        return self.page.locator(
+            "#rows .row.msg", has=self.page.locator(".text", has_text=exactly(text))
+        )
 
     def delete(self, text: str) -> None:
         """Delete one's own message through its toolbar and the confirmation."""
@@ -105,8 +113,19 @@ class Person:
         dialog.get_by_role("button", name="Delete").click()
         expect(dialog).to_be_hidden()
 
+    def text_rows(self) -> Locator:
+        """The texts of the open conversation's message bubbles, oldest first."""
+        return self.page.locator("#rows .row.msg .text")
+
     def texts(self) -> list[str]:
-        return self.page.locator("#rows .row.msg .text").all_text_contents()
+        """The texts shown now. Only for a page that has settled: to check what a step
+        led to, use :meth:`expect_texts`."""
+        return self.text_rows().all_text_contents()
+
+    def expect_texts(self, expected: Sequence[str]) -> None:
+        """Wait until the open conversation shows exactly ``expected``, in order: rows
+        arrive, fill gaps and render a frame after the step that caused them."""
+        expect(self.text_rows()).to_have_text([exactly(text) for text in expected])
 
     def seqs(self) -> list[int]:
         values = self.page.locator("#rows .row.msg").evaluate_all(

@@ -146,7 +146,7 @@ def test_reload_keeps_session_and_history(person: MakePerson, server: PalaverSer
     # Still signed in, same conversation open (it is in the URL), history loaded.
     expect(alice.page.locator("#conv-title")).to_have_text(bob.display_name)
     expect(alice.messages()).to_have_count(3)
-    assert alice.texts() == ["one", "two", "three"]
+    alice.expect_texts(["one", "two", "three"])
     assert alice.seqs() == sorted(alice.seqs())
 
     # The refresh token is an HttpOnly cookie; the page stores no token anywhere.

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from playwright.sync_api import WebSocketRoute, expect
 
-from tests.browser.people import Person
+from tests.browser.people import Person, exactly
 
 MakePerson = Callable[..., Person]
 SETTLED = re.compile(r"^(sent|delivered|read)$")
@@ -40,7 +40,7 @@ def test_reader_offline_then_online_gets_everything_once_in_order(person: MakePe
     bob.set_offline(False)
     bob.expect_online()
     expect(bob.messages()).to_have_count(1 + len(burst))
-    assert bob.texts() == ["start", *burst]
+    bob.expect_texts(["start", *burst])
     seqs = bob.seqs()
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
     # Bob has the conversation open: everything turns "read" for Alice.
@@ -53,7 +53,7 @@ def test_reader_offline_then_online_gets_everything_once_in_order(person: MakePe
     bob.expect_online()
     expect(bob.message("after the second outage")).to_be_visible()
     expect(bob.messages()).to_have_count(2 + len(burst))
-    assert bob.texts()[-1] == "after the second outage"
+    expect(bob.text_rows().last).to_have_text(exactly("after the second outage"))
 
 
 def test_message_written_offline_is_sent_after_reconnect(person: MakePerson) -> None:
@@ -66,7 +66,7 @@ def test_message_written_offline_is_sent_after_reconnect(person: MakePerson) -> 
     # Shown at once, as pending, in the order written; the list preview says so too.
     expect(alice.message("written offline")).to_have_attribute("data-status", "pending")
     expect(alice.message("and another")).to_have_attribute("data-status", "pending")
-    assert alice.texts() == ["start", "written offline", "and another"]
+    alice.expect_texts(["start", "written offline", "and another"])
     expect(alice.conversation(bob.display_name).locator(".conv-preview")).to_have_text(
         "You: and another"
     )
@@ -76,10 +76,10 @@ def test_message_written_offline_is_sent_after_reconnect(person: MakePerson) -> 
     expect(alice.message("written offline")).to_have_attribute("data-status", SETTLED)
     expect(alice.message("and another")).to_have_attribute("data-status", SETTLED)
     expect(bob.message("and another")).to_be_visible()
-    assert bob.texts() == ["start", "written offline", "and another"]
+    bob.expect_texts(["start", "written offline", "and another"])
     # Once each, on both sides, in order.
     expect(alice.messages()).to_have_count(3)
-    assert alice.texts() == bob.texts()
+    alice.expect_texts(bob.texts())
     assert alice.seqs() == bob.seqs()
     expect(alice.message("and another")).to_have_attribute("data-status", "read")
 
@@ -130,7 +130,7 @@ def test_lost_ack_is_retried_and_shown_once(person: MakePerson) -> None:
     alice.page.reload()
     alice.expect_online()
     expect(alice.messages()).to_have_count(3)
-    assert alice.texts() == ["start", "doomed ack", "next one"]
+    alice.expect_texts(["start", "doomed ack", "next one"])
 
 
 def test_refused_message_can_be_retried_or_deleted(person: MakePerson) -> None:
@@ -181,9 +181,9 @@ def test_refused_message_can_be_retried_or_deleted(person: MakePerson) -> None:
     # Nothing is left in the outbox to be sent after a reload.
     alice.page.reload()
     alice.expect_online()
-    # History renders after the reload's fetch: wait for it before reading every row.
+    # History renders after the reload's fetch: both checks wait for it.
     expect(alice.messages()).to_have_count(2)
-    assert alice.texts() == ["start", "try again later"]
+    alice.expect_texts(["start", "try again later"])
 
 
 def test_pending_message_survives_a_reload(person: MakePerson) -> None:

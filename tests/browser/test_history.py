@@ -59,7 +59,7 @@ def test_infinite_scroll_and_jump_to_newest(person: MakePerson) -> None:
         alice.send(text)
     # The client sends its outbox in order and waits out the server's rate limit.
     expect(alice.message(texts[-1])).to_have_attribute("data-status", SETTLED, timeout=30_000)
-    assert alice.texts() == texts
+    alice.expect_texts(texts)
 
     bob.page.goto("/")
     bob.expect_online()
@@ -92,7 +92,7 @@ def test_infinite_scroll_and_jump_to_newest(person: MakePerson) -> None:
     expect(bob.page.locator("#history-status")).to_have_text(
         "This is the beginning of the conversation."
     )
-    assert bob.texts() == texts
+    bob.expect_texts(texts)
     assert bob.seqs() == list(range(1, HISTORY + 1))
 
     # Far from the bottom, a new message does not pull the view down: the jump

@@ -152,3 +152,31 @@ def test_kick_ban_and_block_ask_in_the_page_first(
     bans = alice_api.call("GET", f"/api/conversations/{conversation_id}/bans")
     assert [b["user_id"] for b in bans] == [Rest(server.url, bob).user_id]
     assert native == []
+
+
+def test_a_member_menu_stays_open_while_the_member_list_changes(person: MakePerson) -> None:
+    alice = person("alice")
+    bob = person("bob")
+    carol = person("carol")
+    room = f"menus-{alice.username[-6:]}"
+    alice.create_room(room)
+    bob.join_room(room)
+    page = alice.page
+    page.get_by_role("button", name="Conversation details").click()
+    expect(page.locator("#members li")).to_have_count(2)
+    actions = page.get_by_role("button", name=f"Actions for {bob.display_name}")
+    actions.click()
+    menu = page.get_by_role("menu", name=f"Actions for {bob.display_name}")
+    first = menu.get_by_role("menuitem").first
+    expect(first).to_be_focused()
+
+    # Carol joining redraws the member list under the open menu: it stays, focused.
+    carol.join_room(room)
+    expect(page.locator("#members li")).to_have_count(3)
+    expect(menu).to_be_visible()
+    expect(first).to_be_focused()
+    # And it is still the menu that Escape closes, giving the focus back to its button.
+    page.keyboard.press("Escape")
+    expect(menu).to_be_hidden()
+    expect(actions).to_be_focused()
+    expect(page.locator("#info-panel")).to_be_visible()

@@ -48,7 +48,7 @@ def test_server_restart_during_conversation(person: MakePerson, server: PalaverS
     expected = ["before the restart", "while the server was down", "after the restart"]
     for someone in (alice, bob):
         expect(someone.messages()).to_have_count(len(expected))
-        assert someone.texts() == expected
+        someone.expect_texts(expected)
         seqs = someone.seqs()
         assert seqs == sorted(set(seqs))
     assert alice.page.evaluate("() => window.stillTheSamePage") is True

@@ -73,3 +73,35 @@ def test_reaction_picker_stays_open_while_others_react(person: MakePerson) -> No
     expect(thumbs).to_be_focused()
     bob.page.keyboard.press("Enter")
     expect(alice.message("lunch?").locator(".reaction")).to_have_text(["❤️ 1", "👍 1"])
+
+
+def test_the_toolbar_stays_under_the_pointer_while_its_message_is_redrawn(
+    person: MakePerson,
+) -> None:
+    alice = person("alice")
+    bob = person("bob")
+    room = f"point-{alice.username[-6:]}"
+    alice.create_room(room)
+    bob.join_room(room)
+    alice.send("lunch?")
+    mine = alice.message("lunch?")
+    expect(mine).to_have_attribute("data-status", "read")
+
+    # Alice points at Delete, on the toolbar that juts out above her bubble.
+    mine.hover()
+    mine.get_by_role("button", name="Delete").hover()
+    toolbar = mine.locator(".msg-actions")
+    expect(toolbar).to_have_css("opacity", "1")
+    # Bob's reaction redraws the message under her pointer: the toolbar stays, and
+    # still takes the click.
+    theirs = bob.message("lunch?")
+    theirs.hover()
+    theirs.get_by_role("button", name="React", exact=True).click()
+    expect(theirs.get_by_role("button", name="React 👍")).to_be_focused()
+    bob.page.keyboard.press("Enter")
+    expect(mine.locator(".reaction")).to_have_text("👍 1")
+    expect(toolbar).to_have_css("opacity", "1")
+    expect(toolbar).to_have_css("pointer-events", "auto")
+    # Once the pointer moves off the message the toolbar goes, as it does unredrawn.
+    alice.page.mouse.move(1, 1)
+    expect(toolbar).to_have_css("opacity", "0")

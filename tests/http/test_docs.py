@@ -197,7 +197,7 @@ async def test_swagger_ui_runs_under_the_csp_in_a_browser(app: FastAPI) -> None:
         if in_ci():
             pytest.fail(message)
         pytest.skip(message)
-    from playwright.async_api import async_playwright
+    from playwright.async_api import async_playwright, expect
 
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off")
@@ -222,8 +222,7 @@ async def test_swagger_ui_runs_under_the_csp_in_a_browser(app: FastAPI) -> None:
                 await page.get_by_placeholder("user_id").fill("5")
                 await page.get_by_role("button", name="Execute").click()
                 status = page.locator(".live-responses-table tbody .response-col_status")
-                await status.first.wait_for(timeout=10_000)
-                assert (await status.first.inner_text()).strip() == "200"
+                await expect(status.first).to_have_text("200", use_inner_text=True, timeout=10_000)
             finally:
                 await browser.close()
     finally:

@@ -96,13 +96,15 @@ export function messageActions(m, { own, act, mine }) {
 
 /**
  * Carry what the user is doing in the toolbar of `from` (an open reaction picker, a
- * toolbar shown by a tap, the keyboard focus) over to `to`, the element rebuilt to
- * replace it: someone else's reaction or a receipt arriving must not snatch away the
- * picker the user is choosing from. Call while `from` is still in the document; call
- * the function it returns once `to` is, to move the focus.
+ * toolbar shown by a tap or by the pointer, the keyboard focus) over to `to`, the
+ * element rebuilt to replace it: someone else's reaction or a receipt arriving must not
+ * snatch away the picker the user is choosing from, nor the button under the pointer.
+ * Call while `from` is still in the document; call the function it returns once `to`
+ * is, to move the focus.
  */
 export function carryActions(from, to) {
   if (from.querySelector(".bubble.actions-open")) to.querySelector(".bubble")?.classList.add("actions-open");
+  if (from.matches(":hover") || from.querySelector(".msg-actions.pointed")) holdWhilePointed(to);
   const picker = to.querySelector(".react-picker");
   if (picker && from.querySelector(".react-picker:not([hidden])")) {
     picker.hidden = false;
@@ -112,6 +114,24 @@ export function carryActions(from, to) {
   const label = focused && from.contains(focused) ? focused.getAttribute("aria-label") : null;
   const twin = label ? [...to.querySelectorAll(".msg-actions button")].find((el) => el.getAttribute("aria-label") === label) : null;
   return () => twin?.focus({ preventScroll: true });
+}
+
+/**
+ * Keep the toolbar of `el`, which replaced a message under the pointer, shown until the
+ * pointer moves off it. The new element is not hovered until the pointer moves, and
+ * where the toolbar juts out above the bubble never: the new toolbar does not take the
+ * pointer while hidden, so the one the user was about to click would vanish.
+ */
+function holdWhilePointed(el) {
+  const bar = el.querySelector(".msg-actions");
+  if (!bar) return;
+  bar.classList.add("pointed");
+  const release = (event) => {
+    if (el.contains(event.target)) return;
+    bar.classList.remove("pointed");
+    document.removeEventListener("pointermove", release);
+  };
+  document.addEventListener("pointermove", release);
 }
 
 function closeAll(except = null) {

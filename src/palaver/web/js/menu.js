@@ -75,3 +75,27 @@ export function popupMenu(label, items, className = "") {
   });
   return h("span", { class: `popup-wrap ${className}` }, button, list);
 }
+
+/**
+ * Note the menu open in `root` and the element focused in it, before `root` is rebuilt;
+ * call the function returned once it is, to open that menu's twin (the button of the
+ * same label) and focus the twin of that element: someone joining or going offline must
+ * not close the menu the user is choosing from.
+ */
+export function keepMenu(root) {
+  const label = (el) => el.getAttribute("aria-label");
+  const menu = open && root.contains(open.button) ? label(open.button) : null;
+  const focused = root.contains(document.activeElement) ? label(document.activeElement) : null;
+  const twin = (selector, name) => [...root.querySelectorAll(selector)].find((el) => label(el) === name);
+  return () => {
+    const button = menu === null ? null : twin(".more-button", menu);
+    if (button) {
+      open = { button, list: button.nextElementSibling };
+      open.list.hidden = false;
+      button.setAttribute("aria-expanded", "true");
+    } else if (menu !== null) {
+      open = null; // its button went with the member
+    }
+    if (focused !== null) twin("button", focused)?.focus({ preventScroll: true });
+  };
+}

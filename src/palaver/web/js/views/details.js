@@ -4,6 +4,7 @@
 import { chat } from "../chat.js";
 import { confirmAction } from "../confirm.js";
 import { $, avatar, debounce, h, toast } from "../dom.js";
+import { keepMenu } from "../menu.js";
 import { memberActions, notificationMenu } from "../moderation.js";
 import { store } from "../store.js";
 
@@ -141,6 +142,7 @@ function render() {
   members.sort(
     (a, b) => (rank[a.role] ?? 3) - (rank[b.role] ?? 3) || String(a.display_name).localeCompare(String(b.display_name)),
   );
+  const restore = keepMenu($("members"));
   $("members").replaceChildren(
     ...members.map((member) => {
       const status = member.user_id === store.me.id ? "online" : (store.presence.get(member.user_id) ?? "offline");
@@ -165,4 +167,5 @@ function render() {
       );
     }),
   );
+  restore();
 }
