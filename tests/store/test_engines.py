@@ -385,6 +385,33 @@ async def test_postgres_append_recovers_after_connections_drop(postgres_url: str
 
 
 @pytest.mark.postgres
+async def test_postgres_append_keeps_its_connection_after_refusing_a_batch(
+    postgres_url: str,
+) -> None:
+    """A batch refused by the checks in its transaction (an upload gone) leaves the
+    append path's connection as it was: rolled back, kept for the next batch."""
+    store = PostgresStore(postgres_url, pool_size=2)
+    await store.connect()
+    try:
+        async with store.engine.begin() as conn:
+            await conn.execute(text("TRUNCATE users, conversations RESTART IDENTITY CASCADE"))
+        alice = await user(store, "alice")
+        general = await room(store, "general", alice)
+        await store.append_messages([NewMessage(general.id, alice.id, "first")], T0)
+        kept = store._lanes[0].conn
+        assert kept is not None
+        gone = NewMessage(general.id, alice.id, "", attachments=({"id": 404, "name": "x"},))
+        with pytest.raises(PalaverError) as refusal:
+            await store.append_messages([gone], T0)
+        assert refusal.value.code is ErrorCode.NOT_FOUND
+        assert store._lanes[0].conn is kept
+        [sent] = await store.append_messages([NewMessage(general.id, alice.id, "next")], T0)
+        assert sent.message.seq == 2
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
 async def test_postgres_append_with_a_pool_of_one(postgres_url: str) -> None:
     """With one connection the append path gives it back after each batch."""
     store = PostgresStore(postgres_url, pool_size=1)

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import Insert
 
-from palaver.core.errors import not_found
+from palaver.core.errors import PalaverError, not_found
 from palaver.core.models import Appended, Message, NewMessage
 from palaver.store.rich import RichSqlStore
 from palaver.store.search import PostgresSearch
@@ -177,7 +177,7 @@ class PostgresStore(PostgresSearch, RichSqlStore):
                     returned = await driver.fetch(statement, *args)
             except asyncpg.IntegrityConstraintViolationError as exc:
                 raise IntegrityError("append_messages", None, exc) from exc
-            except asyncpg.PostgresError:
+            except (asyncpg.PostgresError, PalaverError):
                 raise  # answered by the server: the connection is fine
             except BaseException:
                 # Lost or interrupted mid-statement: never reuse that connection.
