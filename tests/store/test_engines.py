@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -384,49 +385,50 @@ async def test_postgres_append_recovers_after_connections_drop(postgres_url: str
         await admin.close()
 
 
+@asynccontextmanager
+async def postgres_room(
+    url: str, *, pool_size: int
+) -> AsyncIterator[tuple[PostgresStore, int, int]]:
+    """A connected store on emptied tables, alice's id and the id of her room."""
+    store = PostgresStore(url, pool_size=pool_size)
+    await store.connect()
+    try:
+        async with store.engine.begin() as conn:
+            await conn.execute(text("TRUNCATE users, conversations RESTART IDENTITY CASCADE"))
+        alice = await user(store, "alice")
+        general = await room(store, "general", alice)
+        yield store, alice.id, general.id
+    finally:
+        await store.close()
+
+
 @pytest.mark.postgres
 async def test_postgres_append_keeps_its_connection_after_refusing_a_batch(
     postgres_url: str,
 ) -> None:
     """A batch refused by the checks in its transaction (an upload gone) leaves the
     append path's connection as it was: rolled back, kept for the next batch."""
-    store = PostgresStore(postgres_url, pool_size=2)
-    await store.connect()
-    try:
-        async with store.engine.begin() as conn:
-            await conn.execute(text("TRUNCATE users, conversations RESTART IDENTITY CASCADE"))
-        alice = await user(store, "alice")
-        general = await room(store, "general", alice)
-        await store.append_messages([NewMessage(general.id, alice.id, "first")], T0)
+    async with postgres_room(postgres_url, pool_size=2) as (store, alice, general):
+        await store.append_messages([NewMessage(general, alice, "first")], T0)
         kept = store._lanes[0].conn
         assert kept is not None
-        gone = NewMessage(general.id, alice.id, "", attachments=({"id": 404, "name": "x"},))
+        gone = NewMessage(general, alice, "", attachments=({"id": 404, "name": "x"},))
         with pytest.raises(PalaverError) as refusal:
             await store.append_messages([gone], T0)
         assert refusal.value.code is ErrorCode.NOT_FOUND
         assert store._lanes[0].conn is kept
-        [sent] = await store.append_messages([NewMessage(general.id, alice.id, "next")], T0)
+        [sent] = await store.append_messages([NewMessage(general, alice, "next")], T0)
         assert sent.message.seq == 2
-    finally:
-        await store.close()
 
 
 @pytest.mark.postgres
 async def test_postgres_append_with_a_pool_of_one(postgres_url: str) -> None:
     """With one connection the append path gives it back after each batch."""
-    store = PostgresStore(postgres_url, pool_size=1)
-    await store.connect()
-    try:
-        async with store.engine.begin() as conn:
-            await conn.execute(text("TRUNCATE users, conversations RESTART IDENTITY CASCADE"))
-        alice = await user(store, "alice")
-        general = await room(store, "general", alice)
+    async with postgres_room(postgres_url, pool_size=1) as (store, alice, general):
         for i in range(3):
-            await store.append_messages([NewMessage(general.id, alice.id, str(i))], T0)
-            assert await store.get_conversation(general.id) is not None
-        assert [m.seq for m in await store.get_messages(general.id)] == [1, 2, 3]
-    finally:
-        await store.close()
+            await store.append_messages([NewMessage(general, alice, str(i))], T0)
+            assert await store.get_conversation(general) is not None
+        assert [m.seq for m in await store.get_messages(general)] == [1, 2, 3]
 
 
 @pytest.mark.postgres
