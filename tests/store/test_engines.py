@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -452,3 +453,36 @@ async def test_postgres_pool_recovers_after_connections_drop(postgres_url: str) 
     finally:
         await store.close()
         await admin.close()
+
+
+async def test_sqlite_cancelled_append_keeps_the_write_lock_until_its_thread_is_done(
+    sqlite_file: SqliteStore,
+) -> None:
+    """A caller cancelled while its transaction runs on the append thread leaves, but
+    the write lock stays taken until that transaction has ended: no other write of this
+    process may overlap it."""
+    store = sqlite_file
+    release = threading.Event()
+
+    def blocked(db: sqlite3.Connection) -> str:
+        release.wait(5)
+        return "done"
+
+    task = asyncio.create_task(store._on_append_thread("blocked", blocked))
+    for _ in range(100):
+        if store._write_lock.locked():
+            break
+        await asyncio.sleep(0.01)
+    assert store._write_lock.locked()
+    task.cancel()
+    await asyncio.sleep(0.05)
+    assert not task.done()
+    assert store._write_lock.locked()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not store._write_lock.locked()
+    alice = await user(store, "alice")
+    general = await room(store, "general", alice)
+    [sent] = await store.append_messages([NewMessage(general.id, alice.id, "after")], T0)
+    assert sent.message.seq == 1

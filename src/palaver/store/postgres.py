@@ -168,24 +168,25 @@ class PostgresStore(PostgresSearch, RichSqlStore):
             statement = _APPEND if seen else _APPEND_NO_CLIENT_IDS
         # The writer runs at most append_concurrency batches at once: a lane is free.
         lane = next((lane for lane in self._lanes if not lane.lock.locked()), self._lanes[0])
-        async with self._guard("append_messages"), lane.lock:
-            driver = await self._append_connection(lane)
-            try:
-                if files:
-                    returned = await _append_carrying_uploads(driver, rows, statement, args)
-                else:
-                    returned = await driver.fetch(statement, *args)
-            except asyncpg.IntegrityConstraintViolationError as exc:
-                raise IntegrityError("append_messages", None, exc) from exc
-            except (asyncpg.PostgresError, PalaverError):
-                raise  # answered by the server: the connection is fine
-            except BaseException:
-                # Lost or interrupted mid-statement: never reuse that connection.
-                await self._release_appender(lane, invalidate=True)
-                raise
-            finally:
-                if not self._keep_appender:
-                    await self._release_appender(lane, invalidate=False)
+        with self._guard("append_messages"):
+            async with lane.lock:
+                driver = await self._append_connection(lane)
+                try:
+                    if files:
+                        returned = await _append_carrying_uploads(driver, rows, statement, args)
+                    else:
+                        returned = await driver.fetch(statement, *args)
+                except asyncpg.IntegrityConstraintViolationError as exc:
+                    raise IntegrityError("append_messages", None, exc) from exc
+                except (asyncpg.PostgresError, PalaverError):
+                    raise  # answered by the server: the connection is fine
+                except BaseException:
+                    # Lost or interrupted mid-statement: never reuse that connection.
+                    await self._release_appender(lane, invalidate=True)
+                    raise
+                finally:
+                    if not self._keep_appender:
+                        await self._release_appender(lane, invalidate=False)
         existing: dict[tuple[int, str], Message] = {}
         ids: dict[tuple[int, int], int] = {}
         first_seq: dict[int, int] = {}

@@ -12,8 +12,8 @@ from __future__ import annotations
 import abc
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -367,44 +367,39 @@ class SqlStore(SqlModeration, Store):
         ``CONFLICT`` naming the field. ``write=False`` lets an engine route the work to
         a reader connection.
         """
-        async with self._guard(name), self._connection(write=write) as conn:
-            return await fn(conn)
+        with self._guard(name):
+            async with self._connection(write=write) as conn:
+                return await fn(conn)
 
-    @asynccontextmanager
-    async def _guard(self, name: str) -> AsyncIterator[None]:
+    def _guard(self, name: str) -> _Guard:
         """Time the block as transaction ``name`` and translate driver errors (what
-        :meth:`_txn` does around its connection; engine fast paths use it directly)."""
-        start = time.perf_counter()
-        try:
-            yield
-        except IntegrityError as exc:
-            raise self._integrity_error(exc) from exc
-        except (*_UNAVAILABLE, *self.unavailable_errors) as exc:
+        :meth:`_txn` does around its connection; engine fast paths use it directly).
+
+        A plain context manager: nothing in it waits, and every transaction of the
+        process goes through it."""
+        return _Guard(self, name)
+
+    def _translated(self, name: str, exc: BaseException) -> BaseException | None:
+        """What a driver error that ended transaction ``name`` becomes (None: itself)."""
+        if isinstance(exc, IntegrityError):
+            return self._integrity_error(exc)
+        if isinstance(exc, (*_UNAVAILABLE, *self.unavailable_errors)):
             log.warning("store transaction %s failed: %s", name, exc)
-            raise StoreUnavailable(f"{name}: database unavailable") from exc
-        except (OverflowError, SqlDataError) as exc:
+            return StoreUnavailable(f"{name}: database unavailable")
+        if isinstance(exc, OverflowError | SqlDataError):
             # An id or number past 64 bits cannot name anything stored: a client error,
             # refused by the driver before the query runs.
-            raise _malformed() from exc
-        except DBAPIError as exc:
+            return _malformed()
+        if isinstance(exc, DBAPIError):
             if self._is_data_error(exc):
-                raise _malformed() from exc
+                return _malformed()
             if not exc.connection_invalidated:
-                raise
+                return None
             log.warning("store transaction %s lost its connection: %s", name, exc)
-            raise StoreUnavailable(f"{name}: database connection lost") from exc
-        except Exception as exc:
-            if isinstance(exc, self.data_errors):  # a raw fast path's driver error
-                raise _malformed() from exc
-            raise
-        finally:
-            if self.on_txn is not None:
-                try:
-                    self.on_txn(name, time.perf_counter() - start)
-                except Exception:
-                    # A metrics hook must never turn a committed write into an error
-                    # that the caller would report (and retry) as a failure.
-                    log.exception("on_txn hook failed for %s", name)
+            return StoreUnavailable(f"{name}: database connection lost")
+        if isinstance(exc, Exception) and isinstance(exc, self.data_errors):
+            return _malformed()  # a raw fast path's driver error
+        return None
 
     def _is_data_error(self, exc: DBAPIError) -> bool:
         """Whether the driver refused a parameter (SQLAlchemy's asyncpg adapter wraps
@@ -1444,3 +1439,35 @@ def _malformed() -> PalaverError:
     return PalaverError(
         ErrorCode.VALIDATION_ERROR, "a number is out of range or a value is malformed"
     )
+
+
+class _Guard:
+    """See :meth:`SqlStore._guard`."""
+
+    __slots__ = ("_name", "_start", "_store")
+
+    def __init__(self, store: SqlStore, name: str) -> None:
+        self._store = store
+        self._name = name
+        self._start = 0.0
+
+    def __enter__(self) -> None:
+        self._start = time.perf_counter()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        store = self._store
+        try:
+            if exc is not None:
+                translated = store._translated(self._name, exc)
+                if translated is not None:
+                    raise translated from exc
+        finally:
+            if store.on_txn is not None:
+                try:
+                    store.on_txn(self._name, time.perf_counter() - self._start)
+                except Exception:
+                    # A metrics hook must never turn a committed write into an error
+                    # that the caller would report (and retry) as a failure.
+                    log.exception("on_txn hook failed for %s", self._name)

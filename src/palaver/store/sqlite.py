@@ -20,7 +20,6 @@ import functools
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
@@ -70,6 +69,7 @@ from palaver.store.sql import (
     named_uploads,
     require_uploads,
 )
+from palaver.store.worker import WorkerThread
 
 # How long a write waits for another process holding the write lock before it reports
 # the store unavailable: longer than any single group commit should ever take.
@@ -122,7 +122,7 @@ class SqliteStore(SqliteSearch, RichSqlStore):
         self._write_lock = asyncio.Lock()
         # The append path (not in memory: another connection would see another database).
         self._appender: sqlite3.Connection | None = None
-        self._append_thread: ThreadPoolExecutor | None = None
+        self._append_thread: WorkerThread | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -143,12 +143,11 @@ class SqliteStore(SqliteSearch, RichSqlStore):
         _configure(self._writer, begin="BEGIN IMMEDIATE")
         self._reader = create_async_engine(self._url, pool_size=self._pool_size, max_overflow=0)
         _configure(self._reader, begin="BEGIN")
-        thread = ThreadPoolExecutor(1, thread_name_prefix="palaver-sqlite-append")
+        thread = WorkerThread("palaver-sqlite-append")
         try:
-            opening = asyncio.get_running_loop().run_in_executor(thread, _open, str(self.path))
-            self._appender = await opening
+            self._appender = await thread.submit(_open, str(self.path))
         except BaseException:
-            thread.shutdown(wait=False)
+            thread.stop()
             raise
         self._append_thread = thread
 
@@ -161,8 +160,10 @@ class SqliteStore(SqliteSearch, RichSqlStore):
         self._appender = self._append_thread = None
         if appender is not None and thread is not None:
             # Queued behind any append still running on that thread.
-            await asyncio.get_running_loop().run_in_executor(thread, appender.close)
-            thread.shutdown(wait=False)
+            try:
+                await thread.submit(appender.close)
+            finally:
+                thread.stop()
 
     @asynccontextmanager
     async def _connection(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
@@ -209,15 +210,16 @@ class SqliteStore(SqliteSearch, RichSqlStore):
         appender, thread = self._appender, self._append_thread
         if appender is None or thread is None:
             raise RuntimeError("SqliteStore.connect() has not been called")
-        async with self._guard(name), self._write_lock:
-            done = asyncio.get_running_loop().run_in_executor(thread, work, appender, *args)
-            try:
-                return await asyncio.shield(done)
-            except asyncio.CancelledError:
-                # The thread commits or rolls back regardless: hold the write lock
-                # until it has, so no other write of this process overlaps it.
-                await asyncio.wait([done])
-                raise
+        with self._guard(name):
+            async with self._write_lock:
+                try:
+                    return await thread.submit(work, appender, *args)
+                except asyncio.CancelledError:
+                    # The thread commits or rolls back regardless: hold the write lock
+                    # until it has (calls run in order), so no other write of this
+                    # process overlaps it.
+                    await asyncio.wait([thread.submit(_nothing)])
+                    raise
 
     def _index_sync(self, db: sqlite3.Connection, batch: int, now: int) -> IndexProgress:
         """One indexer pass as one transaction, on the append thread."""
@@ -476,6 +478,10 @@ def _advance_cursors(db: sqlite3.Connection, wanted: CursorTargets) -> list[Memb
         _rollback(db)
         raise
     return changed
+
+
+def _nothing() -> None:
+    """A call whose end means the append thread finished what came before it."""
 
 
 def _rollback(db: sqlite3.Connection) -> None:
