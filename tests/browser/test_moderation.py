@@ -180,3 +180,35 @@ def test_a_member_menu_stays_open_while_the_member_list_changes(person: MakePers
     expect(menu).to_be_hidden()
     expect(actions).to_be_focused()
     expect(page.locator("#info-panel")).to_be_visible()
+
+
+def test_the_focus_comes_back_to_the_member_menu_after_a_redraw_under_a_question(
+    person: MakePerson,
+) -> None:
+    """A question asked from a member's menu, answered after the member list was redrawn
+    (someone joined meanwhile): the focus goes back to that member's menu button in the
+    new list, not to the page."""
+    alice = person("alice")
+    bob = person("bob")
+    carol = person("carol")
+    room = f"refocus-{alice.username[-6:]}"
+    alice.create_room(room)
+    bob.join_room(room)
+    page = alice.page
+    page.get_by_role("button", name="Conversation details").click()
+    expect(page.locator("#members li")).to_have_count(2)
+    before = page.locator("#members .more-button").first.element_handle()
+    page.get_by_role("button", name=f"Actions for {bob.display_name}").click()
+    page.get_by_role("menuitem", name=f"Kick {bob.display_name}").click()
+    kick = page.get_by_role("dialog", name=f"Remove {bob.display_name}?")
+    expect(kick.get_by_role("button", name="Remove")).to_be_focused()
+
+    carol.join_room(room)
+    expect(page.locator("#members li")).to_have_count(3)
+    # The list was drawn anew: the button that opened the question is gone.
+    assert before is not None
+    assert not before.evaluate("(node) => node.isConnected")
+    page.keyboard.press("Escape")
+    expect(kick).to_be_hidden()
+    expect(page.get_by_role("button", name=f"Actions for {bob.display_name}")).to_be_focused()
+    expect(bob.conversation(room)).to_have_count(1)
