@@ -486,3 +486,21 @@ async def test_sqlite_cancelled_append_keeps_the_write_lock_until_its_thread_is_
     general = await room(store, "general", alice)
     [sent] = await store.append_messages([NewMessage(general.id, alice.id, "after")], T0)
     assert sent.message.seq == 1
+
+
+async def test_sqlite_a_write_waiting_while_the_store_closes_fails_instead_of_hanging(
+    tmp_path: Path,
+) -> None:
+    """A write queued behind the write lock when the store closes gets an error once
+    the lock is free, rather than waiting forever on a thread that has ended."""
+    store = SqliteStore(f"sqlite:///{tmp_path / 'p.db'}")
+    await store.connect()
+    await store._write_lock.acquire()
+    waiting = asyncio.create_task(
+        store._on_append_thread("late", lambda db: db.execute("SELECT 1").fetchone())
+    )
+    await asyncio.sleep(0.05)
+    await store.close()
+    store._write_lock.release()
+    with pytest.raises(RuntimeError, match="stopped"):
+        await asyncio.wait_for(waiting, 5)

@@ -98,3 +98,32 @@ def test_a_call_finishing_after_its_loop_closed_does_not_kill_the_thread() -> No
 
 async def _submit(worker: WorkerThread, fn: object) -> object:
     return await worker.submit(fn)  # type: ignore[arg-type]
+
+
+async def test_nothing_is_taken_after_stop() -> None:
+    worker = WorkerThread("test-worker")
+    worker.stop()
+    with pytest.raises(RuntimeError, match="stopped"):
+        worker.submit(lambda: None)
+    await worker.drained()  # returns once the thread has ended
+    assert not worker.alive
+
+
+async def test_drained_outlasts_repeated_cancellation() -> None:
+    """A caller holding a lock until its abandoned call ends must not be cut short by a
+    second cancellation."""
+    worker = WorkerThread("test-worker")
+    release = threading.Event()
+    try:
+        worker.submit(release.wait, 5)
+        waiting = asyncio.create_task(worker.drained())
+        for _ in range(3):
+            await asyncio.sleep(0.02)
+            waiting.cancel()
+        await asyncio.sleep(0.02)
+        assert not waiting.done()
+        release.set()
+        await asyncio.wait_for(asyncio.shield(waiting), 5)
+    finally:
+        release.set()
+        worker.stop()

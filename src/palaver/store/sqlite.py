@@ -216,9 +216,8 @@ class SqliteStore(SqliteSearch, RichSqlStore):
                     return await thread.submit(work, appender, *args)
                 except asyncio.CancelledError:
                     # The thread commits or rolls back regardless: hold the write lock
-                    # until it has (calls run in order), so no other write of this
-                    # process overlaps it.
-                    await asyncio.wait([thread.submit(_nothing)])
+                    # until it has, so no other write of this process overlaps it.
+                    await thread.drained()
                     raise
 
     def _index_sync(self, db: sqlite3.Connection, batch: int, now: int) -> IndexProgress:
@@ -478,10 +477,6 @@ def _advance_cursors(db: sqlite3.Connection, wanted: CursorTargets) -> list[Memb
         _rollback(db)
         raise
     return changed
-
-
-def _nothing() -> None:
-    """A call whose end means the append thread finished what came before it."""
 
 
 def _rollback(db: sqlite3.Connection) -> None:

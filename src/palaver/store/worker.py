@@ -23,10 +23,15 @@ _Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any
 
 
 class WorkerThread:
-    """A daemon thread running submitted calls one at a time, in submission order."""
+    """A thread running submitted calls one at a time, in submission order.
+
+    A daemon, as an executor's thread is not: a process that ends without closing its
+    store does not wait for it. Nothing acknowledged depends on that (an ack follows
+    its commit), and SQLite rolls back a transaction cut short."""
 
     def __init__(self, name: str) -> None:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._stopped = False
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
@@ -35,7 +40,10 @@ class WorkerThread:
 
         Cancelling the future does not stop the call (it may already be running); it
         only means nobody wants the outcome. Calls run in order, so awaiting a later
-        call's future means every earlier call has finished."""
+        call's future means every earlier call has finished. After :meth:`stop`, raises
+        ``RuntimeError``."""
+        if self._stopped:
+            raise RuntimeError(f"{self._thread.name} is stopped")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put((loop, future, fn, args))
@@ -43,7 +51,23 @@ class WorkerThread:
 
     def stop(self) -> None:
         """Let the thread end once the calls already queued have run."""
-        self._jobs.put(None)
+        if not self._stopped:
+            self._stopped = True
+            self._jobs.put(None)
+
+    async def drained(self) -> None:
+        """Return once every call submitted so far has finished, however often the
+        waiting task is cancelled meanwhile (a caller that was cancelled uses this to
+        keep its lock until the call it gave up on has really ended)."""
+        if self._stopped:
+            while self._thread.is_alive():
+                with suppress(asyncio.CancelledError):
+                    await asyncio.sleep(0.005)
+            return
+        marker = self.submit(_nothing)
+        while not marker.done():
+            with suppress(asyncio.CancelledError):
+                await asyncio.shield(marker)
 
     @property
     def alive(self) -> bool:
@@ -63,6 +87,11 @@ class WorkerThread:
                 loop.call_soon_threadsafe(_settle, future, *outcome)
             # Nothing of this call outlives it while the thread waits for the next.
             del job, loop, future, fn, args, outcome
+            result = None
+
+
+def _nothing() -> None:
+    """A call whose end means the calls before it have ended."""
 
 
 def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
