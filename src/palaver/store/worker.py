@@ -4,8 +4,8 @@ What :meth:`asyncio.loop.run_in_executor` does with a one-thread pool, without i
 machinery: no ``concurrent.futures.Future`` with its condition variable, no second
 future chained to it, no work item. Each call is a tuple on a queue going in and one
 ``call_soon_threadsafe`` coming back. On the SQLite append path, which makes such a call
-for every group commit, that is about a third of the cost of a one-message commit
-outside SQLite itself.
+for every group commit, a one-message commit then costs about 70 us of CPU instead of 97
+(of which SQLite's own work is about 41).
 """
 
 from __future__ import annotations
