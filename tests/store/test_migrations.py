@@ -6,17 +6,24 @@ import asyncio
 from typing import Any
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, Table, delete, func, insert, inspect, select, text
 
-from palaver.store.schema import metadata
+from palaver.store.schema import (
+    message_edits,
+    messages,
+    metadata,
+    pins,
+    reactions,
+    thread_reads,
+)
 from palaver.store.search import SEARCH_TABLES
 from palaver.store.sql import SqlStore, alembic_config
 
 from .conftest import open_store
+from .helpers import T0, room, send, user
 
 
 @pytest.fixture(
@@ -210,16 +217,110 @@ async def test_downgrade_and_upgrade_again(fresh_url: str) -> None:
     try:
         await store.migrate()
 
-        def downgrade(conn: Connection) -> list[str]:
-            config = alembic_config()
-            config.attributes["connection"] = conn
-            command.downgrade(config, "base")
+        await store.downgrade("base")
+
+        def tables(conn: Connection) -> list[str]:
             return [t for t in inspect(conn).get_table_names() if t != "alembic_version"]
 
-        async with store.engine.begin() as conn:
-            assert await conn.run_sync(downgrade) == []
+        async with store.engine.connect() as conn:
+            assert await conn.run_sync(tables) == []
         await store.migrate()
         async with store.engine.connect() as conn:
             assert await conn.run_sync(_diff) == []
+    finally:
+        await store.close()
+
+
+_KEPT: tuple[Table, ...] = (messages, message_edits, reactions, pins, thread_reads)
+
+
+async def _rows(store: SqlStore) -> dict[str, list[tuple[Any, ...]]]:
+    found: dict[str, list[tuple[Any, ...]]] = {}
+    async with store.engine.connect() as conn:
+        for table in _KEPT:
+            stmt = select(table).order_by(*table.primary_key.columns)
+            found[table.name] = [tuple(row) for row in await conn.execute(stmt)]
+    return found
+
+
+async def test_the_client_id_index_change_keeps_every_row_both_ways(fresh_url: str) -> None:
+    """0009 (messages: client ids indexed only when given; SQLite ids never reused)
+    copies the messages table on SQLite: every message, and every edit, reaction, pin
+    and thread row pointing at one, survives it down and up again; foreign keys,
+    deduplication and the search trigger work after it."""
+    store = await _open(fresh_url)
+    try:
+        await store.migrate()
+        alice = await user(store, "alice")
+        bob = await user(store, "bob")
+        general = await room(store, "general", alice)
+        sent = await send(
+            store,
+            general,
+            alice,
+            "one",
+            "two",
+            "three",
+            "four",
+            client_ids=["c1", None, "c3", None],
+        )
+        ids = [a.message.id for a in sent]
+        async with store.engine.begin() as conn:
+            await conn.execute(
+                insert(message_edits).values(
+                    message_id=ids[0], editor_id=alice.id, content="uno", edited_at=T0
+                )
+            )
+            await conn.execute(
+                insert(reactions).values(
+                    message_id=ids[1], user_id=bob.id, emoji="+1", created_at=T0
+                )
+            )
+            await conn.execute(
+                insert(pins).values(
+                    conversation_id=general.id, message_id=ids[2], pinned_by=alice.id, pinned_at=T0
+                )
+            )
+            await conn.execute(
+                insert(thread_reads).values(user_id=bob.id, root_id=ids[0], read_seq=1)
+            )
+        while (await store.index_pending(now=T0 + 60_000)).indexed:
+            pass
+        # The newest message goes after the indexer passed it.
+        async with store.engine.begin() as conn:
+            await conn.execute(delete(messages).where(messages.c.id == ids[3]))
+        before = await _rows(store)
+        assert [len(rows) for rows in before.values()] == [3, 1, 1, 1, 1]
+
+        await store.downgrade("0008")
+        assert await _rows(store) == before
+        await store.migrate()
+        assert await _rows(store) == before
+        async with store.engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+
+        again = await send(
+            store, general, alice, "one again", "five", "six", client_ids=["c1", None, None]
+        )
+        assert again[0].duplicate
+        assert again[0].message.id == ids[0]
+        # Past the deleted newest, which the index had seen: never an id twice.
+        assert ids[3] < again[1].message.id < again[2].message.id
+        async with store.engine.begin() as conn:
+            await conn.execute(delete(messages).where(messages.c.id == ids[0]))
+        after = await _rows(store)
+        # Foreign keys are enforced again: the edit and thread row of "one" went with it.
+        assert after["message_edits"] == []
+        assert after["thread_reads"] == []
+        assert len(after["reactions"]) == len(after["pins"]) == 1
+        async with store.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                indexed = "SELECT count(*) FROM message_search WHERE rowid = :id"
+            else:
+                indexed = "SELECT count(*) FROM message_search WHERE message_id = :id"
+            # The index forgets a deleted message (the SQLite trigger came back).
+            assert (await conn.execute(text(indexed), {"id": ids[0]})).scalar() == 0
+            assert (await conn.execute(text(indexed), {"id": ids[1]})).scalar() == 1
+            assert (await conn.execute(select(func.count()).select_from(messages))).scalar() == 4
     finally:
         await store.close()

@@ -329,3 +329,20 @@ async def test_the_indexer_samples_the_index(store: SqlStore) -> None:
         await indexer.stop()
     # Never seen first; "zyx" was seen once, the trigrams of "deploy" twice.
     assert store.gram_counts.rarest("deployzyx") == ["oyz", "yzy"]
+
+
+async def test_an_id_is_never_handed_out_twice_so_a_message_after_a_purge_is_indexed(
+    store: SqlStore,
+) -> None:
+    """Retention removes the newest message (everything was old): the next message gets
+    a new id, past the indexer's watermark, and is found. (SQLite once handed out the
+    largest id plus one, so the id came back and the indexer skipped it for good.)"""
+    alice = await user(store, "alice")
+    general = await room(store, "general", alice)
+    [old] = await send(store, general, alice, "an old word")
+    assert await _index_all(store) == 1
+    assert await store.purge_messages_before(T0 + 1_000_000) == 1
+    [new] = await send(store, general, alice, "a fresh word")
+    assert new.message.id > old.message.id
+    assert await _index_all(store) == 1
+    assert await _find(store, "fresh", [general]) == ["a fresh word"]

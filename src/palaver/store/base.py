@@ -94,6 +94,10 @@ class Store(RichMessageStore, ModerationStore, abc.ABC):
     async def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (idempotent)."""
 
+    @abc.abstractmethod
+    async def downgrade(self, revision: str) -> None:
+        """Take the schema back to an Alembic revision ("base": no tables at all)."""
+
     # -- users ---------------------------------------------------------------------
 
     @abc.abstractmethod

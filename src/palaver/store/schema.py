@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -170,9 +171,21 @@ messages = Table(
     Column("mentions", Text, nullable=True),
     UniqueConstraint("conversation_id", "seq", name="uq_messages_conversation_seq"),
     # A retried send finds its first copy here instead of creating a second message.
-    UniqueConstraint("sender_id", "client_msg_id", name="uq_messages_sender_client_msg"),
+    # Only messages sent with a client id are entered: the others would cost a page
+    # write each (one per sender) for an entry nothing ever looks up.
+    Index(
+        "uq_messages_sender_client_msg",
+        "sender_id",
+        "client_msg_id",
+        unique=True,
+        sqlite_where=text("client_msg_id IS NOT NULL"),
+        postgresql_where=text("client_msg_id IS NOT NULL"),
+    ),
     Index("ix_messages_created", "created_at"),
     Index("ix_messages_thread", "thread_root_id", "seq"),
+    # Ids are never handed out twice, even once the newest message is deleted (by
+    # retention, say): the search indexer's watermark and clients rely on that.
+    sqlite_autoincrement=True,
 )
 
 # The text a message had before each edit, for moderators.

@@ -10,6 +10,7 @@ migration lock) live in :mod:`palaver.store.sqlite` and :mod:`palaver.store.post
 from __future__ import annotations
 
 import abc
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -24,6 +25,7 @@ from sqlalchemy import (
     LABEL_STYLE_TABLENAME_PLUS_COL,
     Connection,
     Executable,
+    Index,
     PrimaryKeyConstraint,
     Table,
     UniqueConstraint,
@@ -103,11 +105,15 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 
 def _unique_fields() -> dict[str, str]:
-    """Constraint name -> the input field a caller can change to resolve a clash."""
+    """Unique constraint or index name -> the input field a caller can change to
+    resolve a clash."""
     fields: dict[str, str] = {}
     for table in metadata.tables.values():
-        for constraint in table.constraints:
-            if not isinstance(constraint, UniqueConstraint | PrimaryKeyConstraint):
+        for constraint in (*table.constraints, *table.indexes):
+            if isinstance(constraint, Index):
+                if not constraint.unique:
+                    continue
+            elif not isinstance(constraint, UniqueConstraint | PrimaryKeyConstraint):
                 continue
             columns = list(constraint.columns)
             if isinstance(constraint.name, str) and columns:
@@ -453,9 +459,18 @@ class SqlStore(SqlModeration, Store):
         await self._scalars("ping", select(1))
 
     async def migrate(self) -> None:
+        await self._migration(upgrade_head)
+
+    async def downgrade(self, revision: str) -> None:
+        """Take the schema back to the Alembic ``revision`` ("base": nothing)."""
+        await self._migration(functools.partial(downgrade_to, revision=revision))
+
+    async def _migration(self, step: Callable[[Connection], None]) -> None:
+        """Run ``step`` (an Alembic command) in one transaction."""
+
         async def txn(conn: AsyncConnection) -> None:
             await self._before_migrate(conn)
-            await conn.run_sync(_upgrade_head)
+            await conn.run_sync(step)
 
         await self._txn("migrate", txn)
 
@@ -1429,10 +1444,16 @@ def alembic_config() -> Config:
     return config
 
 
-def _upgrade_head(connection: Connection) -> None:
+def upgrade_head(connection: Connection) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+
+
+def downgrade_to(connection: Connection, *, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.downgrade(config, revision)
 
 
 def _malformed() -> PalaverError:

@@ -24,9 +24,9 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import PrimaryKeyConstraint, Table, UniqueConstraint, event
+from sqlalchemy import Index, PrimaryKeyConstraint, Table, UniqueConstraint, event
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
@@ -81,11 +81,15 @@ _UNIQUE_FAILED = re.compile(r"UNIQUE constraint failed: ([\w., ]+)")
 
 
 def _constraints_by_columns() -> dict[tuple[str, ...], str]:
-    """``("users.email",) -> "uq_users_email"``: SQLite names columns, not constraints."""
+    """``("users.email",) -> "uq_users_email"``: SQLite names columns, not constraints
+    (nor unique indexes)."""
     found: dict[tuple[str, ...], str] = {}
     for table in metadata.tables.values():
-        for constraint in table.constraints:
-            if not isinstance(constraint, UniqueConstraint | PrimaryKeyConstraint):
+        for constraint in (*table.constraints, *table.indexes):
+            if isinstance(constraint, Index):
+                if not constraint.unique:
+                    continue
+            elif not isinstance(constraint, UniqueConstraint | PrimaryKeyConstraint):
                 continue
             columns = tuple(f"{table.name}.{c.name}" for c in constraint.columns)
             if isinstance(constraint.name, str) and columns:
@@ -176,6 +180,24 @@ class SqliteStore(SqliteSearch, RichSqlStore):
         else:
             async with self._reader.begin() as conn:
                 yield conn
+
+    async def _migration(self, step: Callable[[Connection], None]) -> None:
+        # SQLite changes a table's constraints only by copying the table, and dropping
+        # the old copy with foreign keys enforced would cascade into every table that
+        # points at it. Its documented procedure: keys off around the transaction (they
+        # cannot change inside one), checked before the commit (the migration does).
+        if self._writer is None:
+            raise RuntimeError("SqliteStore.connect() has not been called")
+        with self._guard("migrate"):
+            async with self._write_lock, self._writer.connect() as conn:
+                driver = (await conn.get_raw_connection()).driver_connection
+                assert driver is not None
+                await driver.execute("PRAGMA foreign_keys=OFF")
+                try:
+                    async with conn.begin():
+                        await conn.run_sync(step)
+                finally:
+                    await driver.execute("PRAGMA foreign_keys=ON")
 
     async def _append_batch(self, batch: Sequence[NewMessage], at: int) -> list[Appended]:
         if self._appender is None:
