@@ -67,10 +67,12 @@ def _frame(payload: bytes) -> bytes:
 class Sender(asyncio.Protocol):
     """One closed-loop sender: a message, wait for its ack, the next message."""
 
-    def __init__(self, run: Run, request: bytes, conversation_id: int) -> None:
+    def __init__(self, run: Run, request: bytes, conversation_id: int, client_ids: bool) -> None:
         self.run = run
         self.request = request
         self.prefix = b'{"type":"send","conversation_id":%d,"content":"durable ' % conversation_id
+        # As the web client sends them: one per message, unique to its sender.
+        self.client_ids = client_ids
         self.buf = b""
         self.upgraded = False
         self.transport: asyncio.Transport | None = None
@@ -89,7 +91,10 @@ class Sender(asyncio.Protocol):
         assert self.transport is not None
         self.counter += 1
         self.sent_at = time.perf_counter()
-        self.transport.write(_frame(self.prefix + b'%d","id":%d}' % (self.counter, self.counter)))
+        n = self.counter
+        tail = b'%d","client_msg_id":"m%d","id":%d}' if self.client_ids else b'%d","id":%d}'
+        args = (n, n, n) if self.client_ids else (n, n)
+        self.transport.write(_frame(self.prefix + tail % args))
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf + data if self.buf else data
@@ -156,7 +161,9 @@ class Run:
             sender.send_next()
 
 
-async def _client(host: str, port: int, path: str, pairs: list[tuple[str, int]], conn: Any) -> None:
+async def _client(
+    host: str, port: int, path: str, pairs: list[tuple[str, int]], conn: Any, client_ids: bool
+) -> None:
     loop = asyncio.get_running_loop()
     run = Run()
     senders: list[Sender] = []
@@ -169,7 +176,7 @@ async def _client(host: str, port: int, path: str, pairs: list[tuple[str, int]],
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
         async with sem:
-            sender = Sender(run, request, cid)
+            sender = Sender(run, request, cid, client_ids)
             await loop.create_connection(lambda: sender, host, port)
             if await sender.opened:
                 senders.append(sender)
@@ -205,16 +212,18 @@ async def _client(host: str, port: int, path: str, pairs: list[tuple[str, int]],
             s.transport.abort()
 
 
-def client_main(host: str, port: int, path: str, pairs: list[tuple[str, int]], conn: Any) -> None:
+def client_main(
+    host: str, port: int, path: str, pairs: list[tuple[str, int]], conn: Any, client_ids: bool
+) -> None:
     os.sched_setaffinity(0, {CLIENT_CPU})
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     try:
         import uvloop
 
-        uvloop.run(_client(host, port, path, pairs, conn))
+        uvloop.run(_client(host, port, path, pairs, conn, client_ids))
     except ImportError:
-        asyncio.run(_client(host, port, path, pairs, conn))
+        asyncio.run(_client(host, port, path, pairs, conn, client_ids))
 
 
 # -- setup -----------------------------------------------------------------------------
@@ -329,7 +338,11 @@ def measure(
     children = []
     for chunk in chunks:
         parent, child = ctx.Pipe()
-        p = ctx.Process(target=client_main, args=(host, port, "/ws", chunk, child), daemon=True)
+        p = ctx.Process(
+            target=client_main,
+            args=(host, port, "/ws", chunk, child, args.client_ids),
+            daemon=True,
+        )
         p.start()
         children.append((p, parent))
     ready = sum(parent.recv()["ready"] for _, parent in children)
@@ -348,6 +361,7 @@ def measure(
     result: dict[str, Any] = {
         "store": label,
         "senders": args.senders,
+        "client_ids": args.client_ids,
         "connected": ready,
         "setup_s": round(setup_s, 1),
         "duration_s": args.duration,
@@ -416,6 +430,11 @@ def main() -> int:
         "--no-indexer",
         action="store_true",
         help="start the server without its search indexer (to see what indexing costs)",
+    )
+    parser.add_argument(
+        "--client-ids",
+        action="store_true",
+        help="give every message a client_msg_id, as the web client does",
     )
     args = parser.parse_args()
     results = []
