@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -11,12 +14,14 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Table, delete, func, insert, inspect, select, text
 
+from palaver.core.errors import ErrorCode, PalaverError
 from palaver.store.schema import (
     message_edits,
     messages,
     metadata,
     pins,
     reactions,
+    reports,
     thread_reads,
 )
 from palaver.store.search import SEARCH_TABLES
@@ -286,14 +291,32 @@ async def test_the_client_id_index_change_keeps_every_row_both_ways(fresh_url: s
             )
         while (await store.index_pending(now=T0 + 60_000)).indexed:
             pass
-        # The newest message goes after the indexer passed it.
+        # A message after the indexer's pass is reported, then it and the one before it
+        # go: the newest id is named only by the report, the one before it only by the
+        # indexer's watermark.
+        [reported] = await send(store, general, bob, "five")
         async with store.engine.begin() as conn:
-            await conn.execute(delete(messages).where(messages.c.id == ids[3]))
+            await conn.execute(
+                insert(reports).values(
+                    message_id=reported.message.id,
+                    conversation_id=general.id,
+                    reporter_id=alice.id,
+                    reason="",
+                    created_at=T0,
+                )
+            )
+            await conn.execute(
+                delete(messages).where(messages.c.id.in_([ids[3], reported.message.id]))
+            )
         before = await _rows(store)
         assert [len(rows) for rows in before.values()] == [3, 1, 1, 1, 1]
 
         await store.downgrade("0008")
         assert await _rows(store) == before
+        if fresh_url.startswith("sqlite"):
+            # A row left dangling by a tool that enforces no keys does not stop the copy
+            # (only a breakage of its own would).
+            await _dangle_a_member(fresh_url)
         await store.migrate()
         assert await _rows(store) == before
         async with store.engine.connect() as conn:
@@ -304,8 +327,8 @@ async def test_the_client_id_index_change_keeps_every_row_both_ways(fresh_url: s
         )
         assert again[0].duplicate
         assert again[0].message.id == ids[0]
-        # Past the deleted newest, which the index had seen: never an id twice.
-        assert ids[3] < again[1].message.id < again[2].message.id
+        # Past the deleted newest, which a report still names: never an id twice.
+        assert reported.message.id < again[1].message.id < again[2].message.id
         async with store.engine.begin() as conn:
             await conn.execute(delete(messages).where(messages.c.id == ids[0]))
         after = await _rows(store)
@@ -322,5 +345,72 @@ async def test_the_client_id_index_change_keeps_every_row_both_ways(fresh_url: s
             assert (await conn.execute(text(indexed), {"id": ids[0]})).scalar() == 0
             assert (await conn.execute(text(indexed), {"id": ids[1]})).scalar() == 1
             assert (await conn.execute(select(func.count()).select_from(messages))).scalar() == 4
+    finally:
+        await store.close()
+
+
+async def _dangle_a_member(url: str) -> None:
+    path = url.removeprefix("sqlite:///")
+    db = sqlite3.connect(path, isolation_level=None)  # foreign keys off, as in the shell
+    try:
+        db.execute("DELETE FROM users WHERE username_norm = 'bob'")
+        assert db.execute("PRAGMA foreign_key_check").fetchall()
+    finally:
+        db.close()
+
+
+async def test_a_cancelled_migration_leaves_foreign_keys_enforced(
+    fresh_sqlite_url: str,
+) -> None:
+    store = await _open(fresh_sqlite_url)
+    try:
+        await store.migrate()
+        started = threading.Event()
+
+        def slow(conn: Connection) -> None:
+            started.set()
+            time.sleep(0.3)
+
+        task = asyncio.create_task(store._migration(slow))
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with store.engine.connect() as conn:
+            assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+    finally:
+        await store.close()
+
+
+async def test_a_repeated_client_id_is_a_conflict_on_the_client_id(fresh_url: str) -> None:
+    """Should two nodes race one retried send past the lookup, the unique index refuses
+    the second copy, and the error names the field (append_messages then retries and
+    finds the first)."""
+    store = await _open(fresh_url)
+    try:
+        await store.migrate()
+        alice = await user(store, "alice")
+        general = await room(store, "general", alice)
+        [first] = await send(store, general, alice, "hello", client_ids=["c1"])
+        copy = {
+            "conversation_id": general.id,
+            "seq": first.message.seq + 1,
+            "sender_id": alice.id,
+            "kind": "text",
+            "content": "hello",
+            "client_msg_id": "c1",
+            "created_at": T0,
+        }
+
+        async def txn(conn: Any) -> None:
+            await conn.execute(insert(messages).values(copy))
+
+        with pytest.raises(PalaverError) as refused:
+            await store._txn("copy", txn)
+        assert refused.value.code is ErrorCode.CONFLICT
+        assert refused.value.field == "client_msg_id"
+        # Without a client id, any number of messages of one sender are fine.
+        await send(store, general, alice, "a", "b", "c")
     finally:
         await store.close()

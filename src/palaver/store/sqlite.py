@@ -197,7 +197,13 @@ class SqliteStore(SqliteSearch, RichSqlStore):
                     async with conn.begin():
                         await conn.run_sync(step)
                 finally:
-                    await driver.execute("PRAGMA foreign_keys=ON")
+                    try:
+                        await driver.execute("PRAGMA foreign_keys=ON")
+                    except Exception:
+                        # Closed under us (a cancelled migration): a connection that
+                        # may still have keys off must never serve again.
+                        with suppress(Exception):
+                            await conn.invalidate()
 
     async def _append_batch(self, batch: Sequence[NewMessage], at: int) -> list[Appended]:
         if self._appender is None:

@@ -19,8 +19,12 @@ with foreign keys enforced would delete every edit, reaction, pin and thread row
 points at a message, so Palaver runs SQLite migrations with foreign keys off
 (``SqliteStore.migrate``); this one refuses to run otherwise, and checks every foreign
 key before it commits. Indexes and triggers on the table are recreated as they were.
-On PostgreSQL the new index is built inside the migration's transaction: writes to
-messages wait for it.
+On PostgreSQL the new index is built before the constraint goes: writes to messages
+wait for the build, reads only for the moment the constraint is dropped.
+
+Exporting a user's messages (``messages_by_sender``) used the old constraint's index
+for ``sender_id`` alone; it now reads the table once per export, about 60 ms per million
+messages on SQLite, rather than every message write paying for an entry.
 """
 
 from __future__ import annotations
@@ -80,13 +84,18 @@ def upgrade() -> None:
         _copy_messages(_NEW_TABLE)
         op.execute(_PARTIAL)
     else:
-        op.drop_constraint("uq_messages_sender_client_msg", "messages", type_="unique")
+        # Built first under another name (writes wait for it, reads go on); dropping the
+        # constraint locks the table against reads too, so that comes last and is brief.
         op.create_index(
-            "uq_messages_sender_client_msg",
+            "uq_messages_sender_client_msg_0009",
             "messages",
             ["sender_id", "client_msg_id"],
             unique=True,
             postgresql_where=sa.text("client_msg_id IS NOT NULL"),
+        )
+        op.drop_constraint("uq_messages_sender_client_msg", "messages", type_="unique")
+        op.execute(
+            "ALTER INDEX uq_messages_sender_client_msg_0009 RENAME TO uq_messages_sender_client_msg"
         )
 
 
@@ -122,14 +131,19 @@ def _copy_messages(create: str, drop: Sequence[str] = ()) -> None:
         )
         if name not in drop
     ]
-    # Past the search indexer's watermark too: a message deleted after it was indexed
-    # may have been the newest, and an id at or below the watermark is never indexed.
+    # Past every id still named anywhere: the newest message may have been deleted
+    # after the search indexer passed it (an id at or below its watermark is never
+    # indexed) or after it was reported (a report would then show another message).
     top = bind.execute(
         sa.text(
             "SELECT max(coalesce((SELECT max(id) FROM messages), 0), "
-            "coalesce((SELECT last_id FROM search_state WHERE name = 'messages'), 0))"
+            "coalesce((SELECT last_id FROM search_state WHERE name = 'messages'), 0), "
+            "coalesce((SELECT max(message_id) FROM reports), 0))"
         )
     ).scalar()
+    # Whatever was wrong before (rows deleted by a tool that enforces no keys) is not
+    # this copy's doing: only a new breakage stops it.
+    broken_before = set(bind.execute(sa.text("PRAGMA foreign_key_check")).fetchall())
     op.execute(create)
     op.execute(f"INSERT INTO messages_0009 ({_COLUMNS}) SELECT {_COLUMNS} FROM messages")  # noqa: S608
     op.execute("DROP TABLE messages")
@@ -144,6 +158,6 @@ def _copy_messages(create: str, drop: Sequence[str] = ()) -> None:
                 top=top
             )
         )
-    broken = bind.execute(sa.text("PRAGMA foreign_key_check")).fetchall()
+    broken = set(bind.execute(sa.text("PRAGMA foreign_key_check")).fetchall()) - broken_before
     if broken:
-        raise RuntimeError(f"foreign keys broken by the copy of messages: {broken[:5]}")
+        raise RuntimeError(f"foreign keys broken by the copy of messages: {sorted(broken)[:5]}")
