@@ -71,8 +71,9 @@ class Sender(asyncio.Protocol):
         self.run = run
         self.request = request
         self.prefix = b'{"type":"send","conversation_id":%d,"content":"durable ' % conversation_id
-        # As the web client sends them: one per message, unique to its sender.
+        # As the web client sends them: one per message, no two alike.
         self.client_ids = client_ids
+        self.tag = secrets.token_hex(6).encode()
         self.buf = b""
         self.upgraded = False
         self.transport: asyncio.Transport | None = None
@@ -92,9 +93,11 @@ class Sender(asyncio.Protocol):
         self.counter += 1
         self.sent_at = time.perf_counter()
         n = self.counter
-        tail = b'%d","client_msg_id":"m%d","id":%d}' if self.client_ids else b'%d","id":%d}'
-        args = (n, n, n) if self.client_ids else (n, n)
-        self.transport.write(_frame(self.prefix + tail % args))
+        if self.client_ids:
+            tail = b'%d","client_msg_id":"%s-%d","id":%d}' % (n, self.tag, n, n)
+        else:
+            tail = b'%d","id":%d}' % (n, n)
+        self.transport.write(_frame(self.prefix + tail))
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf + data if self.buf else data

@@ -355,10 +355,8 @@ class SqliteStore(SqliteSearch, RichSqlStore):
         )
         found: dict[tuple[int, str], Message] = {}
         for chunk in chunks(keys):
-            senders = sorted({sender for sender, _ in chunk})
-            client_ids = sorted({client_id for _, client_id in chunk})
-            sql = _select_client_ids(len(senders), len(client_ids))
-            for row in db.execute(sql, (*senders, *client_ids)):
+            pairs = [value for key in chunk for value in key]
+            for row in db.execute(_select_client_pairs(len(chunk)), pairs):
                 found[(row[3], row[6])] = message_from_columns(row)
         return {key: found[key] for key in keys if key in found}
 
@@ -449,10 +447,16 @@ def _select_cursors(conversations: int, users: int) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _select_client_ids(senders: int, client_ids: int) -> str:
-    # Two IN lists use the (sender_id, client_msg_id) index; exact pairs are kept after.
-    where = f"sender_id IN ({_marks(senders)}) AND client_msg_id IN ({_marks(client_ids)})"
-    return f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {where}"  # noqa: S608
+def _select_client_pairs(pairs: int) -> str:
+    # One index probe per pair. Two IN lists (senders, client ids) probed every sender
+    # with every client id: for a batch of 38, 382 us against 23 us.
+    keys = ", ".join(["(?, ?)"] * pairs)
+    columns = ", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
+    return (
+        f"WITH k(sender_id, client_msg_id) AS (VALUES {keys}) "  # noqa: S608
+        f"SELECT {columns} FROM k JOIN messages AS m "
+        "ON m.sender_id = k.sender_id AND m.client_msg_id = k.client_msg_id"
+    )
 
 
 def _index_pass(db: sqlite3.Connection, batch: int, now: int) -> IndexProgress:
