@@ -77,6 +77,26 @@ async def test_client_msg_id_dedup_across_calls(store: SqlStore) -> None:
     assert conversation.last_seq == 2
 
 
+async def test_client_msg_id_dedup_matches_sender_and_id_together(store: SqlStore) -> None:
+    """One batch from several senders: a retry is matched on its own sender's id only,
+    never on another sender's message that has the same id."""
+    alice, bob = await user(store, "alice"), await user(store, "bob")
+    general = await room(store, "general", alice, bob)
+    [alice_x] = await send(store, general, alice, "alice x", client_ids=["x"])
+    [bob_y] = await send(store, general, bob, "bob y", client_ids=["y"])
+    batch = [
+        NewMessage(general.id, alice.id, "alice y", client_msg_id="y"),
+        NewMessage(general.id, bob.id, "bob x", client_msg_id="x"),
+        NewMessage(general.id, alice.id, "alice x again", client_msg_id="x"),
+        NewMessage(general.id, bob.id, "bob y again", client_msg_id="y"),
+    ]
+    results = await store.append_messages(batch, T0 + 5)
+    assert [r.duplicate for r in results] == [False, False, True, True]
+    assert results[2].message == alice_x.message
+    assert results[3].message == bob_y.message
+    assert [r.message.seq for r in results[:2]] == [3, 4]
+
+
 async def test_client_msg_id_dedup_within_a_batch(store: SqlStore) -> None:
     alice = await user(store, "alice")
     general = await room(store, "general", alice)
