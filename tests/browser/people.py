@@ -71,6 +71,15 @@ class Person:
         expect(dialog).to_be_hidden()
         expect(page.locator("#conv-title")).to_have_text(name)
 
+    def open_room_with(self, prefix: str, *others: Person) -> str:
+        """Create a room of this person's (named ``prefix`` and the end of their user
+        name, so every test has its own) that ``others`` join; its name."""
+        room = f"{prefix}-{self.username[-6:]}"
+        self.create_room(room)
+        for other in others:
+            other.join_room(room)
+        return room
+
     def join_room(self, name: str) -> None:
         page = self.page
         page.get_by_role("button", name="Browse rooms").click()

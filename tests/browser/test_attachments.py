@@ -28,9 +28,7 @@ def test_send_and_open_attachments(person: MakePerson) -> None:
 
     for page in (alice.page, bob.page):
         page.on("dialog", record)
-    room = f"files-{alice.username[-6:]}"
-    alice.create_room(room)
-    bob.join_room(room)
+    room = alice.open_room_with("files", bob)
 
     page = alice.page
     page.locator(".attach-input").set_input_files(

@@ -19,9 +19,7 @@ MakePerson = Callable[..., Person]
 def test_owner_mutes_and_kicks_and_sets_notifications(person: MakePerson) -> None:
     alice = person("alice")
     bob = person("bob")
-    room = f"mods-{alice.username[-6:]}"
-    alice.create_room(room)
-    bob.join_room(room)
+    room = alice.open_room_with("mods", bob)
 
     alice.page.get_by_role("button", name="Conversation details").click()
     expect(alice.page.locator("#members li")).to_have_count(2)
@@ -65,10 +63,7 @@ def test_kick_ban_and_block_ask_in_the_page_first(
     alice = person("alice")
     bob = person("bob")
     carol = person("carol")
-    room = f"asks-{alice.username[-6:]}"
-    alice.create_room(room)
-    bob.join_room(room)
-    carol.join_room(room)
+    room = alice.open_room_with("asks", bob, carol)
     page = alice.page
     native: list[str] = []
 
@@ -158,9 +153,7 @@ def test_a_member_menu_stays_open_while_the_member_list_changes(person: MakePers
     alice = person("alice")
     bob = person("bob")
     carol = person("carol")
-    room = f"menus-{alice.username[-6:]}"
-    alice.create_room(room)
-    bob.join_room(room)
+    room = alice.open_room_with("menus", bob)
     page = alice.page
     page.get_by_role("button", name="Conversation details").click()
     expect(page.locator("#members li")).to_have_count(2)
@@ -191,9 +184,7 @@ def test_the_focus_comes_back_to_the_member_menu_after_a_redraw_under_a_question
     alice = person("alice")
     bob = person("bob")
     carol = person("carol")
-    room = f"refocus-{alice.username[-6:]}"
-    alice.create_room(room)
-    bob.join_room(room)
+    room = alice.open_room_with("refocus", bob)
     page = alice.page
     page.get_by_role("button", name="Conversation details").click()
     expect(page.locator("#members li")).to_have_count(2)

@@ -27,10 +27,7 @@ AT_BOTTOM = """() => {
 def _room(person: MakePerson, prefix: str) -> tuple[Person, Person, str]:
     alice = person("alice")
     bob = person("bob")
-    room = f"{prefix}-{alice.username[-6:]}"
-    alice.create_room(room)
-    bob.join_room(room)
-    return alice, bob, room
+    return alice, bob, alice.open_room_with(prefix, bob)
 
 
 def _send_image(who: Person, name: str = "tall.png") -> None:
@@ -160,9 +157,7 @@ def test_signed_out_page_load_asks_for_no_refresh(new_page: Callable[..., Page])
 def test_actions_wait_for_interaction_and_ask_before_deleting(person: MakePerson) -> None:
     alice = person("alice", viewport=PHONE)
     bob = person("bob")
-    room = f"acts-{alice.username[-6:]}"
-    alice.create_room(room)
-    bob.join_room(room)
+    alice.open_room_with("acts", bob)
     alice.send("first")
     alice.send("second")
     page = alice.page
@@ -198,9 +193,7 @@ def test_actions_wait_for_interaction_and_ask_before_deleting(person: MakePerson
 def test_the_toolbar_shows_for_the_keyboard_and_after_a_tap(person: MakePerson) -> None:
     alice = person("alice")
     bob = person("bob", viewport=PHONE, touch=True)
-    room = f"bars-{alice.username[-6:]}"
-    alice.create_room(room)
-    bob.join_room(room)
+    alice.open_room_with("bars", bob)
     alice.send("hello")
     mine = alice.message("hello")
     expect(mine).to_have_attribute("data-status", "read")

@@ -19,9 +19,7 @@ RECONNECT_TIMEOUT_MS = 45_000
 def test_server_restart_during_conversation(person: MakePerson, server: PalaverServer) -> None:
     alice = person("alice")
     bob = person("bob")
-    room = f"ops-{alice.username[-6:]}"
-    alice.create_room(room)
-    bob.join_room(room)
+    alice.open_room_with("ops", bob)
     alice.send("before the restart")
     expect(bob.message("before the restart")).to_be_visible()
 

@@ -14,9 +14,7 @@ MakePerson = Callable[..., Person]
 def test_react_edit_and_delete_live(person: MakePerson) -> None:
     alice = person("alice")
     bob = person("bob")
-    room = f"rich-{alice.username[-6:]}"
-    alice.create_room(room)
-    bob.join_room(room)
+    alice.open_room_with("rich", bob)
 
     alice.send("helo world")
     expect(bob.message("helo world")).to_be_visible()
@@ -50,9 +48,7 @@ def test_react_edit_and_delete_live(person: MakePerson) -> None:
 def test_reaction_picker_stays_open_while_others_react(person: MakePerson) -> None:
     alice = person("alice")
     bob = person("bob")
-    room = f"picker-{alice.username[-6:]}"
-    alice.create_room(room)
-    bob.join_room(room)
+    alice.open_room_with("picker", bob)
     alice.send("lunch?")
     expect(bob.message("lunch?")).to_be_visible()
 
@@ -80,9 +76,7 @@ def test_the_toolbar_stays_under_the_pointer_while_its_message_is_redrawn(
 ) -> None:
     alice = person("alice")
     bob = person("bob")
-    room = f"point-{alice.username[-6:]}"
-    alice.create_room(room)
-    bob.join_room(room)
+    alice.open_room_with("point", bob)
     alice.send("lunch?")
     mine = alice.message("lunch?")
     expect(mine).to_have_attribute("data-status", "read")
