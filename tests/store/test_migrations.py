@@ -316,7 +316,7 @@ async def test_the_client_id_index_change_keeps_every_row_both_ways(fresh_url: s
         if fresh_url.startswith("sqlite"):
             # A row left dangling by a tool that enforces no keys does not stop the copy
             # (only a breakage of its own would).
-            await _dangle_a_member(fresh_url)
+            _dangle_a_member(fresh_url)
         await store.migrate()
         assert await _rows(store) == before
         async with store.engine.connect() as conn:
@@ -349,7 +349,7 @@ async def test_the_client_id_index_change_keeps_every_row_both_ways(fresh_url: s
         await store.close()
 
 
-async def _dangle_a_member(url: str) -> None:
+def _dangle_a_member(url: str) -> None:
     path = url.removeprefix("sqlite:///")
     db = sqlite3.connect(path, isolation_level=None)  # foreign keys off, as in the shell
     try:

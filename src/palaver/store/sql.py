@@ -13,7 +13,7 @@ import abc
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -23,6 +23,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
     LABEL_STYLE_TABLENAME_PLUS_COL,
+    Column,
     Connection,
     Executable,
     Index,
@@ -104,23 +105,26 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
-def _unique_fields() -> dict[str, str]:
-    """Unique constraint or index name -> the input field a caller can change to
-    resolve a clash."""
-    fields: dict[str, str] = {}
+def unique_keys() -> Iterator[tuple[Table, str, list[Column[Any]]]]:
+    """Every named key of the schema that refuses a clash (primary keys, unique
+    constraints and unique indexes): its table, name and columns."""
     for table in metadata.tables.values():
-        for constraint in (*table.constraints, *table.indexes):
-            if isinstance(constraint, Index):
-                if not constraint.unique:
+        for key in (*table.constraints, *table.indexes):
+            if isinstance(key, Index):
+                if not key.unique:
                     continue
-            elif not isinstance(constraint, UniqueConstraint | PrimaryKeyConstraint):
+            elif not isinstance(key, UniqueConstraint | PrimaryKeyConstraint):
                 continue
-            columns = list(constraint.columns)
-            if isinstance(constraint.name, str) and columns:
-                # The normalised copy (username_norm) is what clashes; the caller sent
-                # the original (username), so name that.
-                fields[constraint.name] = columns[-1].name.removesuffix("_norm")
-    return fields
+            columns = list(key.columns)
+            if isinstance(key.name, str) and columns:
+                yield table, key.name, columns
+
+
+def _unique_fields() -> dict[str, str]:
+    """Unique key name -> the input field a caller can change to resolve a clash."""
+    # The normalised copy (username_norm) is what clashes; the caller sent the
+    # original (username), so name that.
+    return {name: columns[-1].name.removesuffix("_norm") for _, name, columns in unique_keys()}
 
 
 #: Unique constraint (and primary key) name -> the ``field`` of its ``CONFLICT``.

@@ -24,7 +24,7 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Index, PrimaryKeyConstraint, Table, UniqueConstraint, event
+from sqlalchemy import Table, event
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError
@@ -44,7 +44,6 @@ from palaver.core.models import (
 from palaver.core.search import IndexProgress
 from palaver.store.base import CursorUpdate
 from palaver.store.rich import RichSqlStore
-from palaver.store.schema import metadata
 from palaver.store.search import (
     INDEX_BATCH,
     WATERMARK,
@@ -68,6 +67,7 @@ from palaver.store.sql import (
     moved_cursor,
     named_uploads,
     require_uploads,
+    unique_keys,
 )
 from palaver.store.worker import WorkerThread
 
@@ -83,18 +83,10 @@ _UNIQUE_FAILED = re.compile(r"UNIQUE constraint failed: ([\w., ]+)")
 def _constraints_by_columns() -> dict[tuple[str, ...], str]:
     """``("users.email",) -> "uq_users_email"``: SQLite names columns, not constraints
     (nor unique indexes)."""
-    found: dict[tuple[str, ...], str] = {}
-    for table in metadata.tables.values():
-        for constraint in (*table.constraints, *table.indexes):
-            if isinstance(constraint, Index):
-                if not constraint.unique:
-                    continue
-            elif not isinstance(constraint, UniqueConstraint | PrimaryKeyConstraint):
-                continue
-            columns = tuple(f"{table.name}.{c.name}" for c in constraint.columns)
-            if isinstance(constraint.name, str) and columns:
-                found[columns] = constraint.name
-    return found
+    return {
+        tuple(f"{table.name}.{c.name}" for c in columns): name
+        for table, name, columns in unique_keys()
+    }
 
 
 _CONSTRAINTS = _constraints_by_columns()
