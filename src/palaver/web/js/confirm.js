@@ -1,7 +1,7 @@
 // A small in-app confirmation dialog (window.confirm blocks the page, cannot be
 // styled and reads as an alarm from the browser rather than from Palaver).
 
-import { h } from "./dom.js";
+import { byLabel, h } from "./dom.js";
 
 let dialog = null;
 // The answer of the question on screen; a new question answers the previous one Cancel.
@@ -77,6 +77,6 @@ function opener(control) {
     const focused = document.activeElement;
     if (focused && focused !== document.body && !dialog.contains(focused)) return;
     const container = containers.find((node) => node.isConnected);
-    container?.querySelector(`[aria-label="${CSS.escape(label)}"]`)?.focus();
+    if (container) byLabel(container, label)?.focus();
   };
 }

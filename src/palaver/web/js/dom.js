@@ -11,6 +11,14 @@ export function $(id) {
 }
 
 /**
+ * The first element under `root` matching `selector` whose accessible name (aria-label)
+ * is `label`: the twin, in a list drawn anew, of a control that was replaced.
+ */
+export function byLabel(root, label, selector = "[aria-label]") {
+  return [...root.querySelectorAll(selector)].find((el) => el.getAttribute("aria-label") === label);
+}
+
+/**
  * Create an element. `props`: `class`, `text` (textContent), `dataset`, `on<event>`
  * (a listener), DOM properties such as `hidden`, `disabled`, `value`, `type`, `title`,
  * and any other attribute (set with setAttribute, never `style` or `on...` strings).

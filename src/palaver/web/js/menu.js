@@ -2,7 +2,7 @@
 // arrow keys move between them, Escape or a click elsewhere closes it. One menu is
 // open at a time.
 
-import { h, icon } from "./dom.js";
+import { byLabel, h, icon } from "./dom.js";
 
 let open = null; // {button, list}
 
@@ -86,9 +86,8 @@ export function keepMenu(root) {
   const label = (el) => el.getAttribute("aria-label");
   const menu = open && root.contains(open.button) ? label(open.button) : null;
   const focused = root.contains(document.activeElement) ? label(document.activeElement) : null;
-  const twin = (selector, name) => [...root.querySelectorAll(selector)].find((el) => label(el) === name);
   return () => {
-    const button = menu === null ? null : twin(".more-button", menu);
+    const button = menu === null ? null : byLabel(root, menu, ".more-button");
     if (button) {
       open = { button, list: button.nextElementSibling };
       open.list.hidden = false;
@@ -96,6 +95,6 @@ export function keepMenu(root) {
     } else if (menu !== null) {
       open = null; // its button went with the member
     }
-    if (focused !== null) twin("button", focused)?.focus({ preventScroll: true });
+    if (focused !== null) byLabel(root, focused, "button")?.focus({ preventScroll: true });
   };
 }
