@@ -9,6 +9,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from palaver.broker.base import Broker, BrokerUnavailable, Handler, PresenceStatus, Reservation
+from palaver.broker.memory import MemoryBroker
 from tests.broker.conftest import Cluster, Inbox, settle
 
 Advance = Callable[[float], Awaitable[None]]
@@ -270,6 +271,25 @@ async def test_token_bucket_refills(broker: Broker, advance: Advance) -> None:
     assert 0.05 < wait <= 0.1
     await advance(wait)
     assert await broker.take_token("k", 1, 10) == 0.0
+
+
+async def test_taking_a_token_now_shares_the_bucket_or_declines(
+    broker_pair: tuple[Broker, Broker],
+) -> None:
+    a, b = broker_pair
+    first = a.take_token_now("now:1", 2, 0.01)
+    if isinstance(a, MemoryBroker):
+        assert first == 0.0  # an in-process bucket always answers at once
+    if first is None:
+        # Declined: nothing was taken, the whole burst is still there.
+        assert [await b.take_token("now:1", 2, 0.01) for _ in range(2)] == [0.0, 0.0]
+    else:
+        assert first == 0.0
+        assert await b.take_token("now:1", 2, 0.01) == 0.0
+        second = a.take_token_now("now:1", 2, 0.01)
+        assert second is not None
+        assert 0 < second <= 100
+    assert await b.take_token("now:1", 2, 0.01) > 0
 
 
 async def test_token_bucket_refuses_bad_limits(broker: Broker) -> None:

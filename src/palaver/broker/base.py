@@ -121,6 +121,11 @@ class Broker(abc.ABC):
         """Token bucket shared by all nodes: take one token from bucket ``key``.
         Return 0.0 when allowed, else the seconds until a token is available."""
 
+    def take_token_now(self, key: str, burst: int, per_second: float) -> float | None:
+        """:meth:`take_token` without waiting, for a broker that holds its buckets in
+        this process; ``None`` (no token taken) when the answer needs I/O."""
+        return None
+
     @abc.abstractmethod
     async def count_hit(self, key: str, window: float) -> int:
         """Count one event under ``key`` in a window of ``window`` seconds that starts

@@ -381,6 +381,9 @@ class MemoryBroker(Broker):
     async def take_token(self, key: str, burst: int, per_second: float) -> float:
         return self.hub.take_token(key, burst, per_second)
 
+    def take_token_now(self, key: str, burst: int, per_second: float) -> float | None:
+        return self.hub.take_token(key, burst, per_second)
+
     async def count_hit(self, key: str, window: float) -> int:
         return self.hub.count_hit(key, window)
 

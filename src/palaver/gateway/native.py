@@ -18,7 +18,7 @@ import structlog
 from palaver.broker.base import BrokerUnavailable, PresenceStatus
 from palaver.core import events, protocol
 from palaver.core.errors import ErrorCode, PalaverError
-from palaver.core.models import ConversationSummary
+from palaver.core.models import Appended, ConversationSummary
 from palaver.core.rich import RICH_COMMANDS
 from palaver.gateway import rich as rich_commands
 from palaver.gateway.client import Client
@@ -170,6 +170,12 @@ class NativeHandler(GatewayHandler):
             return
         if not isinstance(command, protocol.SetPresence):
             self.hub.touch(client)
+        if (
+            not slot.running
+            and isinstance(command, protocol.Send)
+            and self._send_now(slot, client, command)
+        ):
+            return
         if slot.queue is None:
             slot.queue = deque()
         if len(slot.queue) >= MAX_PENDING_COMMANDS:
@@ -187,6 +193,37 @@ class NativeHandler(GatewayHandler):
             slot.running = True
             self.hub.spawn(self._drain(slot, client))
 
+    def _send_now(self, slot: Slot, client: Client, command: protocol.Send) -> bool:
+        """Start a plain send to a conversation this socket follows without a task;
+        ``False`` leaves it to the queue. The socket's next commands wait in the queue
+        until its outcome is sent, as they would behind a running send."""
+        cid = command.conversation_id
+        if cid is None or cid not in client.cursors or command.attachments:
+            return False
+        if command.reply_to_id is not None or command.thread_root_id is not None:
+            return False
+
+        def sent(appended: Appended | None, error: BaseException | None) -> None:
+            if appended is not None:
+                client.send_with_next(events.ack(command.id, appended.message, appended.duplicate))
+            else:
+                assert error is not None
+                client.send(self._error_reply(command, error))
+            slot.running = False
+            if slot.queue:
+                slot.running = True
+                self.hub.spawn(self._drain(slot, client))
+
+        try:
+            started = self.services.messaging.send_now(
+                client.principal.user, cid, command.content, command.client_msg_id, sent
+            )
+        except Exception as exc:
+            client.send(self._error_reply(command, exc))
+            return True
+        slot.running = started
+        return started
+
     async def _drain(self, slot: Slot, client: Client) -> None:
         try:
             while slot.queue and not client.closed:
@@ -200,20 +237,22 @@ class NativeHandler(GatewayHandler):
     async def _run(self, client: Client, command: protocol.Command) -> None:
         try:
             reply = await self._execute(client, command)
-        except PalaverError as exc:
-            reply = events.error(command.id, exc)
-        except (StoreUnavailable, BrokerUnavailable):
-            reply = events.error(
+        except Exception as exc:
+            reply = self._error_reply(command, exc)
+        if reply is not None:
+            client.send(reply)
+
+    @staticmethod
+    def _error_reply(command: protocol.Command, exc: BaseException) -> dict[str, Any]:
+        if isinstance(exc, PalaverError):
+            return events.error(command.id, exc)
+        if isinstance(exc, StoreUnavailable | BrokerUnavailable):
+            return events.error(
                 command.id,
                 PalaverError(ErrorCode.UNAVAILABLE, "storage unavailable; retry", retry_after=1),
             )
-        except Exception:
-            log.exception("command.failed", command=type(command).__name__)
-            reply = events.error(
-                command.id, PalaverError(ErrorCode.INTERNAL_ERROR, "internal error")
-            )
-        if reply is not None:
-            client.send(reply)
+        log.error("command.failed", command=type(command).__name__, exc_info=exc)
+        return events.error(command.id, PalaverError(ErrorCode.INTERNAL_ERROR, "internal error"))
 
     async def _execute(self, client: Client, command: protocol.Command) -> dict[str, Any] | None:
         services = self.services

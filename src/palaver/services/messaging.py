@@ -122,6 +122,9 @@ class MessagingService:
             wait = bucket.take(now)
             if len(self._local_buckets) > 100_000:
                 self._local_buckets.clear()
+        self._refuse_if_waiting(wait)
+
+    def _refuse_if_waiting(self, wait: float) -> None:
         if wait > 0:
             if self._on_rate_limited is not None:
                 self._on_rate_limited("messages")
@@ -159,19 +162,12 @@ class MessagingService:
         check_content(content, self.settings.max_message_length, allow_empty=bool(attachments))
         await self.check_rate(sender.id)
         member = None if member_checked else await self.require_member(conversation_id, sender.id)
-        if self.guard is not None:
-            content = self.guard(sender, conversation_id, content, member)
-        new = NewMessage(
-            conversation_id=conversation_id,
-            sender_id=sender.id,
-            content=content,
-            client_msg_id=client_msg_id,
-            attachments=attachments,
+        new = self._new_message(
+            sender, conversation_id, content, client_msg_id, member, attachments
         )
         # A plain message skips this: no query, not even the mention regex.
-        if self.resolve_extras is not None and (
-            reply_to_id is not None or thread_root_id is not None or "@" in content
-        ):
+        if self._needs_extras(content, reply_to_id, thread_root_id):
+            assert self.resolve_extras is not None
             extras = await self.resolve_extras(
                 sender, conversation_id, content, reply_to_id, thread_root_id
             )
@@ -181,7 +177,66 @@ class MessagingService:
                 thread_root_id=extras.thread_root_id,
                 mentions=extras.mentions,
             )
-        appended = await self.writer.append(new)
+        future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
+        self.writer.submit(new, _Committed(self, sender, _settle(future)))
+        return await future
+
+    def send_now(
+        self,
+        sender: User,
+        conversation_id: int,
+        content: str,
+        client_msg_id: str | None,
+        then: Callable[[Appended | None, BaseException | None], None],
+    ) -> bool:
+        """:meth:`send` without a coroutine, for a member's plain text message when
+        every check can be answered in memory; ``False`` (nothing done) otherwise.
+
+        Check failures raise as :meth:`send` does. Once queued, ``then`` is called
+        with the outcome after the commit: ``(appended, None)`` or ``(None, error)``.
+        A socket sends a message a second, from a device waiting for each ack, so this
+        saves the task, the coroutines and the future of each one."""
+        if self._needs_extras(content, None, None):
+            return False
+        check_content(content, self.settings.max_message_length)
+        wait = self.broker.take_token_now(
+            f"msg:{sender.id}",
+            self.settings.rate_messages_burst,
+            self.settings.rate_messages_per_second,
+        )
+        if wait is None:
+            return False
+        self._refuse_if_waiting(wait)
+        new = self._new_message(sender, conversation_id, content, client_msg_id, None)
+        self.writer.submit(new, _Committed(self, sender, then))
+        return True
+
+    def _needs_extras(self, content: str, reply_to_id: int | None, thread_root: int | None) -> bool:
+        return self.resolve_extras is not None and (
+            reply_to_id is not None or thread_root is not None or "@" in content
+        )
+
+    def _new_message(
+        self,
+        sender: User,
+        conversation_id: int,
+        content: str,
+        client_msg_id: str | None,
+        member: Member | None,
+        attachments: tuple[dict[str, Any], ...] = (),
+    ) -> NewMessage:
+        if self.guard is not None:
+            content = self.guard(sender, conversation_id, content, member)
+        return NewMessage(
+            conversation_id=conversation_id,
+            sender_id=sender.id,
+            content=content,
+            client_msg_id=client_msg_id,
+            attachments=attachments,
+        )
+
+    def _committed(self, sender: User, appended: Appended) -> None:
+        """What follows a send's commit, in commit order (see :class:`_Committed`)."""
         if not appended.duplicate:
             self.users.put(sender)
             self._announce_later(appended.message)
@@ -189,17 +244,16 @@ class MessagingService:
         # Nobody needs a receipt event for it: every member's socket gets the message
         # itself, and the sender's devices count their own messages as read. A thread
         # reply says nothing of the main timeline, which keeps its unread and mentions.
-        in_thread = appended.message.thread_root_id is not None
+        message = appended.message
         self.queue_receipt(
             CursorUpdate(
-                conversation_id,
+                message.conversation_id,
                 sender.id,
-                read_seq=None if in_thread else appended.message.seq,
-                delivered_seq=appended.message.seq,
+                read_seq=None if message.thread_root_id is not None else message.seq,
+                delivered_seq=message.seq,
             ),
             announce=False,
         )
-        return appended
 
     async def post_system(self, conversation_id: int, content: str) -> Message:
         """Append a system notice (joins, leaves) to the conversation's log."""
@@ -408,6 +462,62 @@ class MessagingService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.flush_receipts()
+
+
+class _Committed:
+    """A send's :class:`~palaver.services.writer.Waiter`: runs what follows the commit
+    as the writer hands out the batch's outcomes, so announcements queue in commit
+    order whether or not a coroutine waits, then passes the outcome on."""
+
+    __slots__ = ("_sender", "_service", "_settled", "_then")
+
+    def __init__(
+        self,
+        service: MessagingService,
+        sender: User,
+        then: Callable[[Appended | None, BaseException | None], None],
+    ) -> None:
+        self._service = service
+        self._sender = sender
+        self._then = then
+        self._settled = False
+
+    def done(self) -> bool:
+        return self._settled
+
+    def set_result(self, result: Appended, /) -> None:
+        self._settled = True
+        # Raising here would leave the rest of the batch without its outcome.
+        try:
+            self._service._committed(self._sender, result)
+        except Exception:
+            log.exception("send.after_commit_failed")
+        self._tell(result, None)
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        self._settled = True
+        self._tell(None, exception)
+
+    def _tell(self, appended: Appended | None, error: BaseException | None) -> None:
+        try:
+            self._then(appended, error)
+        except Exception:
+            log.exception("send.outcome_failed")
+
+
+def _settle(
+    future: asyncio.Future[Appended],
+) -> Callable[[Appended | None, BaseException | None], None]:
+    def settle(appended: Appended | None, error: BaseException | None) -> None:
+        if future.done():  # the sender stopped waiting; the message is stored anyway
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            assert appended is not None
+            future.set_result(appended)
+
+    return settle
 
 
 def _max(a: int | None, b: int | None) -> int | None:

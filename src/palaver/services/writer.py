@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
@@ -23,8 +23,19 @@ log = structlog.get_logger(__name__)
 MAX_BATCH = 1024
 
 T = TypeVar("T")
+
+
+class Waiter(Protocol):
+    """What hears a message's outcome: an :class:`asyncio.Future` or any object with
+    the same three methods. Told in commit order, inside the commit's own turn."""
+
+    def done(self) -> bool: ...
+    def set_result(self, result: Any, /) -> None: ...
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
 #: A message to append, or a transaction of its own (see :meth:`GroupCommitWriter.run`).
-Pending = tuple[NewMessage | Callable[[], Awaitable[Any]], "asyncio.Future[Any]"]
+Pending = tuple[NewMessage | Callable[[], Awaitable[Any]], Waiter]
 
 
 class GroupCommitWriter:
@@ -55,20 +66,26 @@ class GroupCommitWriter:
     async def append(self, message: NewMessage) -> Appended:
         """Queue one message and wait until it is durably stored (or refused)."""
         future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
-        self._queue.append((message, future))
-        if len(self._tasks) < self._concurrency:
-            self._tasks.add(asyncio.create_task(self._drain(), name="palaver.group-commit"))
+        self.submit(message, future)
         return await future
+
+    def submit(self, message: NewMessage, waiter: Waiter) -> None:
+        """Queue one message; ``waiter`` is given its :class:`Appended` once the
+        message is durably stored, or the exception that refused it."""
+        self._enqueue((message, waiter))
 
     async def run(self, job: Callable[[], Awaitable[T]]) -> T:
         """Run one transaction of its own (an edit, a reaction...) in turn with the
         batches: its commit then falls between theirs, so this node announces every
         entry in sequence order."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append((job, future))
+        self._enqueue((job, future))
+        return await future
+
+    def _enqueue(self, item: Pending) -> None:
+        self._queue.append(item)
         if len(self._tasks) < self._concurrency:
             self._tasks.add(asyncio.create_task(self._drain(), name="palaver.group-commit"))
-        return await future
 
     async def _drain(self) -> None:
         try:
@@ -123,7 +140,7 @@ class GroupCommitWriter:
             await asyncio.shield(next(iter(self._tasks)))
 
 
-async def _run_job(job: Callable[[], Awaitable[Any]], future: asyncio.Future[Any]) -> None:
+async def _run_job(job: Callable[[], Awaitable[Any]], future: Waiter) -> None:
     try:
         result = await job()
     except Exception as exc:
