@@ -77,6 +77,33 @@ async def test_client_msg_id_dedup_across_calls(store: SqlStore) -> None:
     assert conversation.last_seq == 2
 
 
+async def test_a_client_id_is_the_senders_within_one_conversation(store: SqlStore) -> None:
+    """A client may number its ids per conversation: the same id in another
+    conversation is another message, and a retry in each finds its own."""
+    alice = await user(store, "alice")
+    one, two = await room(store, "one", alice), await room(store, "two", alice)
+    [first] = await send(store, one, alice, "to one", client_ids=["1"])
+    [second] = await send(store, two, alice, "to two", client_ids=["1"])
+    assert not second.duplicate
+    assert (second.message.conversation_id, second.message.content) == (two.id, "to two")
+    retries = await store.append_messages(
+        [
+            NewMessage(two.id, alice.id, "to two again", client_msg_id="1"),
+            NewMessage(one.id, alice.id, "to one again", client_msg_id="1"),
+            NewMessage(two.id, alice.id, "new in two", client_msg_id="2"),
+            NewMessage(one.id, alice.id, "new in one", client_msg_id="2"),
+        ],
+        T0 + 5,
+    )
+    assert [r.duplicate for r in retries] == [True, True, False, False]
+    assert retries[0].message == second.message
+    assert retries[1].message == first.message
+    assert [(r.message.conversation_id, r.message.seq) for r in retries[2:]] == [
+        (two.id, 2),
+        (one.id, 2),
+    ]
+
+
 async def test_client_msg_id_dedup_matches_sender_and_id_together(store: SqlStore) -> None:
     """One batch from several senders: a retry is matched on its own sender's id only,
     never on another sender's message that has the same id."""
@@ -234,7 +261,7 @@ async def test_append_retries_once_after_losing_a_race(
 ) -> None:
     """Another node stored the client id after our lookup: the retry returns its copy."""
     alice = await user(store, "alice")
-    one, two = await room(store, "one", alice), await room(store, "two", alice)
+    one = await room(store, "one", alice)
     attempts = 0
 
     def count(name: str, _seconds: float) -> None:
@@ -253,10 +280,10 @@ async def test_append_retries_once_after_losing_a_race(
 
         monkeypatch.setattr(store, "_find_client_ids_sync", blind_first_time)
         store.on_txn = count
-        [retried] = await send(store, two, alice, "again", client_ids=["c1"])
+        [retried] = await send(store, one, alice, "again", client_ids=["c1"])
     else:
         # A real race: the original is inserted by another connection that commits
-        # only once our statement has looked (and waits on the unique key).
+        # only once our statement has looked (and waits for the conversation's lock).
         async with store.engine.connect() as other:
             await other.execute(
                 text(
@@ -269,7 +296,7 @@ async def test_append_retries_once_after_losing_a_race(
                 text("UPDATE conversations SET last_seq = 1 WHERE id = :c"), {"c": one.id}
             )
             store.on_txn = count
-            sending = asyncio.create_task(send(store, two, alice, "again", client_ids=["c1"]))
+            sending = asyncio.create_task(send(store, one, alice, "again", client_ids=["c1"]))
             await _until_a_backend_waits_for_a_lock(store)
             await other.commit()
         [retried] = await sending
@@ -278,9 +305,9 @@ async def test_append_retries_once_after_losing_a_race(
     assert attempts == 2
     assert retried.duplicate
     assert retried.message == original.message
-    conversation = await store.get_conversation(two.id)
+    conversation = await store.get_conversation(one.id)
     assert conversation is not None
-    assert conversation.last_seq == 0
+    assert conversation.last_seq == 1
 
 
 async def _until_a_backend_waits_for_a_lock(store: SqlStore) -> None:
@@ -319,7 +346,7 @@ async def test_append_mixed_batch(
         NewMessage(one.id, None, "notice", kind=MessageKind.SYSTEM, client_msg_id="a"),
         NewMessage(two.id, bob.id, "s third", client_msg_id="s"),  # stored, repeated
         NewMessage(one.id, bob.id, "b1", client_msg_id="a"),  # another sender's "a"
-        NewMessage(two.id, alice.id, "a in two", client_msg_id="a"),  # repeat elsewhere
+        NewMessage(two.id, alice.id, "a in two", client_msg_id="a"),  # another conversation's
     ]
     results = await store.append_messages(batch, T0 + 5)
     summary = [
@@ -333,7 +360,7 @@ async def test_append_mixed_batch(
         (one.id, 2, "notice", False),
         (two.id, 1, "stored", True),
         (one.id, 3, "b1", False),
-        (one.id, 1, "a1", True),
+        (two.id, 3, "a in two", False),
     ]
     assert results[1].message == stored.message
     assert results[4].message.sender_id is None
@@ -345,7 +372,7 @@ async def test_append_mixed_batch(
         assert await store.get_message(message.id) == message
     assert [(c.last_seq, c.last_message_at) for c in await _conversations(store, one, two)] == [
         (3, T0 + 5),
-        (2, T0 + 5),
+        (3, T0 + 5),
     ]
 
 

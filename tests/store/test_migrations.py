@@ -414,3 +414,39 @@ async def test_a_repeated_client_id_is_a_conflict_on_the_client_id(fresh_url: st
         await send(store, general, alice, "a", "b", "c")
     finally:
         await store.close()
+
+
+async def test_client_ids_per_conversation_down_and_up(fresh_url: str) -> None:
+    """0010: a client id is unique per sender and conversation. Going back to one per
+    sender clears the later copies' client ids and keeps every message."""
+    store = await _open(fresh_url)
+    try:
+        await store.migrate()
+        alice = await user(store, "alice")
+        one, two = await room(store, "one", alice), await room(store, "two", alice)
+        [first] = await send(store, one, alice, "to one", client_ids=["1"])
+        [second] = await send(store, two, alice, "to two", client_ids=["1"])
+        assert not second.duplicate
+
+        await store.downgrade("0009")
+        async with store.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(messages.c.id, messages.c.content, messages.c.client_msg_id).order_by(
+                        messages.c.id
+                    )
+                )
+            ).all()
+        assert [tuple(row) for row in rows] == [
+            (first.message.id, "to one", "1"),
+            (second.message.id, "to two", None),
+        ]
+
+        await store.migrate()
+        async with store.engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+        [retry] = await send(store, one, alice, "to one again", client_ids=["1"])
+        assert retry.duplicate
+        assert retry.message.id == first.message.id
+    finally:
+        await store.close()

@@ -31,7 +31,9 @@ from palaver.store.search import PostgresSearch
 from palaver.store.sql import (
     MESSAGE_COLUMNS,
     AppendPlan,
+    ClientKey,
     attached_upload_ids,
+    dedup_key,
     encode_attachments,
     encode_mentions,
     message_from_columns,
@@ -128,11 +130,10 @@ class PostgresStore(PostgresSearch, RichSqlStore):
     async def _append_batch(self, batch: Sequence[NewMessage], at: int) -> list[Appended]:
         # Repeats of a client id within the batch are answered from their first copy
         # (AppendPlan below): the statement sees each key once.
-        seen: set[tuple[int, str]] = set()
+        seen: set[ClientKey] = set()
         rows: list[NewMessage] = []
         for new in batch:
-            if new.sender_id is not None and new.client_msg_id is not None:
-                key = (new.sender_id, new.client_msg_id)
+            if (key := dedup_key(new)) is not None:
                 if key in seen:
                     continue
                 seen.add(key)
@@ -187,7 +188,7 @@ class PostgresStore(PostgresSearch, RichSqlStore):
                 finally:
                     if not self._keep_appender:
                         await self._release_appender(lane, invalidate=False)
-        existing: dict[tuple[int, str], Message] = {}
+        existing: dict[ClientKey, Message] = {}
         ids: dict[tuple[int, int], int] = {}
         first_seq: dict[int, int] = {}
         for row in returned:
@@ -198,7 +199,7 @@ class PostgresStore(PostgresSearch, RichSqlStore):
                 ids[(cid, seq)] = row_id
                 first_seq[cid] = min(first_seq.get(cid, seq), seq)
             else:
-                existing[(row[4], row[7])] = _message(row)
+                existing[(row[4], cid, row[7])] = _message(row)
         # Each conversation's new messages got consecutive numbers in input order from
         # just above its old last_seq: the plan replays that to place each row.
         start = {cid: first_seq.get(cid, 1) - 1 for cid in conversation_ids}
@@ -281,7 +282,8 @@ class PostgresStore(PostgresSearch, RichSqlStore):
 #
 # ``stored`` reads the snapshot taken when the statement started, before it waited for
 # a lock: a concurrent copy committed meanwhile makes the insert fail on the unique
-# (sender_id, client_msg_id) key, nothing commits, and append_messages' retry finds it.
+# (sender_id, conversation_id, client_msg_id) key, nothing commits, and
+# append_messages' retry finds it.
 
 # The first column of each answer row: what the row is.
 _INSERTED, _STORED, _MISSING = 0, 1, 2
@@ -311,7 +313,8 @@ stored AS (
     SELECT m.* FROM input i CROSS JOIN LATERAL (
         SELECT {MESSAGE_COLUMNS}
         FROM messages
-        WHERE sender_id = i.sender_id AND client_msg_id = i.client_msg_id
+        WHERE sender_id = i.sender_id AND conversation_id = i.conversation_id
+          AND client_msg_id = i.client_msg_id
         LIMIT 1
     ) m
 ),"""  # noqa: S608
@@ -325,7 +328,9 @@ new AS (
 
 _NOT_STORED = """
       AND NOT EXISTS (SELECT 1 FROM stored s
-                      WHERE s.sender_id = i.sender_id AND s.client_msg_id = i.client_msg_id)"""
+                      WHERE s.sender_id = i.sender_id
+                        AND s.conversation_id = i.conversation_id
+                        AND s.client_msg_id = i.client_msg_id)"""
 
 # Answer rows: what, then MESSAGE_COLUMNS (only the first three are set for new rows).
 _NULLS = (

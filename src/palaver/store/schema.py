@@ -172,10 +172,12 @@ messages = Table(
     UniqueConstraint("conversation_id", "seq", name="uq_messages_conversation_seq"),
     # A retried send finds its first copy here instead of creating a second message.
     # Only messages sent with a client id are entered: the others would cost a page
-    # write each (one per sender) for an entry nothing ever looks up.
+    # write each (one per sender) for an entry nothing ever looks up. A client id is
+    # the sender's within one conversation: clients may number them per conversation.
     Index(
-        "uq_messages_sender_client_msg",
+        "uq_messages_client_msg",
         "sender_id",
+        "conversation_id",
         "client_msg_id",
         unique=True,
         sqlite_where=text("client_msg_id IS NOT NULL"),

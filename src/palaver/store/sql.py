@@ -1153,18 +1153,21 @@ class SqlStore(SqlModeration, Store):
 
     async def _find_client_ids(
         self, conn: AsyncConnection, batch: Sequence[NewMessage]
-    ) -> dict[tuple[int, str], Message]:
-        keys = sorted({key for new in batch if (key := _dedup_key(new)) is not None})
-        found: dict[tuple[int, str], Message] = {}
+    ) -> dict[ClientKey, Message]:
+        keys = sorted({key for new in batch if (key := dedup_key(new)) is not None})
+        found: dict[ClientKey, Message] = {}
         for chunk in chunks(keys):
-            # Two IN lists use the (sender_id, client_msg_id) index on both engines
-            # (row-value IN lists are not portable); only exact pairs are kept below.
+            # IN lists use the client-id index on both engines (row-value IN lists are
+            # not portable); only exact keys are kept below.
             stmt = select(messages).where(
-                messages.c.sender_id.in_({sender for sender, _ in chunk}),
-                messages.c.client_msg_id.in_({client_id for _, client_id in chunk}),
+                messages.c.sender_id.in_({sender for sender, _, _ in chunk}),
+                messages.c.conversation_id.in_({cid for _, cid, _ in chunk}),
+                messages.c.client_msg_id.in_({client_id for _, _, client_id in chunk}),
             )
             for row in await conn.execute(stmt):
-                found[(row.sender_id, row.client_msg_id)] = _message(row._mapping)
+                found[(row.sender_id, row.conversation_id, row.client_msg_id)] = _message(
+                    row._mapping
+                )
         return {key: found[key] for key in keys if key in found}
 
     async def get_messages(
@@ -1268,11 +1271,15 @@ class SqlStore(SqlModeration, Store):
         return await self._txn("purge_messages_before", txn)
 
 
-def _dedup_key(new: NewMessage) -> tuple[int, str] | None:
-    # Without a sender the unique constraint cannot apply (NULLs are distinct).
+#: What makes a client id unique: ``(sender_id, conversation_id, client_msg_id)``.
+ClientKey = tuple[int, int, str]
+
+
+def dedup_key(new: NewMessage) -> ClientKey | None:
+    # Without a sender the unique index cannot apply (NULLs are distinct).
     if new.sender_id is None or new.client_msg_id is None:
         return None
-    return (new.sender_id, new.client_msg_id)
+    return (new.sender_id, new.conversation_id, new.client_msg_id)
 
 
 class AppendPlan:
@@ -1292,7 +1299,7 @@ class AppendPlan:
         self,
         batch: Sequence[NewMessage],
         last_seq: dict[int, int],
-        existing: Mapping[tuple[int, str], Message],
+        existing: Mapping[ClientKey, Message],
     ) -> None:
         self._batch = batch
         self._start = dict(last_seq)
@@ -1300,9 +1307,9 @@ class AppendPlan:
         self._results: list[Appended | None] = [None] * len(batch)
         self._copies: list[tuple[int, int]] = []  # (index, index of the first with its key)
         self.fresh: list[tuple[int, int]] = []
-        first: dict[tuple[int, str], int] = {}
+        first: dict[ClientKey, int] = {}
         for index, new in enumerate(batch):
-            key = _dedup_key(new)
+            key = dedup_key(new)
             if key is not None:
                 if key in existing:
                     self._results[index] = Appended(existing[key], duplicate=True)

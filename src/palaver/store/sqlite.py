@@ -57,9 +57,11 @@ from palaver.store.sql import (
     MEMBER_COLUMNS,
     MESSAGE_COLUMNS,
     AppendPlan,
+    ClientKey,
     CursorTargets,
     chunks,
     cursor_targets,
+    dedup_key,
     encode_attachments,
     encode_mentions,
     member_from_columns,
@@ -336,20 +338,14 @@ class SqliteStore(SqliteSearch, RichSqlStore):
 
     def _find_client_ids_sync(
         self, db: sqlite3.Connection, batch: Sequence[NewMessage]
-    ) -> dict[tuple[int, str], Message]:
-        """Stored messages with the batch's ``(sender_id, client_msg_id)`` pairs."""
-        keys = sorted(
-            {
-                (new.sender_id, new.client_msg_id)
-                for new in batch
-                if new.sender_id is not None and new.client_msg_id is not None
-            }
-        )
-        found: dict[tuple[int, str], Message] = {}
+    ) -> dict[ClientKey, Message]:
+        """Stored messages with the client ids of the batch (see :data:`ClientKey`)."""
+        keys = sorted({key for new in batch if (key := dedup_key(new)) is not None})
+        found: dict[ClientKey, Message] = {}
         for chunk in chunks(keys):
-            pairs = [value for key in chunk for value in key]
-            for row in db.execute(_select_client_pairs(len(chunk)), pairs):
-                found[(row[3], row[6])] = message_from_columns(row)
+            values = [value for key in chunk for value in key]
+            for row in db.execute(_select_client_keys(len(chunk)), values):
+                found[(row[3], row[1], row[6])] = message_from_columns(row)
         return {key: found[key] for key in keys if key in found}
 
     def _insert_ignore(self, table: Table, *index_elements: str) -> Insert:
@@ -439,15 +435,15 @@ def _select_cursors(conversations: int, users: int) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _select_client_pairs(pairs: int) -> str:
-    # One index probe per pair. Two IN lists (senders, client ids) probed every sender
-    # with every client id: for a batch of 38, 382 us against 23 us.
-    keys = ", ".join(["(?, ?)"] * pairs)
+def _select_client_keys(count: int) -> str:
+    # One index probe per key. IN lists (senders, client ids) probed every sender with
+    # every client id: for a batch of 38, 382 us against 23 us.
+    keys = ", ".join(["(?, ?, ?)"] * count)
     columns = ", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
     return (
-        f"WITH k(sender_id, client_msg_id) AS (VALUES {keys}) "  # noqa: S608
-        f"SELECT {columns} FROM k JOIN messages AS m "
-        "ON m.sender_id = k.sender_id AND m.client_msg_id = k.client_msg_id"
+        f"WITH k(sender_id, conversation_id, client_msg_id) AS (VALUES {keys}) "  # noqa: S608
+        f"SELECT {columns} FROM k JOIN messages AS m ON m.sender_id = k.sender_id "
+        "AND m.conversation_id = k.conversation_id AND m.client_msg_id = k.client_msg_id"
     )
 
 
