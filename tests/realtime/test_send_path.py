@@ -168,3 +168,49 @@ async def test_a_committed_send_is_announced_when_nobody_waits_for_it(
     with pytest.raises(asyncio.CancelledError):
         await sending
     await subscription.close()
+
+
+async def test_receipts_sent_just_before_a_close_still_move_the_cursors(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, ada = await server.user()
+    bob_id, bob = await server.user()
+    room = await server.room(ada, "receipts")
+    await server.rest(bob, "POST", f"/api/conversations/{room}/join")
+    sender = await server.connect(ada, resume={})
+    last = 0
+    for i in range(5):
+        last = (await sender.send_text(room, f"m{i}"))["seq"]
+    reader = await server.connect(bob, resume={})
+    await reader.wait_messages(room, last)
+    messaging = server.services.messaging
+    require_member = messaging.require_member
+    checking = asyncio.Event()
+    go_on = asyncio.Event()
+
+    async def slow_check(conversation_id: int, user_id: int) -> Any:
+        checking.set()
+        await go_on.wait()
+        return await require_member(conversation_id, user_id)
+
+    monkeypatch.setattr(messaging, "require_member", slow_check)
+    for seq in range(1, last + 1):
+        await send_raw(reader, {"type": "read", "conversation_id": room, "seq": seq})
+    async with asyncio.timeout(5):
+        await checking.wait()  # the first receipt runs; the others wait behind it
+    await reader.close()
+    hub = server.gateway.handler.hub
+    async with asyncio.timeout(5):
+        while bob_id in hub.by_user:  # until the server has seen the close
+            await asyncio.sleep(0.01)
+    go_on.set()
+    async with asyncio.timeout(5):
+        while True:
+            await messaging.flush_receipts()
+            member = await server.services.store.get_member(room, bob_id)
+            assert member is not None
+            if member.read_seq == last:
+                break
+            await asyncio.sleep(0.01)
+    assert member.delivered_seq == last
+    await sender.close()

@@ -226,9 +226,14 @@ class NativeHandler(GatewayHandler):
 
     async def _drain(self, slot: Slot, client: Client) -> None:
         try:
-            while slot.queue and not client.closed:
+            while slot.queue:
                 command = slot.queue.popleft()
-                await self._run(client, command)
+                # A socket that closed gets no more replies and its other commands
+                # are dropped (an unacknowledged send is retried by its client), but
+                # the receipts it sent before closing still move its cursors: a client
+                # that reads and leaves must not find its messages unread elsewhere.
+                if not client.closed or isinstance(command, protocol.Receipt):
+                    await self._run(client, command)
         finally:
             slot.running = False
             if not slot.queue:
