@@ -484,3 +484,23 @@ async def test_bursts_reach_sockets_in_order_without_reading_the_store(
         assert reads == 0, "wake-ups arrived out of order and sockets read the store"
         for client in (*senders, reader):
             await client.close()
+
+
+async def test_a_cursor_past_the_last_message_is_lowered_to_it(server: Server) -> None:
+    """A client claiming more than was ever stored (say, after the database was restored
+    from an older backup) is told the cursor in effect, and gets the new messages."""
+    _, ada = await server.user("ada")
+    _, bob = await server.user("bob")
+    room = await server.room(ada, "general")
+    await server.rest(bob, "POST", f"/api/conversations/{room}/join")
+    last = (await server.services.store.get_conversation(room)).last_seq  # type: ignore[union-attr]
+    reader = await server.connect(bob, resume={room: 1000})
+    resumed = await reader.request({"type": "resume", "cursors": {room: 1000}}, "resumed")
+    assert resumed["cursors"] == {str(room): last}
+    sender = await server.connect(ada, resume={})
+    for i in range(3):
+        await sender.send_text(room, f"after {i}")
+    got = await reader.wait_messages(room, 3)
+    assert seqs(got) == [last + 1, last + 2, last + 3]
+    await sender.close()
+    await reader.close()

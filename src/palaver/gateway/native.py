@@ -268,7 +268,7 @@ class NativeHandler(GatewayHandler):
                 client.send_with_next(await self._send(client, command))
                 return None
             case protocol.Resume(cursors=cursors):
-                client.resume(cursors)
+                client.resume(await self._bounded(client, cursors))
                 return events.reply(command.id, "resumed", cursors=_str_keys(client.cursors))
             case protocol.Receipt(conversation_id=cid, seq=seq, read=read):
                 self._require_tracked(client, cid)
@@ -336,6 +336,24 @@ class NativeHandler(GatewayHandler):
         if isinstance(command, RICH_COMMANDS):
             return await rich_commands.execute(services, client, command)
         raise PalaverError(ErrorCode.UNKNOWN_TYPE, "unsupported command")
+
+    async def _bounded(self, client: Client, cursors: dict[int, int]) -> dict[int, int]:
+        """``cursors`` with none past its conversation's last message.
+
+        A client can hold no more than was stored; one that claims more (a database
+        restored from an older backup, a bug) would otherwise have every new message
+        up to its cursor skipped as already held. The store is asked only about cursors
+        past what this socket knows of, so a normal resume costs no query."""
+        known = client.last_seqs or {}
+        doubtful = [
+            cid
+            for cid, seq in cursors.items()
+            if cid in client.cursors and seq > max(known.get(cid, 0), client.cursors[cid])
+        ]
+        if not doubtful:
+            return cursors
+        last = await self.services.store.last_seqs(doubtful)
+        return {cid: min(seq, last.get(cid, seq)) for cid, seq in cursors.items()}
 
     def _require_tracked(self, client: Client, conversation_id: int) -> None:
         if conversation_id not in client.cursors:
