@@ -504,3 +504,32 @@ async def test_a_cursor_past_the_last_message_is_lowered_to_it(server: Server) -
     assert seqs(got) == [last + 1, last + 2, last + 3]
     await sender.close()
     await reader.close()
+
+
+async def test_a_socket_hears_of_a_new_conversation_before_its_messages(server: Server) -> None:
+    _, ada = await server.user("ada")
+    _, bob = await server.user("bob")
+    room = await server.room(ada, "general")
+    reader = await server.connect(bob, resume={})
+    sender = await server.connect(ada, resume={})
+
+    async def frames_of(conversation_id: int, count: int) -> list[str]:
+        kinds: list[str] = []
+        async with asyncio.timeout(5):
+            while len(kinds) < count:
+                frame = await reader.frames.get()
+                if frame["type"] == "joined":
+                    if frame["conversation"]["id"] == conversation_id:
+                        kinds.append("joined")
+                elif frame.get("conversation_id") == conversation_id:
+                    kinds.append(frame["type"])
+        return kinds
+
+    # A direct conversation made by its first message.
+    ack = await sender.request({"type": "send", "to": "bob", "content": "hi"}, "ack")
+    assert await frames_of(ack["conversation_id"], 2) == ["joined", "message"]
+    # Joining over REST: the notice of the join comes after the join itself.
+    await server.rest(bob, "POST", f"/api/conversations/{room}/join")
+    assert await frames_of(room, 2) == ["joined", "message"]
+    await sender.close()
+    await reader.close()

@@ -183,6 +183,25 @@ class Client:
         self._catching.add(conversation_id)
         self._hub.spawn(self._catch_up(conversation_id))
 
+    def hold(self, conversation_id: int) -> None:
+        """Keep a conversation's live messages back until :meth:`unhold` (they are
+        noted, as during a catch-up, and read from the store then)."""
+        if self._catching is None:
+            self._catching = set()
+        self._catching.add(conversation_id)
+
+    def unhold(self, conversation_id: int, upto: int = 0) -> None:
+        """Deliver what was held back, and anything up to ``upto``."""
+        if self._catching is None or conversation_id not in self._catching:
+            return
+        self._catching.discard(conversation_id)
+        wanted = self._wanted.pop(conversation_id, 0) if self._wanted else 0
+        if not self._catching:
+            self._catching = self._wanted = None
+        upto = max(upto, wanted)
+        if not self.closed and upto > self.cursors.get(conversation_id, upto):
+            self.catch_up(conversation_id, upto=upto)
+
     async def _catch_up(self, conversation_id: int) -> None:
         try:
             await self._read_missing(conversation_id)

@@ -318,25 +318,33 @@ class Hub:
             return
         seq = int(signal.get("seq") or 0)
         subscribe = False
+        joining = []
         for client in clients:
             if cid in client.cursors:
                 continue
             client.track(cid, seq)
+            # A socket learns of the conversation before it gets any of its messages.
+            client.hold(cid)
+            joining.append(client)
             subscribe = self._index(cid, client) or subscribe
-        if subscribe and self._subscription is not None:
-            await self._subscription.add([signals.conversation_channel(cid)])
-        conversation = await self.store.get_conversation(cid)
-        if conversation is not None:
-            count = await self.store.count_members(cid)
-            frame: dict[str, object] = {
-                "type": "joined",
-                "conversation": events.conversation(conversation, count),
-            }
-            for client in clients:
-                client.send(frame)
+        last_seq = 0
+        try:
+            if subscribe and self._subscription is not None:
+                await self._subscription.add([signals.conversation_channel(cid)])
+            conversation = await self.store.get_conversation(cid)
+            if conversation is not None:
                 # Anything that arrived between the join and the subscription.
-                if conversation.last_seq > client.cursors.get(cid, 0):
-                    client.catch_up(cid, upto=conversation.last_seq)
+                last_seq = conversation.last_seq
+                count = await self.store.count_members(cid)
+                frame: dict[str, object] = {
+                    "type": "joined",
+                    "conversation": events.conversation(conversation, count),
+                }
+                for client in clients:
+                    client.send(frame)
+        finally:
+            for client in joining:
+                client.unhold(cid, upto=last_seq)
 
     # -- presence --------------------------------------------------------------------
 
