@@ -310,3 +310,79 @@ async def test_history_gives_each_reader_their_thread_unread(rich_server: Server
     assert alice_id != bob_id
     await a.close()
     await b.close()
+
+
+async def test_a_deleted_message_leaves_none_of_its_texts_behind(rich_server: Server) -> None:
+    """Edited over the socket and over REST, then deleted: no member reads any of its
+    texts again, in history, on resume, in search or in its edit history, and what
+    points at it (replies, its thread, the conversation list) shows the tombstone."""
+    server = rich_server
+    room, (_, alice), (_, bob) = await _room(server)
+    _, carol = await server.user("carol")
+    r = await server.rest(carol, "POST", f"/api/conversations/{room}/join")
+    assert r.status_code in (200, 201), r.text
+    a = await server.connect(alice, resume={room: 0})
+    sent = await a.send_text(room, "original")
+    mid, base = sent["message_id"], sent["seq"]
+    edited = await a.request({"type": "edit", "message_id": mid, "content": "edited @bob"})
+    assert edited["ok"] is True
+    r = await server.rest(alice, "PATCH", f"/api/messages/{mid}", json={"content": "edited twice"})
+    assert r.status_code == 200, r.text
+    await a.request({"type": "pin", "message_id": mid})
+    b = await server.connect(bob, resume={room: base})
+    # Both in its thread, so the message stays the conversation's last one.
+    reply = await b.send_text(room, "quoting it", reply_to_id=mid, thread_root_id=mid)
+    in_thread = await b.send_text(room, "in its thread", thread_root_id=mid)
+    # Indexed as "edited twice" before the delete: the delete must take it out.
+    await server.services.indexer.run_once()
+    assert (await a.request({"type": "delete", "message_id": mid}))["ok"] is True
+    await a.wait_messages(room, in_thread["seq"] + 1)
+    texts = ("original", "edited", "@bob", "twice")
+
+    def leaks(frames: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
+        return [
+            (m["seq"], m["kind"], m["content"])
+            for m in frames
+            if any(t in m["content"] for t in texts) or "bob" in m.get("mentions", ())
+        ]
+
+    r = await server.rest(carol, "GET", f"/api/conversations/{room}/messages")
+    history = r.json()["messages"]
+    assert leaks(history) == []
+    edits = [m for m in history if m["kind"] == "edit"]
+    assert [(m["seq"] - base, m["ref_id"], m["content"]) for m in edits] == [
+        (1, mid, ""),
+        (2, mid, ""),
+    ]
+    by_id = {m["id"]: m for m in history}
+    assert (by_id[mid]["content"], by_id[mid]["deleted_at"] > 0) == ("", True)
+    assert by_id[reply["message_id"]]["reply_to_id"] == mid
+
+    c = await server.connect(carol, resume={room: 0})
+    replayed = await c.wait_messages(room, len(history))
+    assert [m["seq"] for m in replayed] == [m["seq"] for m in history]
+    assert leaks(replayed) == []
+    socket_history = await c.request({"type": "history", "conversation_id": room}, "history")
+    assert leaks(socket_history["messages"]) == []
+
+    thread = await c.request({"type": "thread", "root_id": mid}, "thread")
+    assert (thread["root"]["content"], thread["root"]["deleted_at"] > 0) == ("", True)
+    assert [m["content"] for m in thread["messages"]] == ["quoting it", "in its thread"]
+    pins = await c.request({"type": "pins", "conversation_id": room}, "pins")
+    assert pins["messages"] == []
+    [conv] = (await server.rest(carol, "GET", "/api/conversations")).json()
+    last = conv["last_message"]
+    assert (last["message_id"], last["content"], last["deleted_at"] > 0) == (mid, "", True)
+    [conv] = (await server.rest(bob, "GET", "/api/conversations")).json()
+    assert conv["mentions"] == 0
+
+    await server.services.indexer.run_once()
+    for word in ("original", "edited", "twice"):
+        for token in (alice, bob, carol):
+            found = await server.rest(token, "GET", "/api/search", params={"q": word})
+            assert found.json()["results"] == [], (word, found.json())
+    # The owner moderates the room: the earlier texts went with the message for her too.
+    r = await server.rest(alice, "GET", f"/api/messages/{mid}/edits")
+    assert (r.status_code, r.json()) == (200, [])
+    for sock in (a, b, c):
+        await sock.close()

@@ -12,7 +12,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Table, delete, func, insert, inspect, select, text
+from sqlalchemy import Connection, Table, delete, func, insert, inspect, select, text, update
 
 from palaver.core.errors import ErrorCode, PalaverError
 from palaver.store.schema import (
@@ -357,6 +357,42 @@ def _dangle_a_member(url: str) -> None:
         assert db.execute("PRAGMA foreign_key_check").fetchall()
     finally:
         db.close()
+
+
+async def test_messages_deleted_before_0011_lose_their_edit_texts(fresh_url: str) -> None:
+    """A message deleted by an earlier release kept the texts of its edit entries and
+    its edit history: 0011 empties them, and leaves those of live messages alone."""
+    store = await _open(fresh_url)
+    try:
+        await store.migrate()
+        alice = await user(store, "alice")
+        general = await room(store, "general", alice)
+        [gone, kept] = await send(store, general, alice, "original", "kept")
+        await store.edit_message(gone.message.id, alice.id, "edited @alice", T0 + 1, ("alice",))
+        await store.edit_message(kept.message.id, alice.id, "kept, edited", T0 + 2)
+        await store.edit_message(gone.message.id, alice.id, "edited twice", T0 + 3)
+        await store.downgrade("0010")
+        # The earlier release's delete: the message row alone.
+        async with store.engine.begin() as conn:
+            await conn.execute(
+                update(messages)
+                .where(messages.c.id == gone.message.id)
+                .values(content="", mentions=None, deleted_at=T0 + 4)
+            )
+        await store.migrate()
+
+        stream = await store.get_messages(general.id)
+        assert [(m.ref_id, m.content, m.mentions) for m in stream[2:]] == [
+            (gone.message.id, "", ()),
+            (kept.message.id, "kept, edited", ()),
+            (gone.message.id, "", ()),
+        ]
+        assert await store.edit_history(gone.message.id) == []
+        assert [e.content for e in await store.edit_history(kept.message.id)] == ["kept"]
+        async with store.engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+    finally:
+        await store.close()
 
 
 async def test_a_cancelled_migration_leaves_foreign_keys_enforced(

@@ -95,6 +95,36 @@ async def test_delete_tombstones_and_drops_reactions_and_pin(store: SqlStore) ->
     assert await _last_seq(store, general) == 4
 
 
+async def test_delete_empties_the_edit_entries_and_edit_history(store: SqlStore) -> None:
+    alice, bob, general, hello = await _setup(store)
+    [other] = await send(store, general, bob, "other")
+    await store.edit_message(hello.id, alice.id, "hello @bob", T0 + 1, ("bob",))
+    await store.edit_message(other.message.id, bob.id, "other, edited", T0 + 2)
+    await store.set_reaction(hello.id, bob.id, "👍", True, T0 + 3)
+    await store.edit_message(hello.id, alice.id, "hello again", T0 + 4)
+    assert await store.delete_message(hello.id, bob.id, T0 + 5) is not None
+
+    stream = await store.get_messages(general.id)
+    entries = [(m.seq, m.kind, m.ref_id, m.content, m.mentions) for m in stream[2:]]
+    # Every entry keeps its place in the stream; those that held a text of the deleted
+    # message are empty, the others are as they were.
+    assert entries == [
+        (3, MessageKind.EDIT, hello.id, "", ()),
+        (4, MessageKind.EDIT, other.message.id, "other, edited", ()),
+        (5, MessageKind.REACT, hello.id, "👍", ()),
+        (6, MessageKind.EDIT, hello.id, "", ()),
+        (7, MessageKind.DELETE, hello.id, "", ()),
+    ]
+    assert [m.sender_id for m in stream[2:]] == [alice.id, bob.id, bob.id, alice.id, bob.id]
+    for entry in stream[2:]:
+        assert await store.get_message(entry.id) == entry
+    assert await store.edit_history(hello.id) == []
+    assert [e.content for e in await store.edit_history(other.message.id)] == ["other"]
+    async with store.engine.connect() as conn:
+        texts = (await conn.execute(select(message_edits.c.content))).scalars().all()
+    assert texts == ["other"]
+
+
 async def test_reaction_toggle_is_idempotent_and_noops_take_no_seq(store: SqlStore) -> None:
     alice, bob, general, hello = await _setup(store)
     added = await store.set_reaction(hello.id, bob.id, "👍", True, T0 + 1)

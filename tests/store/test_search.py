@@ -212,6 +212,28 @@ async def test_edits_reindex_and_deletes_unindex(store: SqlStore) -> None:
     assert await _find(store, "keep", [general]) == []
 
 
+async def test_a_deleted_message_is_found_by_none_of_its_texts(store: SqlStore) -> None:
+    alice = await user(store, "alice")
+    general = await room(store, "general", alice)
+    [sent] = await send(store, general, alice, "original wording")
+    await _index_all(store)
+    await store.edit_message(sent.message.id, alice.id, "edited wording", T0 + 1)
+    await _index_all(store)
+    await store.edit_message(sent.message.id, alice.id, "edited twice", T0 + 2)
+    await _index_all(store)
+    assert await _find(store, "twice", [general]) == ["edited twice"]
+    await store.delete_message(sent.message.id, alice.id, T0 + 3)
+    words = ("original", "wording", "edited", "twice")
+    # Before the indexer reaches the delete, and after it.
+    for _ in range(2):
+        for word in words:
+            assert await _find(store, word, [general]) == [], word
+        await _index_all(store)
+    async with store.engine.connect() as conn:
+        left = (await conn.execute(text("SELECT count(*) FROM message_search"))).scalar()
+    assert left == 0
+
+
 async def test_newest_rows_first_then_the_index(store: SqlStore) -> None:
     """A search reads the newest messages of its conversations first and asks the index
     for older ones only when those held too few matches. With windows of a few rows,

@@ -48,7 +48,8 @@ CLIENT_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
         ["message_id", "content"],
     ),
     "delete": (
-        "Delete a message (author, conversation owner/admin, server admin).",
+        "Delete a message (author, conversation owner/admin, server admin); its edit "
+        "entries are emptied too.",
         {"message_id": INT},
         ["message_id"],
     ),

@@ -85,7 +85,8 @@ async def delete_message(
     message_id: int, principal: PrincipalDep, services: ServicesDep
 ) -> Response:
     """Delete a message (author, conversation owner or admin, server admin): it stays
-    as a tombstone (``deleted_at`` set, content empty)."""
+    as a tombstone (``deleted_at`` set, content empty), its ``edit`` entries in the
+    stream are emptied and its edit history is gone."""
     await services.rich.delete(principal.user, message_id)
     return Response(status_code=204)
 
@@ -94,7 +95,7 @@ async def delete_message(
 async def edit_history(
     message_id: int, principal: PrincipalDep, services: ServicesDep
 ) -> list[EditOut]:
-    """Earlier texts of a message, oldest first: moderators only."""
+    """Earlier texts of a message, oldest first: moderators only (none once deleted)."""
     found = await services.rich.edit_history(principal.user, message_id)
     return [
         EditOut(

@@ -159,7 +159,8 @@ class RichMessagingService:
 
     async def delete(self, user: User, message_id: int) -> Message:
         """Delete a message: its author, the conversation's owners and admins, and
-        server admins may. Returns the tombstone."""
+        server admins may. Every text it had goes with it (see the store's
+        ``delete_message``). Returns the tombstone."""
         message, member = await self._visible(user, message_id)
         if message.sender_id != user.id and not is_moderator(member, user):
             raise PalaverError(ErrorCode.FORBIDDEN, "only the author or a moderator can delete")
@@ -243,7 +244,8 @@ class RichMessagingService:
         return await self.store.mark_thread_read(user.id, root_id, seq)
 
     async def edit_history(self, user: User, message_id: int) -> list[Edit]:
-        """Earlier texts of a message, for the conversation's moderators only."""
+        """Earlier texts of a message, for the conversation's moderators only (none
+        once it is deleted)."""
         _, member = await self._visible(user, message_id)
         if not is_moderator(member, user):
             raise PalaverError(ErrorCode.FORBIDDEN, "only moderators can read edit history")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 
-from sqlalchemy import and_, case, delete, func, insert, select, update
+from sqlalchemy import and_, case, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from palaver.core.models import Message, MessageKind, NewMessage
@@ -22,6 +22,7 @@ from palaver.store.rich_base import (
     ThreadSummary,
 )
 from palaver.store.schema import (
+    EDIT_ENTRIES,
     conversations,
     message_edits,
     messages,
@@ -124,6 +125,7 @@ class RichSqlStore(SqlStore, RichMessageStore):
             )
             await conn.execute(delete(reactions).where(reactions.c.message_id == message_id))
             await conn.execute(delete(pins).where(pins.c.message_id == message_id))
+            await _forget_edits(conn, message_id)
             blobs = await _drop_attachments(conn, target)
             gone = replace(target, content="", deleted_at=at, attachments=(), mentions=())
             return Mutation(entry, gone, blobs)
@@ -388,6 +390,21 @@ def _entry(
         ref_id=target.id,
         mentions=mentions,
     )
+
+
+async def _forget_edits(conn: AsyncConnection, message_id: int) -> None:
+    """Empty every text a message being deleted had before. Its edit entries keep
+    their place in the stream (cursors stay gapless) but lose their text and mentions.
+    Its edit history goes too: it shows moderators what a live message used to say, a
+    tombstone says nothing, and the owners and admins who read it are members like any
+    other. The caller holds the conversation's lock, so an edit waiting for it finds
+    the tombstone and appends nothing."""
+    await conn.execute(
+        update(messages)
+        .where(messages.c.ref_id == message_id, text(EDIT_ENTRIES))
+        .values(content="", mentions=None)
+    )
+    await conn.execute(delete(message_edits).where(message_edits.c.message_id == message_id))
 
 
 def _upload_ids(target: Message) -> set[int]:

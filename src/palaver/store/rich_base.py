@@ -60,8 +60,9 @@ class RichMessageStore(abc.ABC):
 
     @abc.abstractmethod
     async def delete_message(self, message_id: int, actor_id: int, at: int) -> Mutation | None:
-        """Tombstone a message (content emptied, ``deleted_at`` set), drop its reactions
-        and pin, and append a ``delete`` entry; ``None`` when gone or already deleted."""
+        """Tombstone a message (content emptied, ``deleted_at`` set), empty its ``edit``
+        entries (content and mentions), drop its edit history, reactions and pin, and
+        append a ``delete`` entry; ``None`` when gone or already deleted."""
 
     @abc.abstractmethod
     async def set_reaction(
@@ -123,4 +124,4 @@ class RichMessageStore(abc.ABC):
 
     @abc.abstractmethod
     async def edit_history(self, message_id: int) -> list[Edit]:
-        """Earlier texts of a message, oldest first."""
+        """Earlier texts of a message, oldest first (none once it is deleted)."""

@@ -27,7 +27,8 @@ export function applyEntry(conversation, entry) {
   if (!target) return false;
   switch (entry.kind) {
     case "edit":
-      if (target.deleted_at) return false;
+      // An empty edit is one of a deleted message, whose delete entry follows it.
+      if (target.deleted_at || !entry.content) return false;
       target.content = entry.content;
       target.edited_at = entry.created_at;
       target.mentions = entry.mentions ?? []; // an edit's mentions replace the old ones
