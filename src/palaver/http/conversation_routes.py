@@ -278,6 +278,8 @@ async def join(
 
 @router.post("/api/conversations/{conversation_id}/leave", status_code=204)
 async def leave(conversation_id: int, principal: PrincipalDep, services: ServicesDep) -> Response:
+    """Leave a room or group. An owner hands ownership on to the longest-standing admin,
+    else the longest-standing member; the members get ``member_updated``."""
     await services.conversations.leave(principal.user, conversation_id)
     return Response(status_code=204)
 

@@ -250,13 +250,30 @@ class ConversationService:
         return room, True
 
     async def leave(self, user: User, conversation_id: int) -> None:
-        """Leave a room or group (direct conversations cannot be left)."""
+        """Leave a room or group (direct conversations cannot be left). An owner who
+        leaves hands ownership on, as the store picks the heir, and the members are
+        told as of any role change: a system message and ``member_updated``."""
         conversation, _ = await self.get(user.id, conversation_id)
         if conversation.kind is ConversationKind.DIRECT:
             raise PalaverError(ErrorCode.FORBIDDEN, "a direct conversation cannot be left")
-        await self.store.remove_member(conversation_id, user.id)
+        left, heir = await self.store.leave_conversation(conversation_id, user.id)
+        if not left:
+            return  # a concurrent leave or kick already removed them and said so
         await self._tell_user(user.id, "left", conversation_id, None)
         await self.messaging.post_system(conversation_id, f"{user.handle} left")
+        if heir is None:
+            return
+        successor = await self.store.get_user(heir.user_id)
+        name = successor.handle if successor else f"user {heir.user_id}"
+        await self.messaging.post_system(conversation_id, f"{name} is now the owner")
+        await self.messaging.member_updated(heir)
+        await self.audit.record(
+            "member.role_changed",
+            actor_id=user.id,
+            target=f"{conversation_id}:{heir.user_id}",
+            role=Role.OWNER.value,
+            cause="owner_left",
+        )
 
     async def add_member(self, actor: User, conversation_id: int, ref: int | str) -> Member:
         """Add someone to a group (owners and admins) or invite them into a room, if

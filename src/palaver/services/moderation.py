@@ -402,19 +402,6 @@ class ModerationService:
                 signals.encode(kind, user_id=user_id, conversation_id=conversation_id, seq=None),
             )
 
-    async def _member_event(self, conversation_id: int, member: Member) -> None:
-        """Tell the conversation's sockets that a member's role or mute changed."""
-        await self.messaging._publish_event(
-            conversation_id,
-            {
-                "type": "member_updated",
-                "conversation_id": conversation_id,
-                "user_id": member.user_id,
-                "role": member.role.value,
-                **member_state(member),
-            },
-        )
-
     # -- kick, ban, mute, roles ----------------------------------------------------------
 
     async def kick(self, actor: User, conversation_id: int, user_id: int) -> None:
@@ -526,7 +513,7 @@ class ModerationService:
         name = await self._name(user_id)
         verb = "muted" if until is not None else "unmuted"
         await self.messaging.post_system(conversation_id, f"{actor.handle} {verb} {name}")
-        await self._member_event(conversation_id, member)
+        await self.messaging.member_updated(member)
         await self.audit.record(
             f"member.{verb}",
             actor_id=actor.id,
@@ -556,7 +543,7 @@ class ModerationService:
             await self.store.transfer_ownership(conversation_id, actor.id, user_id)
             old = await self.store.get_member(conversation_id, actor.id)
             if old is not None:
-                await self._member_event(conversation_id, old)
+                await self.messaging.member_updated(old)
         elif not await self.store.set_member_role(conversation_id, user_id, role):
             raise not_found("member")
         member = await self.store.get_member(conversation_id, user_id)
@@ -566,7 +553,7 @@ class ModerationService:
         await self.messaging.post_system(
             conversation_id, f"{actor.handle} made {name} {role.value}"
         )
-        await self._member_event(conversation_id, member)
+        await self.messaging.member_updated(member)
         await self.audit.record(
             "member.role_changed",
             actor_id=actor.id,
