@@ -203,3 +203,70 @@ async def test_moderation_frames_answer_like_rest(mod: Mod) -> None:
     hidden = await out_ws.request({"type": "kick", "conversation_id": cid, "user_id": bob.id})
     assert hidden["code"] == "NOT_FOUND"
     await asyncio.gather(bob_ws.close(), out_ws.close())
+
+
+async def test_an_owner_who_leaves_hands_ownership_on(mod: Mod) -> None:
+    owner, ann, bob, cal = [await mod.person(p) for p in ("own", "ann", "bob", "cal")]
+    staff = await mod.person("staff", admin=True)
+    cid = await mod.room(owner, ann, bob, cal)
+    base = f"/api/conversations/{cid}"
+
+    async def roles() -> dict[int, str]:
+        listed = await mod.ok(ann, "GET", f"{base}/members")
+        return {m["user_id"]: m["role"] for m in listed}
+
+    # Cal is made admin before bob, but bob has been in the room longer.
+    for admin in (cal, bob):
+        await mod.ok(owner, "PUT", f"{base}/members/{admin.id}/role", json={"role": "admin"})
+    ann_ws = await mod.connect(ann)
+    assert (await mod.call(owner, "POST", f"{base}/leave")).status_code == 204
+    update = await ann_ws.next("member_updated")
+    assert (update["conversation_id"], update["user_id"], update["role"]) == (cid, bob.id, "owner")
+    assert await roles() == {ann.id: "member", bob.id: "owner", cal.id: "admin"}
+    history = await mod.ok(bob, "GET", f"{base}/messages")
+    assert [m["content"] for m in history["messages"]][-2:] == [
+        f"{owner.name} left",
+        f"{bob.name} is now the owner",
+    ]
+    audit = await mod.ok(
+        staff, "GET", "/api/admin/audit", params={"action": "member.*", "target": f"{cid}:{bob.id}"}
+    )
+    assert audit["events"][0]["actor_id"] == owner.id
+    assert audit["events"][0]["details"] == {"role": "owner", "cause": "owner_left"}
+    # The heir owns it in full; the old owner comes back as a member.
+    await mod.ok(bob, "PATCH", base, json={"topic": "still owned"})
+    await mod.ok(owner, "POST", f"{base}/join")
+    assert (await roles())[owner.id] == "member"
+    # Then the other admin; with none left, the member who has been there longest.
+    await mod.ok(bob, "POST", f"{base}/leave")
+    assert (await roles())[cal.id] == "owner"
+    await mod.ok(cal, "POST", f"{base}/leave")
+    assert await roles() == {ann.id: "owner", owner.id: "member"}
+    await mod.ok(owner, "POST", f"{base}/leave")
+    assert await roles() == {ann.id: "owner"}
+    # The last member leaves an empty room.
+    await mod.ok(ann, "POST", f"{base}/leave")
+    assert (await mod.ok(staff, "POST", f"{base}/join"))["conversation"]["member_count"] == 1
+    await ann_ws.close()
+
+
+async def test_a_group_owner_leaving_over_the_socket_hands_it_on(mod: Mod) -> None:
+    owner, ann, bob = [await mod.person(p) for p in ("own", "ann", "bob")]
+    made = await mod.ok(
+        owner,
+        "POST",
+        "/api/conversations",
+        json={"type": "group", "name": "g", "members": [ann.id, bob.id]},
+    )
+    gid = made["id"]
+    owner_ws, bob_ws = await mod.connect(owner), await mod.connect(bob)
+    # Ann and bob joined at the same moment: the earlier account inherits.
+    assert (await owner_ws.request({"type": "leave", "conversation_id": gid}))["ok"] is True
+    assert (await owner_ws.next("left"))["conversation_id"] == gid
+    update = await bob_ws.next("member_updated")
+    assert (update["user_id"], update["role"]) == (ann.id, "owner")
+    listed = await mod.ok(bob, "GET", f"/api/conversations/{gid}/members")
+    assert {m["user_id"]: m["role"] for m in listed} == {ann.id: "owner", bob.id: "member"}
+    await mod.ok(ann, "POST", f"/api/conversations/{gid}/members", json={"user_id": owner.id})
+    for ws in (owner_ws, bob_ws):
+        await ws.close()

@@ -97,6 +97,85 @@ async def test_direct_message_policy_contacts_only(mod: Mod) -> None:
     await dave_ws.close()
 
 
+async def test_nobody_is_added_to_a_room_or_group_past_a_block(mod: Mod) -> None:
+    ann, bea, cal, dan = [await mod.person(p) for p in ("ann", "bea", "cal", "dan")]
+    await mod.ok(bea, "POST", f"/api/users/{ann.id}/block")
+    bea_ws = await mod.connect(bea)
+
+    def group(*members: int) -> dict[str, object]:
+        return {"type": "group", "name": "g", "members": list(members)}
+
+    # The whole request is refused, naming bea and saying what a direct message says.
+    error = await mod.refused(
+        ann, "POST", "/api/conversations", "FORBIDDEN", json=group(cal.id, bea.id)
+    )
+    assert error["message"] == f"you cannot add {bea.name}: you cannot message this user"
+    assert (error["field"], error["user_ids"]) == ("members", [bea.id])
+    assert await mod.ok(cal, "GET", "/api/conversations") == []
+    # Blocks count either way, as for direct conversations.
+    await mod.refused(bea, "POST", "/api/conversations", "FORBIDDEN", json=group(ann.id))
+    # Nor can ann add her later, to a group or to a room.
+    gid = (await mod.ok(ann, "POST", "/api/conversations", json=group(cal.id)))["id"]
+    rid = await mod.room(ann)
+    for conversation in (gid, rid):
+        error = await mod.refused(
+            ann,
+            "POST",
+            f"/api/conversations/{conversation}/members",
+            "FORBIDDEN",
+            json={"user_id": bea.id},
+        )
+        assert (error["field"], error["user_ids"]) == ("user_id", [bea.id])
+    # Another member (here an admin) may add her: the rule is about who adds.
+    await mod.ok(
+        ann, "PUT", f"/api/conversations/{gid}/members/{cal.id}/role", json={"role": "admin"}
+    )
+    await mod.ok(cal, "POST", f"/api/conversations/{gid}/members", json={"user_id": bea.id})
+    assert (await bea_ws.next("joined"))["conversation"]["id"] == gid
+    # Public rooms stay open to all: each joins the other's room herself.
+    await mod.ok(bea, "POST", f"/api/conversations/{rid}/join")
+    await mod.ok(ann, "POST", f"/api/conversations/{await mod.room(bea)}/join")
+    # Several refused users are all listed, in the order asked.
+    await mod.ok(dan, "POST", f"/api/users/{ann.id}/block")
+    error = await mod.refused(
+        ann, "POST", "/api/conversations", "FORBIDDEN", json=group(dan.id, cal.id, bea.id)
+    )
+    assert error["user_ids"] == [dan.id, bea.id]
+    assert error["message"] == (
+        f"you cannot add {dan.name}, {bea.name}: you cannot message these users"
+    )
+    await bea_ws.close()
+
+
+async def test_a_contacts_policy_keeps_strangers_from_adding_too(mod: Mod) -> None:
+    ann, zoe, kim = [await mod.person(p) for p in ("ann", "zoe", "kim")]
+    await mod.ok(zoe, "PUT", "/api/users/me/privacy", json={"dm_policy": "contacts"})
+    direct = {"type": "direct", "user_id": zoe.id}
+    await mod.refused(ann, "POST", "/api/conversations", "FORBIDDEN", json=direct)
+    error = await mod.refused(
+        ann,
+        "POST",
+        "/api/conversations",
+        "FORBIDDEN",
+        json={"type": "group", "name": "g", "members": [zoe.id]},
+    )
+    assert error["user_ids"] == [zoe.id]
+    rid = await mod.room(ann)
+    await mod.refused(
+        ann, "POST", f"/api/conversations/{rid}/members", "FORBIDDEN", json={"user_id": zoe.id}
+    )
+    # Still a stranger: no shared conversation came of the attempts.
+    await mod.refused(ann, "POST", "/api/conversations", "FORBIDDEN", json=direct)
+    # A contact of hers may add her; once they share a room, so may ann.
+    await mod.room(kim, zoe)
+    made = await mod.ok(
+        kim, "POST", "/api/conversations", json={"type": "group", "name": "g", "members": [zoe.id]}
+    )
+    assert made["member_count"] == 2
+    await mod.ok(ann, "POST", f"/api/conversations/{await mod.room(zoe)}/join")
+    await mod.ok(ann, "POST", f"/api/conversations/{rid}/members", json={"user_id": zoe.id})
+
+
 async def test_reports_reach_the_admin_queue(mod: Mod) -> None:
     alice, bob, outsider = [await mod.person(p) for p in ("ali", "bob", "out")]
     admin = await mod.person("adm", admin=True)

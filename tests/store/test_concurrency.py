@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from palaver.core.models import Appended, NewMessage
+from palaver.core.models import Appended, NewMessage, Role
 from palaver.store.sql import SqlStore
 
 from .conftest import StoreFactory
@@ -76,3 +76,27 @@ async def test_reads_alongside_writes(store: SqlStore) -> None:
             assert [m.seq for m in found] == list(range(1, len(found) + 1))
 
     await asyncio.gather(write(), read(), read())
+
+
+async def test_departures_at_once_leave_one_owner(
+    store: SqlStore, more_stores: StoreFactory
+) -> None:
+    """The owner and the admins next in line leave together, each through a store of
+    its own: whoever stays ends up with exactly one owner, the most senior of them."""
+    stores = [store, *[await more_stores() for _ in range(WRITERS - 1)]]
+    people = [await user(store, f"u{i}") for i in range(WRITERS + 2)]
+    for round_ in range(5):
+        general = await room(store, f"general-{round_}", people[0])
+        for at, member in enumerate(people[1:], start=1):
+            await store.add_member(general.id, member.id, Role.MEMBER, T0 + at)
+        for admin in people[1:WRITERS]:
+            await store.set_member_role(general.id, admin.id, Role.ADMIN)
+        leavers = people[:WRITERS]
+        await asyncio.gather(
+            *(s.leave_conversation(general.id, u.id) for s, u in zip(stores, leavers, strict=True))
+        )
+        members = await store.list_members(general.id)
+        assert {m.user_id: m.role for m in members} == {
+            people[WRITERS].id: Role.OWNER,
+            people[WRITERS + 1].id: Role.MEMBER,
+        }

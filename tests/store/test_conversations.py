@@ -153,6 +153,57 @@ async def test_remove_member_and_roles(store: SqlStore) -> None:
     assert await store.member_ids(general.id) == [alice.id]
 
 
+async def test_an_owner_leaving_hands_ownership_on(store: SqlStore) -> None:
+    owner, ann, bob, cal = [await user(store, n) for n in ("owner", "ann", "bob", "cal")]
+    general = await room(store, "general", owner)
+    for at, member in enumerate((ann, bob, cal), start=1):
+        await store.add_member(general.id, member.id, Role.MEMBER, T0 + at)
+    await store.set_member_role(general.id, cal.id, Role.ADMIN)
+    await store.set_member_role(general.id, bob.id, Role.ADMIN)
+
+    async def roles() -> dict[int, Role]:
+        return {m.user_id: m.role for m in await store.list_members(general.id)}
+
+    async def heir_after(leaver: int) -> int | None:
+        left, heir = await store.leave_conversation(general.id, leaver)
+        assert left
+        return None if heir is None else heir.user_id
+
+    # A non-member's leaving changes nothing.
+    assert await store.leave_conversation(general.id, 999) == (False, None)
+    # The longest-standing admin inherits, as the membership returned says.
+    _, heir = await store.leave_conversation(general.id, owner.id)
+    assert heir is not None
+    assert heir == await store.get_member(general.id, bob.id)
+    assert heir.role is Role.OWNER
+    assert await roles() == {ann.id: Role.MEMBER, bob.id: Role.OWNER, cal.id: Role.ADMIN}
+    assert await store.leave_conversation(general.id, owner.id) == (False, None)
+    # Then the other admin; a member's leaving changes no role; then the
+    # longest-standing member.
+    assert await heir_after(bob.id) == cal.id
+    await store.add_member(general.id, owner.id, Role.MEMBER, T0 + 9)
+    assert await heir_after(owner.id) is None
+    assert await heir_after(cal.id) == ann.id
+    assert await roles() == {ann.id: Role.OWNER}
+    # The last member leaves an empty conversation.
+    assert await heir_after(ann.id) is None
+    assert await store.list_members(general.id) == []
+
+
+async def test_members_who_joined_together_inherit_by_user_id(store: SqlStore) -> None:
+    owner, ann, bob = [await user(store, n) for n in ("owner", "ann", "bob")]
+    team = await store.create_conversation(
+        kind=ConversationKind.GROUP,
+        name="team",
+        created_by=owner.id,
+        members=[(owner.id, Role.OWNER), (bob.id, Role.MEMBER), (ann.id, Role.MEMBER)],
+        at=T0,
+    )
+    _, heir = await store.leave_conversation(team.id, owner.id)
+    assert heir is not None
+    assert heir.user_id == min(ann.id, bob.id)
+
+
 async def test_membership_queries(store: SqlStore) -> None:
     alice, bob, carol, dave = [await user(store, n) for n in ("alice", "bob", "carol", "dave")]
     one = await room(store, "one", alice, bob)

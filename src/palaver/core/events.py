@@ -10,7 +10,7 @@ from typing import Any
 
 from palaver.core.errors import PalaverError
 from palaver.core.models import Conversation, ConversationSummary, Member, Message, User
-from palaver.core.moderation import notifications
+from palaver.core.moderation import member_state, notifications
 
 
 def message(m: Message, sender: User | None) -> dict[str, Any]:
@@ -80,6 +80,17 @@ def receipt(member: Member) -> dict[str, Any]:
         "user_id": member.user_id,
         "read_seq": member.read_seq,
         "delivered_seq": member.delivered_seq,
+    }
+
+
+def member_updated(member: Member) -> dict[str, Any]:
+    """A member's role or moderation state changed (every member's sockets get it)."""
+    return {
+        "type": "member_updated",
+        "conversation_id": member.conversation_id,
+        "user_id": member.user_id,
+        "role": member.role.value,
+        **member_state(member),
     }
 
 

@@ -114,7 +114,12 @@ CLIENT_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
         ["conversation_id"],
     ),
     "join": ("Join a public room.", {"room": {"oneOf": [INT, STR]}}, ["room"]),
-    "leave": ("Leave a room or group.", {"conversation_id": INT}, ["conversation_id"]),
+    "leave": (
+        "Leave a room or group; an owner hands ownership on to the longest-standing "
+        "admin, else member.",
+        {"conversation_id": INT},
+        ["conversation_id"],
+    ),
     "create_room": ("Create a public room.", {"name": STR, "topic": STR}, ["name"]),
     "list_rooms": ("List public rooms.", {}, []),
     "get_online_users": ("Users you may see who are online.", {}, []),

@@ -161,7 +161,9 @@ async def create_conversation(
 ) -> dict[str, Any]:
     """Create a room or group, or create-or-return the direct conversation with
     ``user_id`` (200 when it already existed). Without ``type``, a body naming a user
-    (``user_id``, ``userId`` or ``participantId``) means a direct chat."""
+    (``user_id``, ``userId`` or ``participantId``) means a direct chat. A group is not
+    created (FORBIDDEN, ``user_ids``) when it would take in anyone the caller could
+    not open a direct conversation with."""
     service = services.conversations
     kind = body.type or ("direct" if body.other_user is not None else None)
     if kind is None:
@@ -249,6 +251,9 @@ async def list_members(
 async def add_member(
     conversation_id: int, body: AddMemberIn, principal: PrincipalDep, services: ServicesDep
 ) -> dict[str, Any]:
+    """Add someone to a group (owners and admins) or a room (any member). FORBIDDEN,
+    naming them in ``user_ids``, when the caller could not open a direct conversation
+    with them (a block either way, or their ``contacts`` policy)."""
     member = await services.conversations.add_member(principal.user, conversation_id, body.user_id)
     return {"user_id": member.user_id, "role": member.role.value}
 
@@ -273,6 +278,8 @@ async def join(
 
 @router.post("/api/conversations/{conversation_id}/leave", status_code=204)
 async def leave(conversation_id: int, principal: PrincipalDep, services: ServicesDep) -> Response:
+    """Leave a room or group. An owner hands ownership on to the longest-standing admin,
+    else the longest-standing member; the members get ``member_updated``."""
     await services.conversations.leave(principal.user, conversation_id)
     return Response(status_code=204)
 

@@ -118,7 +118,8 @@ class ConversationService:
         member_refs: list[int | str],
         topic: str | None = None,
     ) -> Conversation:
-        """A private group with its first members; the creator owns it."""
+        """A private group with its first members; the creator owns it. Nothing is
+        created if the creator may not add one of them (see ``check_add``)."""
         name = name.strip()
         if not ROOM_NAME.match(name):
             raise PalaverError(
@@ -135,6 +136,8 @@ class ConversationService:
         for ref in member_refs:
             user = await self.resolve_user(ref)
             users.setdefault(user.id, user)
+        if self.moderation is not None:
+            await self.moderation.check_add(creator, list(users.values()), field="members")
         members = [(uid, Role.OWNER if uid == creator.id else Role.MEMBER) for uid in users]
         group = await self.store.create_conversation(
             kind=ConversationKind.GROUP,
@@ -247,16 +250,34 @@ class ConversationService:
         return room, True
 
     async def leave(self, user: User, conversation_id: int) -> None:
-        """Leave a room or group (direct conversations cannot be left)."""
+        """Leave a room or group (direct conversations cannot be left). An owner who
+        leaves hands ownership on, as the store picks the heir, and the members are
+        told as of any role change: a system message and ``member_updated``."""
         conversation, _ = await self.get(user.id, conversation_id)
         if conversation.kind is ConversationKind.DIRECT:
             raise PalaverError(ErrorCode.FORBIDDEN, "a direct conversation cannot be left")
-        await self.store.remove_member(conversation_id, user.id)
+        left, heir = await self.store.leave_conversation(conversation_id, user.id)
+        if not left:
+            return  # a concurrent leave or kick already removed them and said so
         await self._tell_user(user.id, "left", conversation_id, None)
         await self.messaging.post_system(conversation_id, f"{user.handle} left")
+        if heir is None:
+            return
+        successor = await self.store.get_user(heir.user_id)
+        name = successor.handle if successor else f"user {heir.user_id}"
+        await self.messaging.post_system(conversation_id, f"{name} is now the owner")
+        await self.messaging.member_updated(heir)
+        await self.audit.record(
+            "member.role_changed",
+            actor_id=user.id,
+            target=f"{conversation_id}:{heir.user_id}",
+            role=Role.OWNER.value,
+            cause="owner_left",
+        )
 
     async def add_member(self, actor: User, conversation_id: int, ref: int | str) -> Member:
-        """Add someone to a group (owners and admins) or invite them into a room."""
+        """Add someone to a group (owners and admins) or invite them into a room, if
+        the actor may (see ``check_add``)."""
         conversation, me = await self.get(actor.id, conversation_id)
         if conversation.kind is ConversationKind.DIRECT:
             raise PalaverError(ErrorCode.FORBIDDEN, "direct conversations have two members")
@@ -265,6 +286,9 @@ class ConversationService:
         user = await self.resolve_user(ref)
         if self.moderation is not None:
             await self.moderation.check_join(user.id, conversation_id)
+            # Being added is not joining: in a room as in a group someone else chose
+            # it, so it is held to what that someone may do in a direct message.
+            await self.moderation.check_add(actor, [user], field="user_id")
         member = await self.store.add_member(conversation_id, user.id, Role.MEMBER, now_ms())
         if member is None:
             raise PalaverError(ErrorCode.CONFLICT, "already a member", field="user_id")

@@ -442,6 +442,10 @@ class MessagingService:
         )
         return True
 
+    async def member_updated(self, member: Member) -> None:
+        """Tell the conversation's sockets that a member's role or mute changed."""
+        await self._publish_event(member.conversation_id, events.member_updated(member))
+
     async def _publish_event(self, conversation_id: int, event: dict[str, object]) -> None:
         try:
             await self.broker.publish(

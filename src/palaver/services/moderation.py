@@ -68,6 +68,10 @@ KNOWN_DIRECTS = 100_000
 #: sweep does for lost message wake-ups. The state is small (mutes in force, blocks,
 #: conversation filters), so three queries a node every 45 s cost nothing.
 RELOAD_SECONDS = 45.0
+#: The refusal of a direct conversation, whether a block or a policy refuses it.
+UNREACHABLE = "you cannot message this user"
+#: How many refused users an error message names before it counts the rest.
+MAX_NAMED = 5
 
 
 def invite_out(invite: Invite) -> dict[str, Any]:
@@ -398,19 +402,6 @@ class ModerationService:
                 signals.encode(kind, user_id=user_id, conversation_id=conversation_id, seq=None),
             )
 
-    async def _member_event(self, conversation_id: int, member: Member) -> None:
-        """Tell the conversation's sockets that a member's role or mute changed."""
-        await self.messaging._publish_event(
-            conversation_id,
-            {
-                "type": "member_updated",
-                "conversation_id": conversation_id,
-                "user_id": member.user_id,
-                "role": member.role.value,
-                **member_state(member),
-            },
-        )
-
     # -- kick, ban, mute, roles ----------------------------------------------------------
 
     async def kick(self, actor: User, conversation_id: int, user_id: int) -> None:
@@ -522,7 +513,7 @@ class ModerationService:
         name = await self._name(user_id)
         verb = "muted" if until is not None else "unmuted"
         await self.messaging.post_system(conversation_id, f"{actor.handle} {verb} {name}")
-        await self._member_event(conversation_id, member)
+        await self.messaging.member_updated(member)
         await self.audit.record(
             f"member.{verb}",
             actor_id=actor.id,
@@ -552,7 +543,7 @@ class ModerationService:
             await self.store.transfer_ownership(conversation_id, actor.id, user_id)
             old = await self.store.get_member(conversation_id, actor.id)
             if old is not None:
-                await self._member_event(conversation_id, old)
+                await self.messaging.member_updated(old)
         elif not await self.store.set_member_role(conversation_id, user_id, role):
             raise not_found("member")
         member = await self.store.get_member(conversation_id, user_id)
@@ -562,7 +553,7 @@ class ModerationService:
         await self.messaging.post_system(
             conversation_id, f"{actor.handle} made {name} {role.value}"
         )
-        await self._member_event(conversation_id, member)
+        await self.messaging.member_updated(member)
         await self.audit.record(
             "member.role_changed",
             actor_id=actor.id,
@@ -584,24 +575,68 @@ class ModerationService:
             )
 
     async def check_direct(self, user: User, other: User) -> None:
-        """Whether ``user`` may open a direct conversation with ``other``: no block
-        either way, and ``other``'s policy allows it. The refusal says no more."""
+        """Whether ``user`` may open a direct conversation with ``other`` (see
+        :meth:`unreachable`). The refusal says no more."""
+        if await self.unreachable(user, [other]):
+            raise PalaverError(ErrorCode.FORBIDDEN, UNREACHABLE)
+
+    async def check_add(self, actor: User, users: Sequence[User], *, field: str) -> None:
+        """Refuse, as a whole, to add to a room or group anyone ``actor`` may not open a
+        direct conversation with: otherwise a group would carry what a block or a
+        ``contacts`` policy keeps out of direct messages, and being in one makes its
+        members contacts. The error names them, and says of each no more than a
+        direct message would."""
+        refused = await self.unreachable(actor, users)
+        if not refused:
+            return
+        names = ", ".join(u.handle for u in refused[:MAX_NAMED])
+        if len(refused) > MAX_NAMED:
+            names += f" and {len(refused) - MAX_NAMED} more"
+        why = UNREACHABLE if len(refused) == 1 else "you cannot message these users"
+        raise PalaverError(
+            ErrorCode.FORBIDDEN,
+            f"you cannot add {names}: {why}",
+            field=field,
+            details={"user_ids": [u.id for u in refused]},
+        )
+
+    async def unreachable(self, user: User, others: Sequence[User]) -> list[User]:
+        """Those of ``others`` whom ``user`` may not reach: a block either way, or a
+        ``contacts`` policy of theirs while ``user`` shares no conversation with them.
+        Opening a direct conversation and adding someone to a room or group both ask
+        this; nobody is kept from themselves."""
         await self._ready()
-        refusal = PalaverError(ErrorCode.FORBIDDEN, "you cannot message this user")
-        if self.state.blocks_between(user.id, other.id):
-            raise refusal
-        pair = (min(user.id, other.id), max(user.id, other.id))
-        # The policy governs opening a conversation; once open, the guard and blocks
-        # govern it. Known pairs skip the lookup, so sends addressed by ``to`` cost no
-        # query more than before.
-        if pair in self._directs:
-            return
-        if await self.store.direct_ids([pair]):
-            self.known_direct(*pair)
-            return
-        policy = await self.store.get_dm_policy(other.id) or self.settings.dm_policy_default
-        if policy == DmPolicy.CONTACTS and user.id not in await self.store.contacts(other.id):
-            raise refusal
+        refused: set[int] = set()
+        open_policy: list[User] = []
+        for other in others:
+            if other.id == user.id:
+                continue
+            if self.state.blocks_between(user.id, other.id):
+                refused.add(other.id)
+            else:
+                open_policy.append(other)
+        # The policy governs opening a conversation; once a direct one is open, the
+        # guard and blocks govern it. Known pairs skip the lookup, so sends addressed by
+        # ``to`` cost no query more than before.
+        pairs = {o.id: (min(user.id, o.id), max(user.id, o.id)) for o in open_policy}
+        unknown = [o for o in open_policy if pairs[o.id] not in self._directs]
+        if unknown:
+            found = await self.store.direct_ids(pairs[o.id] for o in unknown)
+            for pair in found:
+                self.known_direct(*pair)
+            unknown = [o for o in unknown if pairs[o.id] not in found]
+        contacts: set[int] | None = None
+        for other in unknown:
+            policy = await self.store.get_dm_policy(other.id) or self.settings.dm_policy_default
+            if policy != DmPolicy.CONTACTS:
+                continue
+            if contacts is None:
+                # Sharing a conversation is symmetric: the user's own contacts answer
+                # for every one of the others in one query.
+                contacts = await self.store.contacts(user.id)
+            if other.id not in contacts:
+                refused.add(other.id)
+        return [o for o in others if o.id in refused]
 
     # -- invites -------------------------------------------------------------------------
 

@@ -287,6 +287,16 @@ class Store(RichMessageStore, ModerationStore, abc.ABC):
         """Remove a member; ``False`` if they were not one."""
 
     @abc.abstractmethod
+    async def leave_conversation(
+        self, conversation_id: int, user_id: int
+    ) -> tuple[bool, Member | None]:
+        """Remove a member who leaves of their own accord: ``(False, None)`` if they
+        were not one. When they owned the conversation, the same transaction makes the
+        longest-standing admin (else the longest-standing member; ties by user id) the
+        owner, and the second element is that heir's membership; ``None`` when nobody
+        is left or the leaver was no owner."""
+
+    @abc.abstractmethod
     async def set_member_role(self, conversation_id: int, user_id: int, role: Role) -> bool:
         """Change a member's role; ``False`` if they are not a member."""
 

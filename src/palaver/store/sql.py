@@ -32,6 +32,7 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     bindparam,
+    case,
     delete,
     exists,
     func,
@@ -920,6 +921,52 @@ class SqlStore(SqlModeration, Store):
             members.c.conversation_id == conversation_id, members.c.user_id == user_id
         )
         return await self._rowcount("remove_member", stmt) > 0
+
+    async def leave_conversation(
+        self, conversation_id: int, user_id: int
+    ) -> tuple[bool, Member | None]:
+        in_conversation = members.c.conversation_id == conversation_id
+        # Admins first, then by seniority; the user id settles members who joined in
+        # the same millisecond (a group's first members), so every node picks alike.
+        heirs = (
+            select(members)
+            .where(in_conversation)
+            .order_by(
+                case((members.c.role == Role.ADMIN.value, 0), else_=1),
+                members.c.joined_at,
+                members.c.user_id,
+            )
+            .limit(1)
+        )
+
+        async def txn(conn: AsyncConnection) -> tuple[bool, Member | None]:
+            # The role comes from the deleted row itself: on PostgreSQL, a member who
+            # was made owner by a concurrent departure while this one waited leaves as
+            # the owner, and hands it on in turn.
+            gone = await conn.execute(
+                delete(members)
+                .where(in_conversation, members.c.user_id == user_id)
+                .returning(members.c.role)
+            )
+            role = gone.scalar_one_or_none()
+            if role is None:
+                return False, None
+            if role != Role.OWNER.value:
+                return True, None
+            while (row := (await conn.execute(heirs)).first()) is not None:
+                heir = _member(row._mapping)
+                promoted = await conn.execute(
+                    update(members)
+                    .where(in_conversation, members.c.user_id == heir.user_id)
+                    .values(role=Role.OWNER.value)
+                )
+                if promoted.rowcount:
+                    return True, replace(heir, role=Role.OWNER)
+                # The heir left between the two statements (PostgreSQL, read
+                # committed): the next query sees that and names the next one.
+            return True, None
+
+        return await self._txn("leave_conversation", txn)
 
     async def set_member_role(self, conversation_id: int, user_id: int, role: Role) -> bool:
         stmt = (
