@@ -110,7 +110,12 @@ CLIENT_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
     "presence": ("Online or away.", {"status": {"enum": ["online", "away"]}}, ["status"]),
     "history": (
         "A page of history.",
-        {"conversation_id": INT, "before": SEQ, "after": SEQ, "limit": {**INT, "maximum": 200}},
+        {
+            "conversation_id": INT,
+            "before": SEQ,
+            "after": SEQ,
+            "limit": asyncapi_rich.LIMIT,
+        },
         ["conversation_id"],
     ),
     "join": ("Join a public room.", {"room": {"oneOf": [INT, STR]}}, ["room"]),
