@@ -153,6 +153,26 @@ def test_page_sizes_default_when_absent_and_are_kept_in_range() -> None:
     assert error.message == "limit must be an integer from 1 to 200"
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (-1, "conversation_id must be a non-negative integer"),
+        ("7", "conversation_id must be a non-negative integer"),
+        (2**70, "conversation_id is too large"),
+    ],
+)
+@pytest.mark.parametrize("frame", [{"type": "leave"}, {"type": "kick", "user_id": 1}])
+def test_integer_fields_say_what_they_take(
+    value: object, message: str, frame: dict[str, Any]
+) -> None:
+    error = refused({**frame, "conversation_id": value})
+    assert (error.code, error.field, error.message) == (
+        ErrorCode.INVALID_FORMAT,
+        "conversation_id",
+        message,
+    )
+
+
 def test_too_long_says_the_limit() -> None:
     error = refused({"type": "send", "conversation_id": 1, "content": "x" * 11})
     assert error.to_dict()["max_length"] == 10

@@ -158,12 +158,12 @@ def _int(raw: dict[str, Any], name: str, *, required: bool = True) -> int | None
             )
             raise PalaverError(code, f"{name} is required", field=name)
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise PalaverError(
-            ErrorCode.INVALID_FORMAT,
-            f"{name} must be an integer from 0 to {MAX_INT}",
-            field=name,
+            ErrorCode.INVALID_FORMAT, f"{name} must be a non-negative integer", field=name
         )
+    if value > MAX_INT:
+        raise PalaverError(ErrorCode.INVALID_FORMAT, f"{name} is too large", field=name)
     return value
 
 
