@@ -1,6 +1,6 @@
 """Frames and their refusals as docs/protocol.md describes them: a send names one
-recipient, an empty client_msg_id is no key, and page sizes out of range are refused as
-over REST."""
+recipient, an empty client_msg_id is no key, page sizes out of range are refused as over
+REST, and the error table's codes are the ones sent."""
 
 from __future__ import annotations
 
@@ -67,3 +67,16 @@ async def test_history_limit_is_checked_like_rest(server: Server) -> None:
     one = await c.request({"type": "history", "conversation_id": room, "limit": 1}, "history")
     assert [m["content"] for m in one["messages"]] == ["m54"]
     await c.close()
+
+
+async def test_create_room_and_auth_refusals_have_the_documented_codes(server: Server) -> None:
+    _, ada = await server.user("ada")
+    await server.room(ada, "general")
+    c = await server.connect(ada)
+    taken = await c.request({"type": "create_room", "name": "GENERAL"})
+    assert (taken["type"], taken["code"], taken["field"]) == ("error", "CONFLICT", "name")
+    odd = await c.request({"type": "create_room", "name": "a\u0007b"})
+    assert (odd["type"], odd["code"], odd["field"]) == ("error", "VALIDATION_ERROR", "name")
+    forged = await c.request({"type": "auth", "token": "not-a-token"}, "auth_ok")
+    assert (forged["type"], forged["code"]) == ("error", "TOKEN_INVALID")
+    assert await c.closed_with() == 4001

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from palaver import __version__
+from palaver.core.errors import SOCKET_CODES, ErrorCode
 from palaver.http import asyncapi_rich, moderation_asyncapi
 
 INT = {"type": "integer"}
@@ -214,7 +215,7 @@ SERVER_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
             "conversation_id": INT,
             "from_seq": SEQ,
             "to_seq": SEQ,
-            "code": STR,
+            "code": {"const": ErrorCode.HISTORY_GAP.value},
         },
         ["conversation_id", "from_seq", "to_seq"],
     ),
@@ -267,7 +268,7 @@ SERVER_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
         "A refused frame; the socket stays open.",
         {
             "id": ID,
-            "code": STR,
+            "code": {"enum": [code.value for code in SOCKET_CODES]},
             "message": STR,
             "field": STR,
             "retry_after": {"type": "number"},
