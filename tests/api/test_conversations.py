@@ -167,6 +167,25 @@ async def test_conversation_list_sorted_by_activity_with_unread(api: Api) -> Non
     assert listing[0]["unread"] == 0
 
 
+async def test_system_notices_are_the_last_message_but_never_unread(api: Api) -> None:
+    users = await setup_users(api, "ada", "bob")
+    ada, bob = api.bearer(users["ada"]["token"]), api.bearer(users["bob"]["token"])
+    room = await api.http.post(
+        "/api/conversations", json={"type": "room", "name": "r"}, headers=ada
+    )
+    cid = room.json()["id"]
+    await api.http.post(f"/api/conversations/{cid}/join", headers=bob)
+    [listed] = (await api.http.get("/api/conversations", headers=ada)).json()
+    assert (listed["last_message"]["kind"], listed["last_message"]["content"]) == (
+        "system",
+        "bob joined",
+    )
+    assert (listed["unread"], listed["mentions"]) == (0, 0)
+    await api.http.post(f"/api/conversations/{cid}/messages", json={"content": "hi"}, headers=bob)
+    [listed] = (await api.http.get("/api/conversations", headers=ada)).json()
+    assert (listed["last_message"]["kind"], listed["unread"]) == ("text", 1)
+
+
 async def test_retention_removes_old_history_and_says_so(tmp_path: Path) -> None:
     settings = load_settings(
         environ={},

@@ -148,6 +148,37 @@ async def test_seed_003_conversations_receipts_typing_presence(server: Server) -
     await ada.close()
 
 
+async def test_seed_003_send_names_one_conversation_and_an_empty_temp_id_is_none(
+    server: Server,
+) -> None:
+    _, ada_token = await server.user("ada")
+    bob_id, _ = await server.user("bob")
+    r = await server.rest(ada_token, "POST", "/api/conversations", json={"userId": bob_id})
+    cid = r.json()["id"]
+    other = await server.room(ada_token, "elsewhere")
+    ada = await Sio.connect(server.base, ada_token)
+    acks = [
+        await ada.call("message:send", {"conversationId": cid, "content": text, "tempId": ""})
+        for text in ("one", "two")
+    ]
+    assert [a["duplicate"] for a in acks] == [False, False]
+    assert acks[0]["message"]["id"] != acks[1]["message"]["id"]
+    # The same conversation under both spellings is fine; two different ones are not.
+    same = await ada.call(
+        "message:send", {"conversationId": cid, "conversation_id": str(cid), "content": "three"}
+    )
+    assert same["success"] is True
+    refused = await ada.call(
+        "message:send", {"conversationId": cid, "conversation_id": other, "content": "x"}
+    )
+    assert refused["error"]["code"] == "INVALID_FORMAT"
+    for room in (cid, other):
+        history = await server.rest(ada_token, "GET", f"/api/conversations/{room}/messages")
+        texts = [m["content"] for m in history.json()["messages"] if m["kind"] == "text"]
+        assert texts == (["one", "two", "three"] if room == cid else [])
+    await ada.close()
+
+
 async def test_seed_003_rest_endpoints(server: Server) -> None:
     async with httpx.AsyncClient(base_url=server.base) as http:
         r = await http.post(

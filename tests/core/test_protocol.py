@@ -9,8 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from palaver.core import protocol
+from palaver.core import protocol, rich
 from palaver.core.errors import ErrorCode, PalaverError
+
+# Importing rich registers its frames (thread, ...) with the parser, as the server does.
+assert rich.RICH_PARSERS
 
 
 def parse(raw: Any) -> protocol.Command:
@@ -38,8 +41,9 @@ def test_every_frame_type_parses() -> None:
     assert parse({"type": "typing", "conversation_id": 1}).typing is True  # type: ignore[attr-defined]
     assert parse({"type": "typing", "conversation_id": 1, "is_typing": False}).typing is False  # type: ignore[attr-defined]
     assert parse({"type": "presence", "status": "away"}) == protocol.SetPresence(None, "away")
-    history = parse({"type": "history", "conversation_id": 1, "limit": 999})
+    history = parse({"type": "history", "conversation_id": 1, "limit": 200})
     assert history == protocol.History(None, 1, None, None, 200)
+    assert parse({"type": "history", "conversation_id": 1}).limit == 50  # type: ignore[attr-defined]
     assert parse({"type": "join", "room": "general"}) == protocol.JoinRoom(None, "general")
     assert parse({"type": "leave", "conversation_id": 2}) == protocol.LeaveConversation(None, 2)
     assert parse({"type": "create_room", "name": " r "}) == protocol.CreateRoom(None, "r", None)
@@ -62,7 +66,17 @@ def test_every_frame_type_parses() -> None:
             ErrorCode.MISSING_RECIPIENT,
             "conversation_id",
         ),
-        ({"type": "send", "to": True, "content": "a"}, ErrorCode.INVALID_FORMAT, None),
+        ({"type": "send", "to": True, "content": "a"}, ErrorCode.INVALID_FORMAT, "to"),
+        (
+            {"type": "send", "conversation_id": 1, "to": "bob", "content": "a"},
+            ErrorCode.INVALID_FORMAT,
+            "to",
+        ),
+        (
+            {"type": "send", "conversation_id": 1, "to": 2, "content": "a"},
+            ErrorCode.INVALID_FORMAT,
+            "to",
+        ),
         ({"type": "send", "conversation_id": 1}, ErrorCode.EMPTY_CONTENT, "content"),
         (
             {"type": "send", "conversation_id": 1, "content": " \n"},
@@ -89,6 +103,21 @@ def test_every_frame_type_parses() -> None:
         ({"type": "join"}, ErrorCode.INVALID_FORMAT, None),
         ({"type": "create_room", "name": "  "}, ErrorCode.INVALID_FORMAT, "name"),
         ({"type": "auth"}, ErrorCode.INVALID_FORMAT, "token"),
+        ({"type": "history", "conversation_id": 1, "limit": 0}, ErrorCode.INVALID_FORMAT, "limit"),
+        (
+            {"type": "history", "conversation_id": 1, "limit": 201},
+            ErrorCode.INVALID_FORMAT,
+            "limit",
+        ),
+        (
+            {"type": "history", "conversation_id": 1, "limit": "9"},
+            ErrorCode.INVALID_FORMAT,
+            "limit",
+        ),
+        ({"type": "thread", "root_id": 1, "limit": 0}, ErrorCode.INVALID_FORMAT, "limit"),
+        ({"type": "thread", "root_id": 1, "limit": 500}, ErrorCode.INVALID_FORMAT, "limit"),
+        ({"type": "search", "q": "hello", "limit": 0}, ErrorCode.INVALID_FORMAT, "limit"),
+        ({"type": "search", "q": "hello", "limit": 101}, ErrorCode.INVALID_FORMAT, "limit"),
     ],
 )
 def test_refusals_have_stable_codes(raw: Any, code: ErrorCode, field: str | None) -> None:
@@ -96,6 +125,52 @@ def test_refusals_have_stable_codes(raw: Any, code: ErrorCode, field: str | None
     assert error.code is code
     assert error.field == field
     assert error.message
+
+
+def test_a_send_names_its_recipient_once() -> None:
+    # An empty "to" is no recipient, as it is when alone.
+    send = parse({"type": "send", "conversation_id": 3, "to": "", "content": "hi"})
+    assert send == protocol.Send(
+        id=None, conversation_id=3, to=None, content="hi", client_msg_id=None
+    )
+    error = refused({"type": "send", "conversation_id": 3, "to": "bob", "content": "hi"})
+    assert "not both" in error.message
+
+
+def test_an_empty_client_msg_id_is_no_id() -> None:
+    send = parse({"type": "send", "conversation_id": 3, "content": "hi", "client_msg_id": ""})
+    assert send.client_msg_id is None  # type: ignore[attr-defined]
+    send = parse({"type": "send", "conversation_id": 3, "content": "hi", "client_msg_id": " "})
+    assert send.client_msg_id == " "  # type: ignore[attr-defined]
+
+
+def test_page_sizes_default_when_absent_and_are_kept_in_range() -> None:
+    assert parse({"type": "thread", "root_id": 1}).limit == 50  # type: ignore[attr-defined]
+    assert parse({"type": "thread", "root_id": 1, "limit": 200}).limit == 200  # type: ignore[attr-defined]
+    assert parse({"type": "search", "q": "hello"}).limit == 20  # type: ignore[attr-defined]
+    assert parse({"type": "search", "q": "hello", "limit": 100}).limit == 100  # type: ignore[attr-defined]
+    error = refused({"type": "history", "conversation_id": 1, "limit": 500})
+    assert error.message == "limit must be an integer from 1 to 200"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (-1, "conversation_id must be a non-negative integer"),
+        ("7", "conversation_id must be a non-negative integer"),
+        (2**70, "conversation_id is too large"),
+    ],
+)
+@pytest.mark.parametrize("frame", [{"type": "leave"}, {"type": "kick", "user_id": 1}])
+def test_integer_fields_say_what_they_take(
+    value: object, message: str, frame: dict[str, Any]
+) -> None:
+    error = refused({**frame, "conversation_id": value})
+    assert (error.code, error.field, error.message) == (
+        ErrorCode.INVALID_FORMAT,
+        "conversation_id",
+        message,
+    )
 
 
 def test_too_long_says_the_limit() -> None:

@@ -34,6 +34,14 @@ def _int(value: object) -> int | None:
 
 def _conversation_id(data: Any) -> int:
     if isinstance(data, dict):
+        named = data.get("conversationId"), data.get("conversation_id")
+        if None not in named and _int(named[0]) != _int(named[1]):
+            # Two spellings of one field that disagree: refuse rather than pick one.
+            raise PalaverError(
+                ErrorCode.INVALID_FORMAT,
+                "conversationId and conversation_id differ: give one of them",
+                field="conversationId",
+            )
         value = data.get("conversationId", data.get("conversation_id", data.get("id")))
     else:
         value = data

@@ -92,6 +92,29 @@ HTTP_STATUS: dict[ErrorCode, int] = {
 }
 
 
+#: Codes no ``error`` frame of the native socket carries: HTTP's own (a refused socket
+#: handshake is an HTTP answer, so its ``UNAUTHORIZED`` is too), accounts and uploads
+#: (REST only), and ``HISTORY_GAP``, the code of a ``gap`` frame rather than an error.
+NOT_ON_SOCKET: frozenset[ErrorCode] = frozenset(
+    {
+        ErrorCode.METHOD_NOT_ALLOWED,
+        ErrorCode.UPGRADE_REQUIRED,
+        ErrorCode.UNAUTHORIZED,
+        ErrorCode.INVALID_CREDENTIALS,
+        ErrorCode.WEAK_PASSWORD,
+        ErrorCode.REGISTRATION_CLOSED,
+        ErrorCode.HISTORY_GAP,
+        ErrorCode.FILE_TOO_LARGE,
+        ErrorCode.IMAGE_TOO_LARGE,
+        ErrorCode.UNSUPPORTED_FILE_TYPE,
+        ErrorCode.INVALID_IMAGE,
+    }
+)
+#: The codes a socket ``error`` frame may carry (the AsyncAPI enum). A new code joins
+#: them unless listed above: a client that checks the enum must never meet an unknown one.
+SOCKET_CODES: tuple[ErrorCode, ...] = tuple(c for c in ErrorCode if c not in NOT_ON_SOCKET)
+
+
 class PalaverError(Exception):
     """A refusal with a stable code, a human message and optional details.
 

@@ -16,6 +16,7 @@ from palaver.core.moderation import NotifyLevel
 MAX_DURATION = 10 * 365 * 24 * 3600  # seconds
 MAX_INVITE_USES = 1_000_000
 INVITE_CODE_MAX = 64
+MAX_ID = 2**62
 
 #: Frame type -> fields it requires (others are optional or ignored).
 ACTIONS: dict[str, tuple[str, ...]] = {
@@ -64,6 +65,18 @@ def _opt_int(raw: dict[str, Any], name: str, low: int, high: int) -> int | None:
     return value
 
 
+def _opt_id(raw: dict[str, Any], name: str) -> int | None:
+    value = raw.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _bad(name, f"{name} must be a non-negative integer")
+    # Ids fit a signed 64-bit column; a larger one would fail in the database.
+    if value > MAX_ID:
+        raise _bad(name, f"{name} is too large")
+    return value
+
+
 def parse(action: str, raw: dict[str, Any]) -> ModerationOp:
     """The operation of one frame whose ``type`` is a key of :data:`ACTIONS`."""
     for name in ACTIONS[action]:
@@ -86,8 +99,8 @@ def parse(action: str, raw: dict[str, Any]) -> ModerationOp:
         mute = _opt_int(raw, "mute", 1, MAX_DURATION)
     return ModerationOp(
         action=action,
-        conversation_id=_opt_int(raw, "conversation_id", 0, 2**62),
-        user_id=_opt_int(raw, "user_id", 0, 2**62),
+        conversation_id=_opt_id(raw, "conversation_id"),
+        user_id=_opt_id(raw, "user_id"),
         duration=_opt_int(raw, "duration", 1, MAX_DURATION),
         role=Role(role) if role is not None else None,
         code=code,

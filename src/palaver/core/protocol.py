@@ -10,11 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from palaver.core import moderation_commands
+from palaver.core import moderation_commands, search
 from palaver.core.errors import ErrorCode, PalaverError
 from palaver.core.uploads import MAX_ATTACHMENTS
 
 MAX_ID_LENGTH = 64
+#: Messages per page of ``history`` (and ``thread``), as over REST.
+HISTORY_LIMIT = 50
+MAX_HISTORY_LIMIT = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +119,7 @@ class Search(Command):
     sender_id: int | None
     after: int | None
     before: int | None
-    limit: int | None
+    limit: int
     cursor: object
 
 
@@ -155,10 +158,25 @@ def _int(raw: dict[str, Any], name: str, *, required: bool = True) -> int | None
             )
             raise PalaverError(code, f"{name} is required", field=name)
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PalaverError(
+            ErrorCode.INVALID_FORMAT, f"{name} must be a non-negative integer", field=name
+        )
+    if value > MAX_INT:
+        raise PalaverError(ErrorCode.INVALID_FORMAT, f"{name} is too large", field=name)
+    return value
+
+
+def parse_limit(raw: dict[str, Any], name: str, *, default: int, maximum: int) -> int:
+    """A page size from 1 to ``maximum``; ``default`` when absent. Out of range is
+    ``INVALID_FORMAT`` rather than clamped, as REST answers 422 for the same value."""
+    value = raw.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
         raise PalaverError(
             ErrorCode.INVALID_FORMAT,
-            f"{name} must be an integer from 0 to {MAX_INT}",
+            f"{name} must be an integer from 1 to {maximum}",
             field=name,
         )
     return value
@@ -223,20 +241,32 @@ def parse_send(raw: dict[str, Any], cid: str | int | None, max_length: int) -> S
     content = check_content(raw.get("content"), max_length, allow_empty=bool(attachments))
     to = raw.get("to")
     if to is not None and (isinstance(to, bool) or not isinstance(to, int | str)):
-        raise PalaverError(ErrorCode.INVALID_FORMAT, "to must be a user id or a username")
+        raise PalaverError(
+            ErrorCode.INVALID_FORMAT, "to must be a user id or a username", field="to"
+        )
+    if to == "":
+        to = None
     conversation_id = _int(raw, "conversation_id", required=False)
-    if conversation_id is None and to in (None, ""):
+    if conversation_id is None and to is None:
         raise PalaverError(
             ErrorCode.MISSING_RECIPIENT,
             "conversation_id or to is required",
             field="conversation_id",
+        )
+    if conversation_id is not None and to is not None:
+        # Either could be the one the client meant: refuse rather than guess.
+        raise PalaverError(
+            ErrorCode.INVALID_FORMAT,
+            "give conversation_id or to, not both",
+            field="to",
         )
     return Send(
         id=cid,
         conversation_id=conversation_id,
         to=to,
         content=content,
-        client_msg_id=_str(raw, "client_msg_id", max_length=MAX_ID_LENGTH),
+        # An empty id would make every later send with "" a duplicate of the first.
+        client_msg_id=_str(raw, "client_msg_id", max_length=MAX_ID_LENGTH) or None,
         attachments=attachments,
         reply_to_id=_int(raw, "reply_to_id", required=False),
         thread_root_id=_int(raw, "thread_root_id", required=False),
@@ -314,13 +344,12 @@ def _parse_presence(raw: dict[str, Any], cid: str | int | None, _: int) -> SetPr
 def _parse_history(raw: dict[str, Any], cid: str | int | None, _: int) -> History:
     conversation = _int(raw, "conversation_id")
     assert conversation is not None
-    limit = _int(raw, "limit", required=False) or 50
     return History(
         id=cid,
         conversation_id=conversation,
         before=_int(raw, "before", required=False),
         after=_int(raw, "after", required=False),
-        limit=min(limit, 200),
+        limit=parse_limit(raw, "limit", default=HISTORY_LIMIT, maximum=MAX_HISTORY_LIMIT),
     )
 
 
@@ -359,7 +388,7 @@ def _parse_search(raw: dict[str, Any], cid: str | int | None, _: int) -> Search:
         sender_id=_int(raw, "sender_id", required=False),
         after=_int(raw, "after", required=False),
         before=_int(raw, "before", required=False),
-        limit=_int(raw, "limit", required=False),
+        limit=parse_limit(raw, "limit", default=search.DEFAULT_LIMIT, maximum=search.MAX_LIMIT),
         cursor=raw.get("cursor"),
     )
 

@@ -10,7 +10,15 @@ from typing import Any
 
 from palaver.core.errors import ErrorCode, PalaverError
 from palaver.core.models import MENTION_ROOM, ConversationKind, Member, Role, User
-from palaver.core.protocol import Command, _int, check_content, register
+from palaver.core.protocol import (
+    HISTORY_LIMIT,
+    MAX_HISTORY_LIMIT,
+    Command,
+    _int,
+    check_content,
+    parse_limit,
+    register,
+)
 
 #: Longest reaction, in code points: room for ZWJ sequences (a family is 7 to 11).
 MAX_EMOJI_LENGTH = 16
@@ -162,13 +170,12 @@ def _parse_react(raw: dict[str, Any], cid: str | int | None, _: int) -> React:
 
 
 def _parse_thread(raw: dict[str, Any], cid: str | int | None, _: int) -> Thread:
-    limit = _int(raw, "limit", required=False) or 50
     return Thread(
         id=cid,
         root_id=_required(raw, "root_id"),
         after=_int(raw, "after", required=False),
         before=_int(raw, "before", required=False),
-        limit=min(limit, 200),
+        limit=parse_limit(raw, "limit", default=HISTORY_LIMIT, maximum=MAX_HISTORY_LIMIT),
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from palaver import __version__
+from palaver.core.errors import SOCKET_CODES, ErrorCode
 from palaver.http import asyncapi_rich, moderation_asyncapi
 
 INT = {"type": "integer"}
@@ -110,7 +111,12 @@ CLIENT_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
     "presence": ("Online or away.", {"status": {"enum": ["online", "away"]}}, ["status"]),
     "history": (
         "A page of history.",
-        {"conversation_id": INT, "before": SEQ, "after": SEQ, "limit": {**INT, "maximum": 200}},
+        {
+            "conversation_id": INT,
+            "before": SEQ,
+            "after": SEQ,
+            "limit": asyncapi_rich.LIMIT,
+        },
         ["conversation_id"],
     ),
     "join": ("Join a public room.", {"room": {"oneOf": [INT, STR]}}, ["room"]),
@@ -214,7 +220,7 @@ SERVER_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
             "conversation_id": INT,
             "from_seq": SEQ,
             "to_seq": SEQ,
-            "code": STR,
+            "code": {"const": ErrorCode.HISTORY_GAP.value},
         },
         ["conversation_id", "from_seq", "to_seq"],
     ),
@@ -267,7 +273,7 @@ SERVER_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
         "A refused frame; the socket stays open.",
         {
             "id": ID,
-            "code": STR,
+            "code": {"enum": [code.value for code in SOCKET_CODES]},
             "message": STR,
             "field": STR,
             "retry_after": {"type": "number"},

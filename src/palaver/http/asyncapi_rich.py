@@ -10,6 +10,8 @@ BOOL = {"type": "boolean"}
 ID = {"oneOf": [{"type": "string", "maxLength": 64}, {"type": "integer"}]}
 SEQ = {"type": "integer", "minimum": 0}
 NULLABLE_INT = {"type": ["integer", "null"]}
+#: A page size of history and threads (default 50).
+LIMIT = {"type": "integer", "minimum": 1, "maximum": 200}
 
 MESSAGE_KINDS = ["text", "system", "edit", "delete", "react", "unreact", "pin", "unpin"]
 
@@ -72,7 +74,7 @@ CLIENT_FRAMES: dict[str, tuple[str, dict[str, Any], list[str]]] = {
         "A thread: root, a page of replies (oldest first), summary and your thread "
         "read cursor. after: the oldest replies after it; before alone: the newest "
         "replies before it; neither: the oldest replies.",
-        {"root_id": INT, "after": SEQ, "before": SEQ, "limit": {**INT, "maximum": 200}},
+        {"root_id": INT, "after": SEQ, "before": SEQ, "limit": LIMIT},
         ["root_id"],
     ),
     "thread_read": (

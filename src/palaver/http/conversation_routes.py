@@ -10,13 +10,14 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from palaver.core import events
 from palaver.core.errors import ErrorCode, PalaverError, not_found
 from palaver.core.models import ConversationKind, Message, User
 from palaver.core.moderation import member_state
 from palaver.core.privacy import sender_address
+from palaver.core.protocol import parse_attachments
 from palaver.core.uploads import MAX_ATTACHMENTS
 from palaver.http.deps import PrincipalDep, ServicesDep
 from palaver.http.message_schemas import MessageOut
@@ -33,24 +34,37 @@ class CreateConversationIn(Strict):
     name: str | None = Field(None, max_length=64)
     topic: str | None = Field(None, max_length=512)
     members: list[int | str] = Field(default_factory=list, max_length=1000)
-    user_id: int | str | None = Field(None, description="the other user of a direct chat")
+    user_id: int | str | None = Field(
+        None, description="the other user of a direct chat (refused with any other type)"
+    )
     # The spellings of seed clients that create-or-get a direct chat with no "type".
     userId: int | str | None = Field(None, description="alias of user_id")
     participantId: int | str | None = Field(None, description="alias of user_id")
 
     @property
     def other_user(self) -> int | str | None:
-        for ref in (self.user_id, self.userId, self.participantId):
-            if ref is not None:
-                return ref
-        return None
+        """The user named by any of the three spellings; ``VALIDATION_ERROR`` when they
+        name different users, as picking one would silently ignore the others."""
+        refs = [ref for ref in (self.user_id, self.userId, self.participantId) if ref is not None]
+        if len({str(ref) for ref in refs}) > 1:
+            raise PalaverError(
+                ErrorCode.VALIDATION_ERROR,
+                "user_id, userId and participantId name one user: give one of them",
+                field="user_id",
+            )
+        return refs[0] if refs else None
 
 
 class SendIn(Strict):
     content: str = Field(
         "", description="the text; at most the configured length; may be empty with attachments"
     )
-    client_msg_id: str | None = Field(None, max_length=64, description="idempotency key")
+    client_msg_id: str | None = Field(
+        None,
+        max_length=64,
+        description="idempotency key: a retry with the same key answers the original "
+        'message; "" is no key',
+    )
     attachments: list[int] = Field(
         default_factory=list,
         max_length=MAX_ATTACHMENTS,
@@ -60,6 +74,14 @@ class SendIn(Strict):
     thread_root_id: int | None = Field(
         None, ge=0, description="post in the thread of this message (a reply joins its root)"
     )
+
+    @field_validator("attachments", mode="before")
+    @classmethod
+    def _attachments(cls, value: object) -> list[int]:
+        # A send's attachments are refused as on the socket (INVALID_FORMAT, field
+        # attachments), not with the 422 of other fields: a client handles one code for
+        # both ways of sending, and a negative id is a bad request, not a missing upload.
+        return list(parse_attachments(value))
 
 
 class UpdateConversationIn(Strict):
@@ -165,11 +187,17 @@ async def create_conversation(
     created (FORBIDDEN, ``user_ids``) when it would take in anyone the caller could
     not open a direct conversation with."""
     service = services.conversations
-    kind = body.type or ("direct" if body.other_user is not None else None)
+    other = body.other_user
+    kind = body.type or ("direct" if other is not None else None)
     if kind is None:
         raise PalaverError(ErrorCode.VALIDATION_ERROR, "type is required", field="type")
+    if kind != "direct" and other is not None:
+        raise PalaverError(
+            ErrorCode.VALIDATION_ERROR,
+            f"user_id names the other person of a direct conversation; a {kind} takes members",
+            field="user_id",
+        )
     if kind == "direct":
-        other = body.other_user
         if other is None:
             raise PalaverError(ErrorCode.MISSING_RECIPIENT, "user_id is required", field="user_id")
         conversation, created = await service.direct(principal.user, other)

@@ -45,12 +45,22 @@ async def _validation_error(_: Request, exc: Exception) -> JsonResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
     loc = [str(part) for part in first.get("loc", ())]
+    if first.get("type") == "json_invalid":
+        return error_response(PalaverError(ErrorCode.INVALID_JSON, "body is not valid JSON"))
+    if loc == ["body"]:
+        # The body as a whole is missing or not an object (a form, a list, a bare
+        # value): pydantic's words for it ("Field required", "a valid dictionary")
+        # name no field and do not say what to send.
+        text = (
+            "the request needs a JSON object body"
+            if first.get("type") == "missing"
+            else "the body must be a JSON object, sent as application/json"
+        )
+        return error_response(PalaverError(ErrorCode.VALIDATION_ERROR, text, field="body"))
     if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
         loc = loc[1:]
     field = ".".join(loc) or None
     message = first.get("msg", "invalid request")
-    if first.get("type") == "json_invalid":
-        return error_response(PalaverError(ErrorCode.INVALID_JSON, "body is not valid JSON"))
     text = f"{field}: {message}" if field else message
     return error_response(PalaverError(ErrorCode.VALIDATION_ERROR, text, field=field))
 

@@ -40,6 +40,8 @@ def _bad(message: str) -> PalaverError:
 
 #: Form fields that may carry the file.
 FILE_FIELDS = (b"file", b"image")
+#: The other fields read, each at most MAX_FIELD_BYTES.
+SMALL_FIELDS = (b"conversation_id",)
 
 
 class _Parts:
@@ -114,7 +116,14 @@ class _Parts:
         elif self.name is not None:
             self.field += data[start:end]
             if len(self.field) > MAX_FIELD_BYTES:
-                raise _bad(f"form field {self.name.decode('latin-1')[:20]} too long")
+                name = self.name.decode("latin-1")[:20]
+                if self.name in SMALL_FIELDS:
+                    raise _bad(f"form field {name} is too long")
+                # Most likely the file, under a name this server does not read it from.
+                raise _bad(
+                    f"form field {name!r} is too long: the file goes in a field named file "
+                    "(or image), and the only other field read is conversation_id"
+                )
 
     def on_part_end(self) -> None:
         if not self.is_file and self.name is not None:

@@ -155,7 +155,8 @@ class MessagingService:
     ) -> Appended:
         """Durably append a message and wake every node; return it once committed.
 
-        A repeated ``client_msg_id`` returns the original message (``duplicate``).
+        A repeated ``client_msg_id`` returns the original message (``duplicate``); an
+        empty one is none.
         ``reply_to_id`` and ``thread_root_id`` name messages of the same conversation.
         ``attachments`` are already resolved elements (:meth:`UploadService.attach`);
         with some, the text may be empty."""
@@ -231,7 +232,8 @@ class MessagingService:
             conversation_id=conversation_id,
             sender_id=sender.id,
             content=content,
-            client_msg_id=client_msg_id,
+            # "" is no id: as a key, it would make every later send with "" a duplicate.
+            client_msg_id=client_msg_id or None,
             attachments=attachments,
         )
 
