@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from palaver.core import names
 from palaver.core.errors import ErrorCode, PalaverError
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,31}$")
@@ -60,8 +61,9 @@ def normalise_email(email: str) -> str:
 
 
 def normalise_display_name(name: str | None, fallback: str) -> str:
-    """A display name without control characters, at most 64 characters."""
-    cleaned = "".join(c for c in (name or "") if c.isprintable()).strip()
+    """A display name, stripped, at most 64 characters; ``VALIDATION_ERROR`` naming
+    ``display_name`` when it holds a control character (:func:`names.check_name`)."""
+    cleaned = names.check_name((name or "").strip(), "display_name")
     if len(cleaned) > 64:
         raise PalaverError(
             ErrorCode.VALIDATION_ERROR,

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import re
 from typing import TYPE_CHECKING
 
 from palaver.broker.base import Broker, BrokerUnavailable
-from palaver.core import events
+from palaver.core import events, names
 from palaver.core.errors import ErrorCode, PalaverError, not_found
 from palaver.core.models import (
     Conversation,
@@ -26,9 +25,22 @@ from palaver.store.base import Store
 if TYPE_CHECKING:
     from palaver.services.moderation import ModerationService
 
-ROOM_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
+MAX_NAME = 64
 MAX_GROUP_MEMBERS = 1000
 MAX_TOPIC = 512
+
+
+def _name(name: str, kind: ConversationKind) -> str:
+    """A room or group name as stored: stripped, 1 to :data:`MAX_NAME` characters, no
+    control characters (:func:`names.check_name`); else ``VALIDATION_ERROR``."""
+    name = name.strip()
+    if not 1 <= len(name) <= MAX_NAME:
+        raise PalaverError(
+            ErrorCode.VALIDATION_ERROR,
+            f"{kind.value} name must be 1-{MAX_NAME} characters",
+            field="name",
+        )
+    return names.check_name(name, "name")
 
 
 def _topic(topic: str | None) -> str | None:
@@ -37,15 +49,13 @@ def _topic(topic: str | None) -> str | None:
     if topic is None:
         return None
     topic = topic.strip()
-    if len(topic) > MAX_TOPIC or any(
-        (ord(c) < 32 and c not in "\n\t") or ord(c) == 127 for c in topic
-    ):
+    if len(topic) > MAX_TOPIC:
         raise PalaverError(
             ErrorCode.VALIDATION_ERROR,
-            f"a topic has at most {MAX_TOPIC} characters and no control characters",
+            f"a topic has at most {MAX_TOPIC} characters",
             field="topic",
         )
-    return topic or None
+    return names.check_name(topic, "topic", line_breaks=True) or None
 
 
 class ConversationService:
@@ -93,11 +103,7 @@ class ConversationService:
 
     async def create_room(self, creator: User, name: str, topic: str | None = None) -> Conversation:
         """A public room; names are unique case-insensitively (``CONFLICT``)."""
-        name = name.strip()
-        if not ROOM_NAME.match(name):
-            raise PalaverError(
-                ErrorCode.VALIDATION_ERROR, "room name must be 1-64 characters", field="name"
-            )
+        name = _name(name, ConversationKind.ROOM)
         topic = _topic(topic)
         room = await self.store.create_conversation(
             kind=ConversationKind.ROOM,
@@ -119,11 +125,7 @@ class ConversationService:
         topic: str | None = None,
     ) -> Conversation:
         """A private group with its first members; the creator owns it."""
-        name = name.strip()
-        if not ROOM_NAME.match(name):
-            raise PalaverError(
-                ErrorCode.VALIDATION_ERROR, "group name must be 1-64 characters", field="name"
-            )
+        name = _name(name, ConversationKind.GROUP)
         topic = _topic(topic)
         if len(member_refs) > MAX_GROUP_MEMBERS:
             raise PalaverError(
@@ -181,13 +183,7 @@ class ConversationService:
         if me.role is Role.MEMBER:
             raise PalaverError(ErrorCode.FORBIDDEN, "only owners and admins change this")
         if name is not None:
-            name = name.strip()
-            if not ROOM_NAME.match(name):
-                raise PalaverError(
-                    ErrorCode.VALIDATION_ERROR,
-                    f"{conversation.kind.value} name must be 1-64 characters",
-                    field="name",
-                )
+            name = _name(name, conversation.kind)
             if name == conversation.name:
                 name = None
         if set_topic:
