@@ -17,6 +17,7 @@ from palaver.core.models import (
     User,
     now_ms,
 )
+from palaver.core.notices import Notice
 from palaver.services import signals
 from palaver.services.audit import Audit
 from palaver.services.messaging import MessagingService
@@ -208,11 +209,12 @@ class ConversationService:
             )
         if name is not None:
             await self.messaging.post_system(
-                conversation_id, f"{actor.handle} renamed the {conversation.kind.value} to {name}"
+                conversation_id,
+                Notice.of(actor, f" renamed the {conversation.kind.value} to {name}"),
             )
         if set_topic:
             text = f"set the topic: {topic}" if topic else "cleared the topic"
-            await self.messaging.post_system(conversation_id, f"{actor.handle} {text}")
+            await self.messaging.post_system(conversation_id, Notice.of(actor, f" {text}"))
         changed = [f for f, on in (("name", name is not None), ("topic", set_topic)) if on]
         await self.audit.record(
             "conversation.updated",
@@ -239,7 +241,7 @@ class ConversationService:
         if member is None:
             return room, False
         await self._tell_user(user.id, "joined", room.id, member.read_seq)
-        await self.messaging.post_system(room.id, f"{user.handle} joined")
+        await self.messaging.post_system(room.id, Notice.of(user, " joined"))
         return room, True
 
     async def leave(self, user: User, conversation_id: int) -> None:
@@ -249,7 +251,7 @@ class ConversationService:
             raise PalaverError(ErrorCode.FORBIDDEN, "a direct conversation cannot be left")
         await self.store.remove_member(conversation_id, user.id)
         await self._tell_user(user.id, "left", conversation_id, None)
-        await self.messaging.post_system(conversation_id, f"{user.handle} left")
+        await self.messaging.post_system(conversation_id, Notice.of(user, " left"))
 
     async def add_member(self, actor: User, conversation_id: int, ref: int | str) -> Member:
         """Add someone to a group (owners and admins) or invite them into a room."""
@@ -265,7 +267,7 @@ class ConversationService:
         if member is None:
             raise PalaverError(ErrorCode.CONFLICT, "already a member", field="user_id")
         await self._tell_user(user.id, "joined", conversation_id, member.read_seq)
-        await self.messaging.post_system(conversation_id, f"{actor.handle} added {user.handle}")
+        await self.messaging.post_system(conversation_id, Notice.of(actor, " added ", user))
         return member
 
     async def remove_member(self, actor: User, conversation_id: int, user_id: int) -> None:
@@ -283,9 +285,8 @@ class ConversationService:
             raise PalaverError(ErrorCode.FORBIDDEN, "you cannot remove this member")
         await self.store.remove_member(conversation_id, user_id)
         await self._tell_user(user_id, "left", conversation_id, None)
-        removed = await self.store.get_user(user_id)
-        name = removed.handle if removed else f"user {user_id}"
-        await self.messaging.post_system(conversation_id, f"{actor.handle} removed {name}")
+        removed = await self.store.get_user(user_id) or f"user {user_id}"
+        await self.messaging.post_system(conversation_id, Notice.of(actor, " removed ", removed))
         await self.audit.record(
             "member.removed",
             actor_id=actor.id,
