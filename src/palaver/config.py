@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from palaver.core.uploads import DEFAULT_ALLOWED_TYPES, FILE_TYPES
 
@@ -24,6 +31,13 @@ ENV_PREFIX = "PALAVER_"
 AUXILIARY_ENV = frozenset({"PALAVER_CONFIG", "PALAVER_NEW_PASSWORD", "PALAVER_BENCH_URL"})
 SECRET_FIELDS = frozenset({"secret_key", "smtp_password"})
 LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+def message_body_bytes(max_message_length: int) -> int:
+    """The largest body a legitimate send can have: every character a supplementary one
+    written as two JSON escapes (``\\ud83d\\ude00``, 12 bytes, as ``json.dumps`` writes
+    by default), plus room for the other fields (attachments, ids, a client id)."""
+    return 12 * max_message_length + 16 * 1024
 
 
 class ConfigError(Exception):
@@ -76,6 +90,12 @@ class Settings(BaseModel):
     smtp_from: str = "palaver@localhost"
 
     max_message_length: int = Field(5000, ge=1, le=60000)
+    # After max_message_length: its validator reads that setting.
+    body_max_bytes: int = Field(
+        1024 * 1024,
+        ge=64 * 1024,
+        description="bytes of a request body (uploads have upload_max_bytes instead)",
+    )
     search_indexer: bool = Field(
         True, description="index messages for search on this node (one indexing node is enough)"
     )
@@ -152,6 +172,21 @@ class Settings(BaseModel):
         unknown = [v for v in value if v not in FILE_TYPES] if isinstance(value, list) else []
         if unknown:
             raise ValueError(f"unknown kinds {unknown}; known: {', '.join(FILE_TYPES)}")
+        return value
+
+    @field_validator("body_max_bytes")
+    @classmethod
+    def _check_body_max_bytes(cls, value: int, info: ValidationInfo) -> int:
+        length = info.data.get("max_message_length")
+        if length is None:
+            return value  # max_message_length is itself invalid and reported
+        least = message_body_bytes(length)
+        if value < least:
+            raise ValueError(
+                f"must be at least {least} bytes with max_message_length {length}: "
+                "a message of that many characters, each written as a JSON escape pair, "
+                "must fit"
+            )
         return value
 
     @field_validator("log_level", mode="before")

@@ -53,6 +53,49 @@ async def test_duplicate_registration_is_409_naming_the_field(api: Api) -> None:
 
 
 @pytest.mark.parametrize(
+    ("username", "says"),
+    [
+        ("all", "@all mentions everyone"),
+        ("Room", "@room mentions everyone"),
+        ("EVERYONE", "@everyone mentions everyone"),
+        ("channel", "@channel mentions everyone"),
+        ("all.", "@all mentions everyone"),
+        ("ada.", "must not end with '.' or '-'"),
+        ("bob-", "must not end with '.' or '-'"),
+        ("carol.-", "must not end with '.' or '-'"),
+    ],
+)
+async def test_usernames_nobody_could_mention_are_refused(
+    api: Api, username: str, says: str
+) -> None:
+    response = await api.http.post(
+        "/api/auth/register", json={"username": username, "password": STRONG}
+    )
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("VALIDATION_ERROR", "username")
+    assert says in error["message"]
+
+
+async def test_every_accepted_username_can_be_mentioned(api: Api) -> None:
+    names = ["alla", "rooms", "all_", "everyone2", "a.b", "x-y", "Zed_"]
+    users = [await api.register(name) for name in names]
+    auth = api.bearer(users[0]["token"])
+    room = await api.http.post(
+        "/api/conversations",
+        json={"type": "group", "name": "all of us", "members": [u["user"]["id"] for u in users]},
+        headers=auth,
+    )
+    assert room.status_code == 201, room.text
+    text = " ".join(f"@{name}." for name in names) + " and @all"
+    sent = await api.http.post(
+        f"/api/conversations/{room.json()['id']}/messages", json={"content": text}, headers=auth
+    )
+    assert sent.status_code == 201, sent.text
+    assert sent.json()["mentions"] == [name.lower() for name in names] + ["@room"]
+
+
+@pytest.mark.parametrize(
     ("password", "needs"),
     [
         ("Short1a", "at least 8"),

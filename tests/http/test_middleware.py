@@ -388,6 +388,40 @@ async def test_route_template_inside_mounts(tmp_path: Path) -> None:
     ]
 
 
+# --- body limits ---------------------------------------------------------------------
+
+
+async def test_body_limit_paths_hold_under_a_root_path(settings: Settings) -> None:
+    configured = settings.model_copy(
+        update={"body_max_bytes": 100_000, "cors_origins": ["https://chat.example.com"]}
+    )
+    app = FastAPI(docs_url=None, redoc_url=None)
+    install_middleware(app, configured, Metrics(), body_limits={"/free": None, "/wide": 200_000})
+
+    async def size(request: Request) -> dict[str, int]:
+        return {"size": len(await request.body())}
+
+    for path in ("/free", "/wide", "/other"):
+        app.add_api_route(path, size, methods=["POST"])
+    transport = httpx.ASGITransport(app, root_path="/chat")
+    async with httpx.AsyncClient(transport=transport, base_url="http://palaver.test") as client:
+
+        async def post(path: str, size: int) -> httpx.Response:
+            return await client.post(
+                f"/chat{path}", content=b"x" * size, headers={"Origin": "https://chat.example.com"}
+            )
+
+        assert (await post("/free", 300_000)).json() == {"size": 300_000}
+        assert (await post("/wide", 150_000)).json() == {"size": 150_000}
+        assert (await post("/wide", 200_001)).json()["error"]["max_bytes"] == 200_000
+        refused = await post("/other", 100_001)
+        assert refused.status_code == 413
+        assert refused.json()["error"]["code"] == "BODY_TOO_LARGE"
+        # Inside CORS: a browser page of an allowed origin can read why.
+        assert refused.headers["access-control-allow-origin"] == "https://chat.example.com"
+        assert (await post("/other", 100_000)).json() == {"size": 100_000}
+
+
 # --- CORS ----------------------------------------------------------------------------
 
 

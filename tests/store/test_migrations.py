@@ -15,10 +15,12 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Table, delete, func, insert, inspect, select, text, update
 
 from palaver.core.errors import ErrorCode, PalaverError
+from palaver.core.models import MessageKind, NewMessage
 from palaver.store.schema import (
     message_edits,
     messages,
     metadata,
+    notice_names,
     pins,
     reactions,
     reports,
@@ -484,5 +486,73 @@ async def test_client_ids_per_conversation_down_and_up(fresh_url: str) -> None:
         [retry] = await send(store, one, alice, "to one again", client_ids=["1"])
         assert retry.duplicate
         assert retry.message.id == first.message.id
+    finally:
+        await store.close()
+
+
+async def test_notices_stored_before_0012_get_the_places_of_their_names(fresh_url: str) -> None:
+    """0012 reads the notices already stored with the shapes earlier releases wrote, and
+    records a name where exactly one live account has it, so deleting that account
+    takes it out of them too; a name several accounts share stays as it is."""
+    store = await _open(fresh_url)
+    try:
+        await store.migrate()
+        await store.downgrade("0011")
+        alice = await user(store, "alice")  # display name "Alice"
+        bob = await user(store, "bob")
+        erin = await store.create_user(
+            username="erin", email=None, display_name="Erin Q", password_hash="h"
+        )
+        for twin in ("carol", "dave"):
+            await store.create_user(
+                username=twin, email=None, display_name="Twin", password_hash="h"
+            )
+        general = await room(store, "general", alice, bob)
+        legacy = [
+            "Alice joined",
+            "Bob made Alice admin",
+            "Alice set the topic: Bob left",
+            "Alice removed user 99",
+            "erin joined",  # before she changed her display name
+            "Twin joined",
+            "Alice renamed the room to Alice's",
+        ]
+        await store.append_messages(
+            [NewMessage(general.id, None, text, kind=MessageKind.SYSTEM) for text in legacy],
+            T0,
+        )
+        await send(store, general, bob, "Alice joined")  # a message, not a notice
+
+        await store.migrate()
+        async with store.engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+            places = (
+                await conn.execute(
+                    select(notice_names.c.start, notice_names.c.length, notice_names.c.user_id)
+                    .join(messages, messages.c.id == notice_names.c.message_id)
+                    .order_by(messages.c.seq, notice_names.c.start)
+                )
+            ).all()
+        assert [tuple(p) for p in places] == [
+            (0, 5, alice.id),
+            (0, 3, bob.id),
+            (9, 5, alice.id),
+            (0, 5, alice.id),
+            (0, 5, alice.id),
+            (0, 4, erin.id),
+            (0, 5, alice.id),
+        ]
+        await store.anonymise_user(alice.id, T0 + 1)
+        await store.anonymise_user(erin.id, T0 + 1)
+        assert [m.content for m in await store.get_messages(general.id)] == [
+            "Deleted user joined",
+            "Bob made Deleted user admin",
+            "Deleted user set the topic: Bob left",
+            "Deleted user removed user 99",
+            "Deleted user joined",
+            "Twin joined",
+            "Deleted user renamed the room to Alice's",
+            "Alice joined",
+        ]
     finally:
         await store.close()

@@ -3,6 +3,8 @@ from __future__ import annotations
 import pytest
 
 from palaver.core.errors import ErrorCode, PalaverError
+from palaver.core.models import MessageKind
+from palaver.core.notices import Notice
 from palaver.store.sql import SqlStore
 
 from .helpers import T0, room, send, session, user
@@ -154,3 +156,50 @@ async def test_anonymise_user(store: SqlStore) -> None:
     # Name and address are free again.
     assert (await user(store, "alice")).id != alice.id
     assert await store.anonymise_user(999, T0) is False
+
+
+async def test_notices_lose_a_deleted_users_name_and_nothing_else(store: SqlStore) -> None:
+    alice, bob = await user(store, "alice"), await user(store, "bob")
+    # Carol's display name is Alice's too: only the places say whose a name is.
+    carol = await store.create_user(
+        username="carol", email=None, display_name="Alice", password_hash="h"
+    )
+    general = await room(store, "general", bob, alice, carol)
+    other = await room(store, "other", carol)
+    await send(store, general, bob, "hi Alice")
+    notices = [
+        (general.id, Notice.of(alice, " joined")),
+        (general.id, Notice.of(bob, " made ", alice, " admin")),
+        (general.id, Notice.of(alice, " renamed the room to Alice")),
+        (general.id, Notice.of(carol, " joined")),
+        (other.id, Notice.of(alice, " added ", carol)),
+    ]
+    stored = [await store.append_notice(cid, notice, T0 + 1) for cid, notice in notices]
+    assert [(m.kind, m.sender_id, m.content) for m in stored[:2]] == [
+        (MessageKind.SYSTEM, None, "Alice joined"),
+        (MessageKind.SYSTEM, None, "Bob made Alice admin"),
+    ]
+    assert [m.seq for m in stored[:4]] == [2, 3, 4, 5]
+    summary = await store.get_conversation(general.id)
+    assert summary is not None
+    assert (summary.last_seq, summary.last_message_at) == (5, T0 + 1)
+
+    assert await store.anonymise_user(alice.id, T0 + 5)
+    history = await store.get_messages(general.id)
+    assert [m.content for m in history] == [
+        "hi Alice",
+        "Deleted user joined",
+        "Bob made Deleted user admin",
+        "Deleted user renamed the room to Alice",
+        "Alice joined",
+    ]
+    assert [m.content for m in await store.get_messages(other.id)] == ["Deleted user added Alice"]
+    # Carol's name still has its place, moved with the text before it.
+    assert await store.anonymise_user(carol.id, T0 + 6)
+    assert [m.content for m in await store.get_messages(other.id)] == [
+        "Deleted user added Deleted user"
+    ]
+    assert (await store.get_messages(general.id))[-1].content == "Deleted user joined"
+    with pytest.raises(PalaverError) as missing:
+        await store.append_notice(999_999, Notice.of(bob, " joined"), T0)
+    assert missing.value.code is ErrorCode.NOT_FOUND

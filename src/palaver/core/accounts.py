@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import re
 
+from palaver.core import names
 from palaver.core.errors import ErrorCode, PalaverError
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,31}$")
 # Deliberately loose: the only real check of an address is a mail that arrives.
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 MAX_PASSWORD = 1024  # argon2 is fine with long inputs, but unbounded ones are a DoS lever
+#: What ``@name`` means besides a user: everyone in the conversation (``@room``).
+ROOM_MENTIONS = frozenset({"room", "all", "channel", "everyone"})
+
+
+def mention_name(written: str) -> str:
+    """The username a written ``@name`` stands for: lower-cased, without the ``.`` or
+    ``-`` that end a sentence or clause after it ("thanks @ada.")."""
+    return written.rstrip(".-").lower()
 
 
 def check_password(password: str, *, min_length: int, require_classes: bool) -> None:
@@ -39,13 +48,28 @@ def check_password(password: str, *, min_length: int, require_classes: bool) -> 
 
 
 def normalise_username(username: str) -> str:
-    """Check a username's shape; raise ``VALIDATION_ERROR`` naming ``username``."""
+    """Check a username's shape, and that ``@username`` would mention it; raise
+    ``VALIDATION_ERROR`` naming ``username``."""
     username = username.strip()
     if not USERNAME_RE.match(username):
         raise PalaverError(
             ErrorCode.VALIDATION_ERROR,
             "username must be 2-32 characters: letters, digits, '_', '.', '-', "
             "starting with a letter or digit",
+            field="username",
+        )
+    mentioned = mention_name(username)
+    if mentioned in ROOM_MENTIONS:
+        raise PalaverError(
+            ErrorCode.VALIDATION_ERROR,
+            f"username {username} is reserved: @{mentioned} mentions everyone in a conversation",
+            field="username",
+        )
+    if mentioned != username.lower():
+        raise PalaverError(
+            ErrorCode.VALIDATION_ERROR,
+            "username must not end with '.' or '-': @name. reads as the end of a sentence, "
+            "so nobody could mention it",
             field="username",
         )
     return username
@@ -60,8 +84,9 @@ def normalise_email(email: str) -> str:
 
 
 def normalise_display_name(name: str | None, fallback: str) -> str:
-    """A display name without control characters, at most 64 characters."""
-    cleaned = "".join(c for c in (name or "") if c.isprintable()).strip()
+    """A display name, stripped, at most 64 characters; ``VALIDATION_ERROR`` naming
+    ``display_name`` when it holds a control character (:func:`names.check_name`)."""
+    cleaned = names.check_name((name or "").strip(), "display_name")
     if len(cleaned) > 64:
         raise PalaverError(
             ErrorCode.VALIDATION_ERROR,

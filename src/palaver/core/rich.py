@@ -8,6 +8,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from palaver.core.accounts import ROOM_MENTIONS, mention_name
 from palaver.core.errors import ErrorCode, PalaverError
 from palaver.core.models import MENTION_ROOM, ConversationKind, Member, Role, User
 from palaver.core.protocol import (
@@ -62,11 +63,12 @@ def check_emoji(emoji: object) -> str:
 
 def parse_mentions(content: str) -> tuple[str, ...]:
     """Lower-cased ``@names`` of ``content`` in order of appearance, once each;
-    ``@room`` (and its alias ``@all``) appears as :data:`MENTION_ROOM`."""
+    ``@room`` (and its aliases ``@all``, ``@channel``, ``@everyone``, which no username
+    may be) appears as :data:`MENTION_ROOM`."""
     found: list[str] = []
     for match in _MENTION.finditer(content):
-        name = match.group(1).rstrip(".-").lower()
-        if name in ("room", "all", "channel", "everyone"):
+        name = mention_name(match.group(1))
+        if name in ROOM_MENTIONS:
             name = MENTION_ROOM
         if name and name not in found:
             found.append(name)

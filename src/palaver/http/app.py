@@ -87,6 +87,17 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     return app
 
 
+def _body_limits(settings: Settings) -> dict[str, int | None]:
+    """Paths whose bodies ``body_max_bytes`` does not bound alone."""
+    return {
+        # Limited while streaming to disk, by upload_max_bytes.
+        upload_routes.UPLOAD_PATH: None,
+        # Long-polling Socket.IO clients post their frames here, which ws_max_frame
+        # bounds (Engine.IO's max_http_buffer_size); a larger one must not be cut short.
+        f"{MOUNT_PATH}/": max(settings.body_max_bytes, settings.ws_max_frame),
+    }
+
+
 def _install_ops(app: FastAPI, services: Services) -> None:
     from palaver.http.docs import docs_router
     from palaver.http.middleware import install_middleware
@@ -106,7 +117,9 @@ def _install_ops(app: FastAPI, services: Services) -> None:
         )
     )
     app.include_router(docs_router())
-    install_middleware(app, services.settings, services.metrics)
+    install_middleware(
+        app, services.settings, services.metrics, body_limits=_body_limits(services.settings)
+    )
 
 
 def create_app_from_env() -> FastAPI:

@@ -1,4 +1,5 @@
-"""Pure ASGI middlewares for the HTTP app: proxies, request ids, metrics, headers.
+"""Pure ASGI middlewares for the HTTP app: proxies, request ids, metrics, headers,
+request body limits.
 
 They are plain ASGI callables rather than ``BaseHTTPMiddleware`` subclasses, which
 run the app in a separate task, cost a task switch per request and buffer streaming
@@ -19,7 +20,7 @@ import ipaddress
 import re
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -29,12 +30,15 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from palaver.config import Settings
+from palaver.core.errors import ErrorCode, PalaverError
+from palaver.http.responses import JsonResponse
 from palaver.metrics import Metrics
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",
     "HSTS",
     "REQUEST_ID_HEADER",
+    "BodyLimitMiddleware",
     "MetricsMiddleware",
     "ProxyHeadersMiddleware",
     "RequestIdMiddleware",
@@ -407,6 +411,122 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+# --- request body limits -----------------------------------------------------------
+
+
+_HTTP1 = frozenset({"1.0", "1.1"})
+
+
+class _BodyTooLarge(Exception):
+    """Raised from ``receive`` once a body without a declared length passes the limit."""
+
+
+def _declared_length(scope: Scope) -> tuple[int | None, bool]:
+    """The ``Content-Length`` (``None`` when absent or not a number) and whether the
+    body comes with a ``Transfer-Encoding``."""
+    length: int | None = None
+    encoded = False
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            length = int(value) if value.isdigit() else None
+        elif key == b"transfer-encoding":
+            encoded = True
+    return length, encoded
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies larger than ``limit`` bytes: 413 ``BODY_TOO_LARGE``.
+
+    A ``Content-Length`` past the limit is answered at once, before anything is read
+    (uvicorn sends no ``100 Continue`` then, so a client that asked for one never sends
+    the body). A body of declared length within the limit passes untouched: the server
+    delivers no more than it declared. A body without one (chunked) is counted as it
+    arrives and cut off at the chunk that passes the limit, so at most ``limit`` bytes
+    reach the application. Refusals close the connection rather than read on. A request
+    without a body (most of them) costs one pass over its headers.
+
+    ``paths`` gives exact paths a limit of their own; ``None`` leaves the path to its
+    route, which must bound what it reads (as ``POST /api/upload`` does while streaming
+    to disk).
+    """
+
+    def __init__(
+        self, app: ASGIApp, limit: int, paths: Mapping[str, int | None] | None = None
+    ) -> None:
+        self.app = app
+        self.limit = limit
+        self.paths = dict(paths or {})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit: int | None = self.limit
+        if self.paths:
+            path: str = scope["path"]
+            root: str = scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            limit = self.paths.get(path, limit)
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
+        declared, encoded = _declared_length(scope)
+        if declared is not None and declared > limit:
+            await _refuse(scope, receive, send, limit)
+            return
+        # In HTTP/1 a request with neither header has no body (RFC 9112, section 6.3).
+        if not encoded and (declared is not None or scope.get("http_version") in _HTTP1):
+            await self.app(scope, receive, send)
+            return
+        await self._counted(scope, receive, send, limit)
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        received = 0
+        refused = False
+        started = False
+
+        async def receive_counted() -> Message:
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    refused = True
+                    raise _BodyTooLarge
+            return message
+
+        async def send_unless_refused(message: Message) -> None:
+            nonlocal started
+            if refused and not started:
+                # The application's own answer to the failed read (FastAPI makes it a
+                # 400): the 413 below goes instead.
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive_counted, send_unless_refused)
+        except Exception:
+            if not refused or started:
+                raise
+        if refused and not started:
+            await _refuse(scope, receive, send, limit)
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    error = PalaverError(
+        ErrorCode.BODY_TOO_LARGE,
+        f"the request body is larger than {limit} bytes",
+        details={"max_bytes": limit},
+    )
+    # Closing spares reading (and discarding) the rest of a body nobody wants.
+    response = JsonResponse(
+        {"error": error.to_dict()}, error.http_status, headers={"Connection": "close"}
+    )
+    await response(scope, receive, send)
+
+
 # --- CORS and wiring ---------------------------------------------------------------
 
 
@@ -429,15 +549,24 @@ def cors_kwargs(settings: Settings) -> dict[str, Any]:
     }
 
 
-def install_middleware(app: Starlette, settings: Settings, metrics: Metrics) -> None:
+def install_middleware(
+    app: Starlette,
+    settings: Settings,
+    metrics: Metrics,
+    *,
+    body_limits: Mapping[str, int | None] | None = None,
+) -> None:
     """Add this module's middlewares and CORS to a Starlette/FastAPI ``app``.
 
     Outermost first: proxy headers (so everything after sees the real client and
     scheme), request id (so every later log line carries it), security headers,
-    metrics, CORS. Starlette's ``ServerErrorMiddleware`` still wraps them all, so an
+    metrics, CORS, the body limit (``settings.body_max_bytes``; ``body_limits`` as
+    :class:`BodyLimitMiddleware`'s ``paths``), inside CORS so its refusals are readable
+    cross-origin. Starlette's ``ServerErrorMiddleware`` still wraps them all, so an
     unhandled exception's 500 goes out without these headers.
     """
     # add_middleware puts each new middleware outside the previous ones.
+    app.add_middleware(BodyLimitMiddleware, limit=settings.body_max_bytes, paths=body_limits)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, **cors_kwargs(settings))
     app.add_middleware(MetricsMiddleware, metrics=metrics)

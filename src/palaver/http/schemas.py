@@ -142,5 +142,10 @@ class Page(BaseModel):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 422, 429, 503)
+    **{status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 422, 429, 503)},
+    # The upload route replaces it with its own 413s.
+    413: {
+        "model": ErrorOut,
+        "description": "`BODY_TOO_LARGE`: the body passes `body_max_bytes` (`max_bytes`)",
+    },
 }

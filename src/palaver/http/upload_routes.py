@@ -25,6 +25,8 @@ from palaver.http.schemas import ERROR_RESPONSES
 router = APIRouter(tags=["uploads"], responses=ERROR_RESPONSES)
 
 FILE_CSP = "default-src 'none'; sandbox"
+#: Bounded by ``upload_max_bytes`` as it streams, not by ``body_max_bytes``.
+UPLOAD_PATH = "/api/upload"
 
 
 class UploadOut(BaseModel):
@@ -89,7 +91,7 @@ _UPLOAD_BODY = {
 
 
 @router.post(
-    "/api/upload",
+    UPLOAD_PATH,
     status_code=201,
     response_model=UploadOut,
     openapi_extra=_UPLOAD_BODY,

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import re
 from typing import TYPE_CHECKING
 
 from palaver.broker.base import Broker, BrokerUnavailable
-from palaver.core import events
+from palaver.core import events, names
 from palaver.core.errors import ErrorCode, PalaverError, not_found
 from palaver.core.models import (
     Conversation,
@@ -18,6 +17,7 @@ from palaver.core.models import (
     User,
     now_ms,
 )
+from palaver.core.notices import Notice
 from palaver.services import signals
 from palaver.services.audit import Audit
 from palaver.services.messaging import MessagingService
@@ -26,9 +26,22 @@ from palaver.store.base import Store
 if TYPE_CHECKING:
     from palaver.services.moderation import ModerationService
 
-ROOM_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
+MAX_NAME = 64
 MAX_GROUP_MEMBERS = 1000
 MAX_TOPIC = 512
+
+
+def _name(name: str, kind: ConversationKind) -> str:
+    """A room or group name as stored: stripped, 1 to :data:`MAX_NAME` characters, no
+    control characters (:func:`names.check_name`); else ``VALIDATION_ERROR``."""
+    name = name.strip()
+    if not 1 <= len(name) <= MAX_NAME:
+        raise PalaverError(
+            ErrorCode.VALIDATION_ERROR,
+            f"{kind.value} name must be 1-{MAX_NAME} characters",
+            field="name",
+        )
+    return names.check_name(name, "name")
 
 
 def _topic(topic: str | None) -> str | None:
@@ -37,15 +50,13 @@ def _topic(topic: str | None) -> str | None:
     if topic is None:
         return None
     topic = topic.strip()
-    if len(topic) > MAX_TOPIC or any(
-        (ord(c) < 32 and c not in "\n\t") or ord(c) == 127 for c in topic
-    ):
+    if len(topic) > MAX_TOPIC:
         raise PalaverError(
             ErrorCode.VALIDATION_ERROR,
-            f"a topic has at most {MAX_TOPIC} characters and no control characters",
+            f"a topic has at most {MAX_TOPIC} characters",
             field="topic",
         )
-    return topic or None
+    return names.check_name(topic, "topic", line_breaks=True) or None
 
 
 class ConversationService:
@@ -93,11 +104,7 @@ class ConversationService:
 
     async def create_room(self, creator: User, name: str, topic: str | None = None) -> Conversation:
         """A public room; names are unique case-insensitively (``CONFLICT``)."""
-        name = name.strip()
-        if not ROOM_NAME.match(name):
-            raise PalaverError(
-                ErrorCode.VALIDATION_ERROR, "room name must be 1-64 characters", field="name"
-            )
+        name = _name(name, ConversationKind.ROOM)
         topic = _topic(topic)
         room = await self.store.create_conversation(
             kind=ConversationKind.ROOM,
@@ -120,11 +127,7 @@ class ConversationService:
     ) -> Conversation:
         """A private group with its first members; the creator owns it. Nothing is
         created if the creator may not add one of them (see ``check_add``)."""
-        name = name.strip()
-        if not ROOM_NAME.match(name):
-            raise PalaverError(
-                ErrorCode.VALIDATION_ERROR, "group name must be 1-64 characters", field="name"
-            )
+        name = _name(name, ConversationKind.GROUP)
         topic = _topic(topic)
         if len(member_refs) > MAX_GROUP_MEMBERS:
             raise PalaverError(
@@ -184,13 +187,7 @@ class ConversationService:
         if me.role is Role.MEMBER:
             raise PalaverError(ErrorCode.FORBIDDEN, "only owners and admins change this")
         if name is not None:
-            name = name.strip()
-            if not ROOM_NAME.match(name):
-                raise PalaverError(
-                    ErrorCode.VALIDATION_ERROR,
-                    f"{conversation.kind.value} name must be 1-64 characters",
-                    field="name",
-                )
+            name = _name(name, conversation.kind)
             if name == conversation.name:
                 name = None
         if set_topic:
@@ -215,11 +212,12 @@ class ConversationService:
             )
         if name is not None:
             await self.messaging.post_system(
-                conversation_id, f"{actor.handle} renamed the {conversation.kind.value} to {name}"
+                conversation_id,
+                Notice.of(actor, f" renamed the {conversation.kind.value} to {name}"),
             )
         if set_topic:
             text = f"set the topic: {topic}" if topic else "cleared the topic"
-            await self.messaging.post_system(conversation_id, f"{actor.handle} {text}")
+            await self.messaging.post_system(conversation_id, Notice.of(actor, f" {text}"))
         changed = [f for f, on in (("name", name is not None), ("topic", set_topic)) if on]
         await self.audit.record(
             "conversation.updated",
@@ -246,7 +244,7 @@ class ConversationService:
         if member is None:
             return room, False
         await self._tell_user(user.id, "joined", room.id, member.read_seq)
-        await self.messaging.post_system(room.id, f"{user.handle} joined")
+        await self.messaging.post_system(room.id, Notice.of(user, " joined"))
         return room, True
 
     async def leave(self, user: User, conversation_id: int) -> None:
@@ -260,12 +258,14 @@ class ConversationService:
         if not left:
             return  # a concurrent leave or kick already removed them and said so
         await self._tell_user(user.id, "left", conversation_id, None)
-        await self.messaging.post_system(conversation_id, f"{user.handle} left")
+        await self.messaging.post_system(conversation_id, Notice.of(user, " left"))
         if heir is None:
             return
         successor = await self.store.get_user(heir.user_id)
-        name = successor.handle if successor else f"user {heir.user_id}"
-        await self.messaging.post_system(conversation_id, f"{name} is now the owner")
+        if successor is not None:
+            await self.messaging.post_system(
+                conversation_id, Notice.of(successor, " is now the owner")
+            )
         await self.messaging.member_updated(heir)
         await self.audit.record(
             "member.role_changed",
@@ -293,7 +293,7 @@ class ConversationService:
         if member is None:
             raise PalaverError(ErrorCode.CONFLICT, "already a member", field="user_id")
         await self._tell_user(user.id, "joined", conversation_id, member.read_seq)
-        await self.messaging.post_system(conversation_id, f"{actor.handle} added {user.handle}")
+        await self.messaging.post_system(conversation_id, Notice.of(actor, " added ", user))
         return member
 
     async def remove_member(self, actor: User, conversation_id: int, user_id: int) -> None:
@@ -311,9 +311,8 @@ class ConversationService:
             raise PalaverError(ErrorCode.FORBIDDEN, "you cannot remove this member")
         await self.store.remove_member(conversation_id, user_id)
         await self._tell_user(user_id, "left", conversation_id, None)
-        removed = await self.store.get_user(user_id)
-        name = removed.handle if removed else f"user {user_id}"
-        await self.messaging.post_system(conversation_id, f"{actor.handle} removed {name}")
+        removed = await self.store.get_user(user_id) or f"user {user_id}"
+        await self.messaging.post_system(conversation_id, Notice.of(actor, " removed ", removed))
         await self.audit.record(
             "member.removed",
             actor_id=actor.id,

@@ -26,10 +26,11 @@ from palaver.core.models import (
     Conversation,
     Member,
     Message,
-    MessageKind,
     NewMessage,
     User,
+    now_ms,
 )
+from palaver.core.notices import Notice
 from palaver.core.protocol import check_content
 from palaver.core.ratelimit import TokenBucket
 from palaver.services import signals
@@ -257,18 +258,16 @@ class MessagingService:
             announce=False,
         )
 
-    async def post_system(self, conversation_id: int, content: str) -> Message:
+    async def post_system(self, conversation_id: int, notice: Notice) -> Message:
         """Append a system notice (joins, leaves) to the conversation's log."""
-        appended = await self.writer.append(
-            NewMessage(
-                conversation_id=conversation_id,
-                sender_id=None,
-                content=content,
-                kind=MessageKind.SYSTEM,
-            )
+        # A transaction of its own, in turn with the writer's batches (as an edit is),
+        # since the notice's names go with it.
+        message = await self.writer.run(
+            lambda: self.store.append_notice(conversation_id, notice, now_ms())
         )
-        self._announce_later(appended.message)
-        return appended.message
+        # No await since the commit: announced in sequence order (see send).
+        self._announce_later(message)
+        return message
 
     def announce(self, message: Message) -> None:
         """Publish a committed stream entry; call it with no await since the commit."""

@@ -40,6 +40,7 @@ from palaver.core.moderation import (
     wire_until,
 )
 from palaver.core.moderation_commands import ModerationOp
+from palaver.core.notices import Notice
 from palaver.core.permissions import Move, Standing, check
 from palaver.core.wordfilter import (
     FilterAction,
@@ -391,9 +392,9 @@ class ModerationService:
         user = await self.store.get_user(user_id)
         return target, Standing(target.role if target else None, bool(user and user.is_admin))
 
-    async def _name(self, user_id: int) -> str:
-        user = await self.store.get_user(user_id)
-        return user.handle if user else f"user {user_id}"
+    async def _name(self, user_id: int) -> User | str:
+        """The user, to be named in a notice by its handle (text when it is gone)."""
+        return await self.store.get_user(user_id) or f"user {user_id}"
 
     async def _tell(self, user_id: int, kind: str, conversation_id: int) -> None:
         with contextlib.suppress(BrokerUnavailable):
@@ -416,7 +417,7 @@ class ModerationService:
             raise not_found("member")
         await self._tell(user_id, "left", conversation_id)
         name = await self._name(user_id)
-        await self.messaging.post_system(conversation_id, f"{actor.handle} removed {name}")
+        await self.messaging.post_system(conversation_id, Notice.of(actor, " removed ", name))
         await self.audit.record(
             "member.kicked", actor_id=actor.id, target=f"{conversation_id}:{user_id}"
         )
@@ -450,7 +451,7 @@ class ModerationService:
         if was_member:
             await self._tell(user_id, "left", conversation_id)
             name = await self._name(user_id)
-            await self.messaging.post_system(conversation_id, f"{actor.handle} banned {name}")
+            await self.messaging.post_system(conversation_id, Notice.of(actor, " banned ", name))
         await self.audit.record(
             "member.banned",
             actor_id=actor.id,
@@ -512,7 +513,7 @@ class ModerationService:
             raise not_found("member")
         name = await self._name(user_id)
         verb = "muted" if until is not None else "unmuted"
-        await self.messaging.post_system(conversation_id, f"{actor.handle} {verb} {name}")
+        await self.messaging.post_system(conversation_id, Notice.of(actor, f" {verb} ", name))
         await self.messaging.member_updated(member)
         await self.audit.record(
             f"member.{verb}",
@@ -551,7 +552,7 @@ class ModerationService:
             raise not_found("member")
         name = await self._name(user_id)
         await self.messaging.post_system(
-            conversation_id, f"{actor.handle} made {name} {role.value}"
+            conversation_id, Notice.of(actor, " made ", name, f" {role.value}")
         )
         await self.messaging.member_updated(member)
         await self.audit.record(
@@ -705,7 +706,7 @@ class ModerationService:
         if member is None:
             return conversation, False
         await self._tell(user.id, "joined", conversation.id)
-        await self.messaging.post_system(conversation.id, f"{user.handle} joined")
+        await self.messaging.post_system(conversation.id, Notice.of(user, " joined"))
         await self.audit.record("invite.used", actor_id=user.id, target=str(conversation.id))
         return conversation, True
 

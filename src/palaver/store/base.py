@@ -31,6 +31,7 @@ from palaver.core.models import (
     Session,
     User,
 )
+from palaver.core.notices import Notice
 from palaver.core.search import IndexProgress, SearchFilter
 from palaver.store.moderation import ModerationStore
 from palaver.store.rich_base import RichMessageStore
@@ -145,7 +146,9 @@ class Store(RichMessageStore, ModerationStore, abc.ABC):
     async def anonymise_user(self, user_id: int, at: int) -> bool:
         """Delete an account: clear username, e-mail, display name, avatar and password,
         deactivate it, revoke its sessions and drop its memberships and reset tokens.
-        Messages stay (as "Deleted user") so conversations keep their sequence."""
+        Messages stay (as "Deleted user") so conversations keep their sequence, and
+        every system notice that names the account (:meth:`append_notice`) reads
+        "Deleted user" in its place."""
 
     # -- sessions and tokens ---------------------------------------------------------
 
@@ -342,6 +345,12 @@ class Store(RichMessageStore, ModerationStore, abc.ABC):
         ``id`` naming an upload bound to the message's conversation), so those never
         expire and no other upload stops expiring. Raises :class:`StoreUnavailable`
         when nothing committed."""
+
+    @abc.abstractmethod
+    async def append_notice(self, conversation_id: int, notice: Notice, at: int) -> Message:
+        """Append a system notice (a message of kind ``system``, with no sender) and
+        where its text names each user, in one transaction; return the message.
+        ``NOT_FOUND`` when the conversation does not exist."""
 
     @abc.abstractmethod
     async def get_messages(

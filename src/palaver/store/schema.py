@@ -203,6 +203,18 @@ messages = Table(
     sqlite_autoincrement=True,
 )
 
+# Where a system notice's text names each user (core.notices), so deleting an account
+# takes its name out of every notice and out of nothing else.
+notice_names = Table(
+    "notice_names",
+    metadata,
+    Column("message_id", Id, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    # In characters, as Python counts them.
+    Column("start", Integer, primary_key=True),
+    Column("length", Integer, nullable=False),
+    Column("user_id", Id, nullable=False, index=True),
+)
+
 # The text a message had before each edit, for moderators while it lives (a delete
 # removes its rows).
 message_edits = Table(

@@ -64,6 +64,7 @@ from palaver.core.models import (
     User,
     now_ms,
 )
+from palaver.core.notices import NamedUser, Notice, without_user
 from palaver.store import schema
 from palaver.store.base import (
     USER_FIELDS,
@@ -80,6 +81,7 @@ from palaver.store.schema import (
     members,
     messages,
     metadata,
+    notice_names,
     password_resets,
     refresh_tokens,
     sessions,
@@ -579,6 +581,7 @@ class SqlStore(SqlModeration, Store):
 
     async def anonymise_user(self, user_id: int, at: int) -> bool:
         async def txn(conn: AsyncConnection) -> bool:
+            await self._unname(conn, user_id)
             result = await conn.execute(
                 update(users)
                 .where(users.c.id == user_id)
@@ -606,6 +609,45 @@ class SqlStore(SqlModeration, Store):
             return True
 
         return await self._txn("anonymise_user", txn)
+
+    async def _unname(self, conn: AsyncConnection, user_id: int) -> None:
+        """Put "Deleted user" in place of ``user_id``'s name in every notice naming it."""
+        named = select(notice_names.c.message_id).where(notice_names.c.user_id == user_id)
+        ids = sorted(set((await conn.execute(named)).scalars()))
+        for chunk in chunks(ids):
+            texts = await conn.execute(
+                select(messages.c.id, messages.c.content).where(
+                    messages.c.id.in_(chunk), messages.c.deleted_at.is_(None)
+                )
+            )
+            places: dict[int, list[NamedUser]] = {}
+            for row in await conn.execute(
+                select(notice_names).where(notice_names.c.message_id.in_(chunk))
+            ):
+                places.setdefault(row.message_id, []).append(
+                    NamedUser(row.user_id, row.start, row.length)
+                )
+            contents: list[dict[str, Any]] = []
+            renamed: list[dict[str, Any]] = []
+            for message_id, text in texts:
+                content, placed = without_user(text, places.get(message_id, ()), user_id)
+                contents.append({"mid": message_id, "content": content})
+                renamed.extend({"message_id": message_id, **_named_values(name)} for name in placed)
+            if not contents:
+                continue
+            await conn.execute(
+                update(messages)
+                .where(messages.c.id == bindparam("mid"))
+                .values(content=bindparam("content")),
+                contents,
+            )
+            await conn.execute(
+                delete(notice_names).where(
+                    notice_names.c.message_id.in_([c["mid"] for c in contents])
+                )
+            )
+            if renamed:
+                await conn.execute(insert(notice_names), renamed)
 
     # -- sessions and tokens -----------------------------------------------------------
 
@@ -1217,6 +1259,29 @@ class SqlStore(SqlModeration, Store):
                 )
         return {key: found[key] for key in keys if key in found}
 
+    async def append_notice(self, conversation_id: int, notice: Notice, at: int) -> Message:
+        async def txn(conn: AsyncConnection) -> Message:
+            # The row lock a send takes: sequences stay gapless and in commit order.
+            last_seq = await self._lock_conversations(conn, {conversation_id})
+            seq = last_seq[conversation_id] + 1
+            await conn.execute(
+                update(conversations)
+                .where(conversations.c.id == conversation_id)
+                .values(last_seq=seq, last_message_at=at)
+            )
+            new = NewMessage(conversation_id, None, notice.text, kind=MessageKind.SYSTEM)
+            values = _message_values(new, seq, at)
+            stmt = insert(messages).values(values).returning(messages.c.id)
+            message_id = (await conn.execute(stmt)).scalar_one()
+            if notice.names:
+                await conn.execute(
+                    insert(notice_names),
+                    [{"message_id": message_id, **_named_values(n)} for n in notice.names],
+                )
+            return _message({**values, "id": message_id, "edited_at": None, "deleted_at": None})
+
+        return await self._txn("append_notice", txn)
+
     async def get_messages(
         self,
         conversation_id: int,
@@ -1440,6 +1505,10 @@ def attached_upload_ids(new: NewMessage) -> list[int]:
     """The upload ids a message's ``attachments`` name (elements without an integer
     ``id`` name no upload)."""
     return [a["id"] for a in new.attachments if isinstance(a.get("id"), int)]
+
+
+def _named_values(name: NamedUser) -> dict[str, Any]:
+    return {"user_id": name.user_id, "start": name.start, "length": name.length}
 
 
 def _message_values(new: NewMessage, seq: int, at: int) -> dict[str, Any]:

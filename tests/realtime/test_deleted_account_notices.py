@@ -1,0 +1,79 @@
+"""A deleted account's name leaves the system notices that named it, wherever they are
+served (REST history, socket history and resume), on both engines; other names and the
+free text of notices stay."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from palaver.config import Settings
+from tests.realtime.conftest import PASSWORD, Server, start_server
+from tests.services import create_database, drop_database
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+async def engine_server(
+    settings: Settings, request: pytest.FixtureRequest, postgres_admin_url: str
+) -> AsyncIterator[Server]:
+    if request.param == "sqlite":
+        async for server in start_server(settings):
+            yield server
+        return
+    url = create_database()
+    try:
+        async for server in start_server(settings.model_copy(update={"database_url": url})):
+            yield server
+    finally:
+        drop_database(url)
+
+
+async def test_notices_say_deleted_user_once_the_account_is_deleted(
+    engine_server: Server,
+) -> None:
+    server = engine_server
+    _, bob = await server.user("bob")
+    ada_id, ada = await server.user("ada")
+    cid = await server.room(bob, "general")
+    joined = await server.rest(ada, "POST", f"/api/conversations/{cid}/join")
+    assert joined.status_code == 200, joined.text
+    promoted = await server.rest(
+        bob, "PUT", f"/api/conversations/{cid}/members/{ada_id}/role", json={"role": "admin"}
+    )
+    assert promoted.status_code == 200, promoted.text
+    renamed = await server.rest(bob, "PATCH", f"/api/conversations/{cid}", json={"name": "ada"})
+    assert renamed.status_code == 200, renamed.text
+
+    async def notices() -> list[str]:
+        history = await server.rest(bob, "GET", f"/api/conversations/{cid}/messages")
+        return [m["content"] for m in history.json()["messages"] if m["kind"] == "system"]
+
+    assert await notices() == ["ada joined", "bob made ada admin", "bob renamed the room to ada"]
+    deleted = await server.rest(ada, "DELETE", "/api/auth/me", json={"password": PASSWORD})
+    assert deleted.status_code == 204, deleted.text
+
+    expected = [
+        "Deleted user joined",
+        "bob made Deleted user admin",
+        # The room's name is the room's, whatever it happens to spell.
+        "bob renamed the room to ada",
+    ]
+    assert await notices() == expected
+    client = await server.connect(bob, resume={cid: 0})
+    try:
+        backlog = await client.wait_messages(cid, 3)
+        assert [m["content"] for m in backlog if m["kind"] == "system"] == expected
+        history = await client.request(
+            {"type": "history", "conversation_id": cid, "limit": 50}, "history"
+        )
+        assert [m["content"] for m in history["messages"] if m["kind"] == "system"] == expected
+    finally:
+        await client.close()
+    [listed] = (await server.rest(bob, "GET", "/api/conversations")).json()
+    assert listed["last_message"]["content"] == "bob renamed the room to ada"
