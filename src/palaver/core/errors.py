@@ -99,6 +99,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
 #: (REST only), and ``HISTORY_GAP``, the code of a ``gap`` frame rather than an error.
 NOT_ON_SOCKET: frozenset[ErrorCode] = frozenset(
     {
+        ErrorCode.BODY_TOO_LARGE,
         ErrorCode.METHOD_NOT_ALLOWED,
         ErrorCode.UPGRADE_REQUIRED,
         ErrorCode.UNAUTHORIZED,
