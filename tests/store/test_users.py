@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from palaver.core.errors import ErrorCode, PalaverError
-from palaver.core.models import MessageKind
+from palaver.core.models import MessageKind, Role
 from palaver.core.notices import Notice
 from palaver.store.sql import SqlStore
 
@@ -136,6 +136,7 @@ async def test_update_user(store: SqlStore) -> None:
 async def test_anonymise_user(store: SqlStore) -> None:
     alice, bob = await user(store, "alice"), await user(store, "bob")
     general = await room(store, "general", alice, bob)
+    alone = await room(store, "alone", alice)
     await store.create_session(session(alice.id, "s1"), "r1")
     await store.create_password_reset("reset", alice.id, T0, T0 + 1000)
     sent = await send(store, general, alice, "hello")
@@ -151,6 +152,11 @@ async def test_anonymise_user(store: SqlStore) -> None:
     assert revoked is not None
     assert revoked.revoked_at == T0 + 5
     assert await store.member_ids(general.id) == [bob.id]
+    # What the account owned passes on, as when its owner leaves.
+    heir = await store.get_member(general.id, bob.id)
+    assert heir is not None
+    assert heir.role is Role.OWNER
+    assert await store.member_ids(alone.id) == []
     assert await store.consume_password_reset("reset", T0 + 10) is None
     assert await store.get_message(sent[0].message.id) == sent[0].message
     # Name and address are free again.

@@ -146,9 +146,10 @@ class Store(RichMessageStore, ModerationStore, abc.ABC):
     async def anonymise_user(self, user_id: int, at: int) -> bool:
         """Delete an account: clear username, e-mail, display name, avatar and password,
         deactivate it, revoke its sessions and drop its memberships and reset tokens.
-        Messages stay (as "Deleted user") so conversations keep their sequence, and
-        every system notice that names the account (:meth:`append_notice`) reads
-        "Deleted user" in its place."""
+        Each conversation it owned passes to an heir, as when an owner leaves
+        (:meth:`leave_conversation`). Messages stay (as "Deleted user") so
+        conversations keep their sequence, and every system notice that names the
+        account (:meth:`append_notice`) reads "Deleted user" in its place."""
 
     # -- sessions and tokens ---------------------------------------------------------
 

@@ -604,7 +604,14 @@ class SqlStore(SqlModeration, Store):
                 .where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
                 .values(revoked_at=at)
             )
-            await conn.execute(delete(members).where(members.c.user_id == user_id))
+            gone = await conn.execute(
+                delete(members)
+                .where(members.c.user_id == user_id)
+                .returning(members.c.conversation_id, members.c.role)
+            )
+            # What it owned passes on as when an owner leaves.
+            for conversation_id in sorted(cid for cid, role in gone if role == Role.OWNER.value):
+                await _hand_on(conn, conversation_id)
             await conn.execute(delete(password_resets).where(password_resets.c.user_id == user_id))
             return True
 
@@ -967,27 +974,13 @@ class SqlStore(SqlModeration, Store):
     async def leave_conversation(
         self, conversation_id: int, user_id: int
     ) -> tuple[bool, Member | None]:
-        in_conversation = members.c.conversation_id == conversation_id
-        # Admins first, then by seniority; the user id settles members who joined in
-        # the same millisecond (a group's first members), so every node picks alike.
-        heirs = (
-            select(members)
-            .where(in_conversation)
-            .order_by(
-                case((members.c.role == Role.ADMIN.value, 0), else_=1),
-                members.c.joined_at,
-                members.c.user_id,
-            )
-            .limit(1)
-        )
-
         async def txn(conn: AsyncConnection) -> tuple[bool, Member | None]:
             # The role comes from the deleted row itself: on PostgreSQL, a member who
             # was made owner by a concurrent departure while this one waited leaves as
             # the owner, and hands it on in turn.
             gone = await conn.execute(
                 delete(members)
-                .where(in_conversation, members.c.user_id == user_id)
+                .where(members.c.conversation_id == conversation_id, members.c.user_id == user_id)
                 .returning(members.c.role)
             )
             role = gone.scalar_one_or_none()
@@ -995,18 +988,7 @@ class SqlStore(SqlModeration, Store):
                 return False, None
             if role != Role.OWNER.value:
                 return True, None
-            while (row := (await conn.execute(heirs)).first()) is not None:
-                heir = _member(row._mapping)
-                promoted = await conn.execute(
-                    update(members)
-                    .where(in_conversation, members.c.user_id == heir.user_id)
-                    .values(role=Role.OWNER.value)
-                )
-                if promoted.rowcount:
-                    return True, replace(heir, role=Role.OWNER)
-                # The heir left between the two statements (PostgreSQL, read
-                # committed): the next query sees that and names the next one.
-            return True, None
+            return True, await _hand_on(conn, conversation_id)
 
         return await self._txn("leave_conversation", txn)
 
@@ -1505,6 +1487,36 @@ def attached_upload_ids(new: NewMessage) -> list[int]:
     """The upload ids a message's ``attachments`` name (elements without an integer
     ``id`` name no upload)."""
     return [a["id"] for a in new.attachments if isinstance(a.get("id"), int)]
+
+
+async def _hand_on(conn: AsyncConnection, conversation_id: int) -> Member | None:
+    """Make the heir of a conversation whose owner just went its owner: the admin who
+    joined first, else the member who did; ``None`` when nobody is left."""
+    in_conversation = members.c.conversation_id == conversation_id
+    # Admins first, then by seniority; the user id settles members who joined in the
+    # same millisecond (a group's first members), so every node picks alike.
+    heirs = (
+        select(members)
+        .where(in_conversation)
+        .order_by(
+            case((members.c.role == Role.ADMIN.value, 0), else_=1),
+            members.c.joined_at,
+            members.c.user_id,
+        )
+        .limit(1)
+    )
+    while (row := (await conn.execute(heirs)).first()) is not None:
+        heir = _member(row._mapping)
+        promoted = await conn.execute(
+            update(members)
+            .where(in_conversation, members.c.user_id == heir.user_id)
+            .values(role=Role.OWNER.value)
+        )
+        if promoted.rowcount:
+            return replace(heir, role=Role.OWNER)
+        # The heir left between the two statements (PostgreSQL, read committed): the
+        # next query sees that and names the next one.
+    return None
 
 
 def _named_values(name: NamedUser) -> dict[str, Any]:
