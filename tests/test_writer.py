@@ -47,11 +47,18 @@ class SlowStore:
         return results
 
 
+async def append(writer: GroupCommitWriter, message: NewMessage) -> Appended:
+    """Queue one message and wait until it is durably stored (or refused)."""
+    future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
+    writer.submit(message, future)
+    return await future
+
+
 async def run(store: SlowStore, contents: list[str]) -> list[str]:
     writer = GroupCommitWriter(store)  # type: ignore[arg-type]
     sends: list[asyncio.Task[Any]] = []
     for content in contents:
-        sends.append(asyncio.create_task(writer.append(NewMessage(1, 1, content))))
+        sends.append(asyncio.create_task(append(writer, NewMessage(1, 1, content))))
         await asyncio.sleep(0)  # let the first batch start before the next send
     await asyncio.sleep(0.01)
     store.release.set()
@@ -76,9 +83,9 @@ async def test_a_send_right_after_a_batch_ends_is_committed() -> None:
     store = SlowStore(1)
     store.release.set()
     writer = GroupCommitWriter(store)  # type: ignore[arg-type]
-    first = asyncio.create_task(writer.append(NewMessage(1, 1, "a")))
+    first = asyncio.create_task(append(writer, NewMessage(1, 1, "a")))
     await first
     # The drain task has returned but its completion callbacks have not run yet.
-    second = await asyncio.wait_for(writer.append(NewMessage(1, 1, "b")), 1)
+    second = await asyncio.wait_for(append(writer, NewMessage(1, 1, "b")), 1)
     assert second.message.content == "b"
     await writer.close()

@@ -533,3 +533,36 @@ async def test_a_socket_hears_of_a_new_conversation_before_its_messages(server: 
     assert await frames_of(room, 2) == ["joined", "message"]
     await sender.close()
     await reader.close()
+
+
+async def test_a_join_before_the_resume_forgets_no_message_owed_elsewhere(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message that reached a socket still waiting for its resume is noted; joining
+    another conversation meanwhile must not drop that note."""
+    import websockets
+
+    from palaver.gateway import hub
+    from tests.realtime.conftest import Client
+
+    monkeypatch.setattr(hub, "SWEEP_SECONDS", 3600.0)  # nothing else would deliver it
+    async for server in start_server(settings):
+        _, ada = await server.user("ada")
+        _, bob = await server.user("bob")
+        room = await server.room(ada, "general")
+        other = await server.room(ada, "other")
+        await server.rest(bob, "POST", f"/api/conversations/{room}/join")
+        joined = (await server.services.store.get_conversation(room)).last_seq  # type: ignore[union-attr]
+        ws = await websockets.connect(f"{server.ws_url}?resume=1&token={bob}")
+        laptop = Client(ws)
+        await laptop.next("hello")
+        sender = await server.connect(ada, resume={})
+        sent = await sender.send_text(room, "while not resumed")
+        await asyncio.sleep(0.2)  # the wake-up reaches the laptop's socket
+        await server.rest(bob, "POST", f"/api/conversations/{other}/join")
+        await laptop.next("joined")
+        await laptop.request({"type": "resume", "cursors": {room: joined}}, "resumed")
+        got = await laptop.wait_messages(room, 1)
+        assert [m["seq"] for m in got] == [sent["seq"]]
+        for client in (sender, laptop):
+            await client.close()

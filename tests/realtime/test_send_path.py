@@ -214,3 +214,23 @@ async def test_receipts_sent_just_before_a_close_still_move_the_cursors(
             await asyncio.sleep(0.01)
     assert member.delivered_seq == last
     await sender.close()
+
+
+async def test_the_ack_comes_before_the_message_on_either_path(server: Server) -> None:
+    _, token = await server.user()
+    room = await server.room(token, "acks")
+    client = await server.connect(token, resume={})
+    # Plain text runs without a task; a mention, a reply or a recipient by name with one.
+    for i, content in enumerate(("plain", "hi @nobody", "again @nobody")):
+        await send_raw(
+            client, {"type": "send", "id": f"s{i}", "conversation_id": room, "content": content}
+        )
+        order = []
+        async with asyncio.timeout(5):
+            while len(order) < 2:
+                frame = await client.frames.get()
+                if frame["type"] in ("ack", "message"):
+                    order.append((frame["type"], frame["seq"]))
+        assert order[0][0] == "ack"
+        assert order == [("ack", order[0][1]), ("message", order[0][1])]
+    await client.close()

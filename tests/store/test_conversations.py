@@ -204,6 +204,22 @@ async def test_members_who_joined_together_inherit_by_user_id(store: SqlStore) -
     assert heir.user_id == min(ann.id, bob.id)
 
 
+async def test_a_deactivated_account_inherits_only_when_nobody_else_can(
+    store: SqlStore,
+) -> None:
+    owner, ann, bob = [await user(store, n) for n in ("owner", "ann", "bob")]
+    general = await room(store, "general", owner)
+    await store.add_member(general.id, ann.id, Role.ADMIN, T0 + 1)
+    await store.add_member(general.id, bob.id, Role.MEMBER, T0 + 2)
+    await store.update_user(ann.id, is_active=False)
+    _, heir = await store.leave_conversation(general.id, owner.id)
+    assert heir is not None
+    assert heir.user_id == bob.id
+    _, heir = await store.leave_conversation(general.id, bob.id)
+    assert heir is not None
+    assert heir.user_id == ann.id
+
+
 async def test_membership_queries(store: SqlStore) -> None:
     alice, bob, carol, dave = [await user(store, n) for n in ("alice", "bob", "carol", "dave")]
     one = await room(store, "one", alice, bob)

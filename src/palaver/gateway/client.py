@@ -194,13 +194,21 @@ class Client:
         """Deliver what was held back, and anything up to ``upto``."""
         if self._catching is None or conversation_id not in self._catching:
             return
-        self._catching.discard(conversation_id)
-        wanted = self._wanted.pop(conversation_id, 0) if self._wanted else 0
-        if not self._catching:
-            self._catching = self._wanted = None
-        upto = max(upto, wanted)
+        upto = max(upto, self._release(conversation_id))
         if not self.closed and upto > self.cursors.get(conversation_id, upto):
             self.catch_up(conversation_id, upto=upto)
+
+    def _release(self, conversation_id: int) -> int:
+        """Stop holding a conversation back; return the newest seq noted for it. What
+        other conversations are owed (noted before the socket resumed, say) stays."""
+        if self._catching is not None:
+            self._catching.discard(conversation_id)
+            if not self._catching:
+                self._catching = None
+        wanted = self._wanted.pop(conversation_id, 0) if self._wanted else 0
+        if not self._wanted:
+            self._wanted = None
+        return wanted
 
     async def _catch_up(self, conversation_id: int) -> None:
         try:
@@ -211,12 +219,7 @@ class Client:
             log.warning("catch_up.failed", error=str(exc), conversation_id=conversation_id)
             self._hub.drop(self, 1011, "catch-up failed; reconnect and resume")
         finally:
-            if self._catching is not None:
-                self._catching.discard(conversation_id)
-                if self._wanted is not None:
-                    self._wanted.pop(conversation_id, None)
-                if not self._catching:
-                    self._catching = self._wanted = None
+            self._release(conversation_id)
 
     async def _read_missing(self, conversation_id: int) -> None:
         store = self._hub.store

@@ -204,15 +204,19 @@ class NativeHandler(GatewayHandler):
             return False
 
         def sent(appended: Appended | None, error: BaseException | None) -> None:
-            if appended is not None:
-                client.send_with_next(events.ack(command.id, appended.message, appended.duplicate))
-            else:
-                assert error is not None
-                client.send(self._error_reply(command, error))
-            slot.running = False
-            if slot.queue:
-                slot.running = True
-                self.hub.spawn(self._drain(slot, client))
+            try:
+                if appended is not None:
+                    ack = events.ack(command.id, appended.message, appended.duplicate)
+                    client.send_with_next(ack)
+                else:
+                    assert error is not None
+                    client.send(self._error_reply(command, error))
+            finally:
+                # Whatever happened above, the socket's next commands must run.
+                slot.running = False
+                if slot.queue:
+                    slot.running = True
+                    self.hub.spawn(self._drain(slot, client))
 
         try:
             started = self.services.messaging.send_now(

@@ -265,7 +265,9 @@ class MessagingService:
         message = await self.writer.run(
             lambda: self.store.append_notice(conversation_id, notice, now_ms())
         )
-        # No await since the commit: announced in sequence order (see send).
+        # Announced when this coroutine resumes, which may be after a batch committed
+        # later was: the announcer sorts what it holds, and a socket that sees a gap
+        # reads the missing entry from the store.
         self._announce_later(message)
         return message
 
@@ -289,6 +291,10 @@ class MessagingService:
     async def _announce_queued(self) -> None:
         try:
             while self._to_announce:
+                # One turn first: the coroutines the same commit woke (a send waiting
+                # for its ack) run before it, so a sender's socket has its ack queued
+                # before the message itself is written to it.
+                await asyncio.sleep(0)
                 batch, self._to_announce = self._to_announce, []
                 by_conversation: dict[int, list[tuple[int, bytes]]] = {}
                 for message in batch:

@@ -14,7 +14,7 @@ from typing import Any, Protocol, TypeVar
 import structlog
 
 from palaver.core.errors import PalaverError
-from palaver.core.models import Appended, NewMessage, now_ms
+from palaver.core.models import NewMessage, now_ms
 from palaver.store.base import Store
 
 log = structlog.get_logger(__name__)
@@ -63,15 +63,10 @@ class GroupCommitWriter:
         self._tasks: set[asyncio.Task[None]] = set()
         self._on_batch = on_batch
 
-    async def append(self, message: NewMessage) -> Appended:
-        """Queue one message and wait until it is durably stored (or refused)."""
-        future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
-        self.submit(message, future)
-        return await future
-
     def submit(self, message: NewMessage, waiter: Waiter) -> None:
-        """Queue one message; ``waiter`` is given its :class:`Appended` once the
-        message is durably stored, or the exception that refused it."""
+        """Queue one message; ``waiter`` is given its
+        :class:`~palaver.core.models.Appended` once the message is durably stored, or
+        the exception that refused it."""
         self._enqueue((message, waiter))
 
     async def run(self, job: Callable[[], Awaitable[T]]) -> T:

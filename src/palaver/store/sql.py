@@ -1493,12 +1493,15 @@ async def _hand_on(conn: AsyncConnection, conversation_id: int) -> Member | None
     """Make the heir of a conversation whose owner just went its owner: the admin who
     joined first, else the member who did; ``None`` when nobody is left."""
     in_conversation = members.c.conversation_id == conversation_id
-    # Admins first, then by seniority; the user id settles members who joined in the
-    # same millisecond (a group's first members), so every node picks alike.
+    # Accounts that can still sign in first (a deactivated owner could moderate
+    # nothing), then admins, then by seniority; the user id settles members who joined
+    # in the same millisecond (a group's first members), so every node picks alike.
     heirs = (
         select(members)
+        .join(users, users.c.id == members.c.user_id)
         .where(in_conversation)
         .order_by(
+            case((users.c.is_active, 0), else_=1),
             case((members.c.role == Role.ADMIN.value, 0), else_=1),
             members.c.joined_at,
             members.c.user_id,

@@ -17,9 +17,10 @@ has any more (a display name changed since, an account deleted before this revis
 is left unrecorded: nothing says whose it was. Notices a node of the earlier release
 writes after this migration, during a rolling upgrade, get no places either.
 
-One pass over the messages table, in pages by id, reading system notices only. Writes
-wait for it on SQLite; on PostgreSQL only for the moment the foreign key is added at
-the end.
+One pass over the messages table, in pages by id, reading system notices only.
+``palaver migrate`` runs every pending revision in one transaction, so on both engines
+writes to the messages wait until the whole upgrade commits (on PostgreSQL, from the
+first revision that locks the table, such as 0010's index build).
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ def upgrade() -> None:
     conn = op.get_bind()
     postgres = conn.dialect.name == "postgresql"
     # A foreign key locks the table it points at against writes until the migration
-    # commits. SQLite has its table created with it (its writes wait for the whole
-    # migration anyway); PostgreSQL gets it once the names are in, for a moment.
+    # commits: PostgreSQL gets it last, once the names are in, so that run alone (with
+    # nothing else pending) does not hold writes back during the pass. SQLite has its
+    # table created with it (its writes wait for the whole migration anyway).
     keys = () if postgres else (_foreign_key(),)
     op.create_table(
         "notice_names",
