@@ -234,3 +234,31 @@ async def test_the_ack_comes_before_the_message_on_either_path(server: Server) -
         assert order[0][0] == "ack"
         assert order == [("ack", order[0][1]), ("message", order[0][1])]
     await client.close()
+
+
+async def test_a_plain_sends_ack_and_message_share_one_write(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender's socket is written once per send: the ack, then the message, in one
+    system call (the durable-write path's main cost per message is its system calls)."""
+    from palaver.gateway.transport import Connection
+
+    _, token = await server.user()
+    room = await server.room(token, "writes")
+    client = await server.connect(token, resume={})
+    writes: list[bytes] = []
+    send_frame = Connection.send_frame
+
+    def recording(conn: Connection, frame: bytes) -> None:
+        writes.append(frame)
+        send_frame(conn, frame)
+
+    monkeypatch.setattr(Connection, "send_frame", recording)
+    for i in range(3):
+        ack = await client.send_text(room, f"plain {i}")
+        await client.wait_messages(room, ack["seq"])
+        mine = [w for w in writes if b'"ack"' in w or b'"message"' in w]
+        assert len(mine) == 1
+        assert mine[0].index(b'"ack"') < mine[0].index(b'"message"')
+        writes.clear()
+    await client.close()

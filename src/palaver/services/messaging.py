@@ -94,6 +94,8 @@ class MessagingService:
         self._typing_sent: dict[tuple[int, int], float] = {}
         self._to_announce: list[Message] = []
         self._announcer: asyncio.Task[None] | None = None
+        # A commit woke a coroutine waiting to send its ack (see _announce_queued).
+        self._acks_waking = False
         self._local_buckets: dict[int, TokenBucket] = {}
         self._on_rate_limited = on_rate_limited
         #: Checks reply and thread targets and finds mentions (set by the container).
@@ -180,8 +182,23 @@ class MessagingService:
                 mentions=extras.mentions,
             )
         future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
-        self.writer.submit(new, _Committed(self, sender, _settle(future)))
+        self.writer.submit(new, _Committed(self, sender, self._settle(future)))
         return await future
+
+    def _settle(
+        self, future: asyncio.Future[Appended]
+    ) -> Callable[[Appended | None, BaseException | None], None]:
+        def settle(appended: Appended | None, error: BaseException | None) -> None:
+            if future.done():  # the sender stopped waiting; the message is stored anyway
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                assert appended is not None
+                future.set_result(appended)
+                self._acks_waking = True
+
+        return settle
 
     def send_now(
         self,
@@ -291,10 +308,13 @@ class MessagingService:
     async def _announce_queued(self) -> None:
         try:
             while self._to_announce:
-                # One turn first: the coroutines the same commit woke (a send waiting
-                # for its ack) run before it, so a sender's socket has its ack queued
-                # before the message itself is written to it.
-                await asyncio.sleep(0)
+                if self._acks_waking:
+                    # One turn first: the coroutines a commit woke (a send waiting to
+                    # ack) run before this, so a sender's socket has its ack queued
+                    # before the message itself is written to it. Sends acked inline
+                    # need no turn, and their ack and message share a write.
+                    self._acks_waking = False
+                    await asyncio.sleep(0)
                 batch, self._to_announce = self._to_announce, []
                 by_conversation: dict[int, list[tuple[int, bytes]]] = {}
                 for message in batch:
@@ -514,21 +534,6 @@ class _Committed:
             self._then(appended, error)
         except Exception:
             log.exception("send.outcome_failed")
-
-
-def _settle(
-    future: asyncio.Future[Appended],
-) -> Callable[[Appended | None, BaseException | None], None]:
-    def settle(appended: Appended | None, error: BaseException | None) -> None:
-        if future.done():  # the sender stopped waiting; the message is stored anyway
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            assert appended is not None
-            future.set_result(appended)
-
-    return settle
 
 
 def _max(a: int | None, b: int | None) -> int | None:
