@@ -7,6 +7,7 @@ import asyncio
 from palaver.core.models import now_ms
 from palaver.core.moderation import Ban
 from tests.moderation.conftest import ON_PACKAGE_LOOP, Mod
+from tests.realtime.conftest import PASSWORD
 
 pytestmark = ON_PACKAGE_LOOP
 
@@ -247,6 +248,50 @@ async def test_an_owner_who_leaves_hands_ownership_on(mod: Mod) -> None:
     # The last member leaves an empty room.
     await mod.ok(ann, "POST", f"{base}/leave")
     assert (await mod.ok(staff, "POST", f"{base}/join"))["conversation"]["member_count"] == 1
+    await ann_ws.close()
+
+
+async def test_a_deleted_owner_hands_on_and_every_conversation_is_told(mod: Mod) -> None:
+    owner, ann, bob = [await mod.person(p) for p in ("own", "ann", "bob")]
+    staff = await mod.person("staff", admin=True)
+    room = await mod.room(owner, ann, bob)
+    await mod.ok(
+        owner, "PUT", f"/api/conversations/{room}/members/{bob.id}/role", json={"role": "admin"}
+    )
+    made = await mod.ok(
+        ann,
+        "POST",
+        "/api/conversations",
+        json={"type": "group", "name": "g", "members": [owner.id]},
+    )
+    group = int(made["id"])
+    direct = await mod.ok(
+        owner, "POST", "/api/conversations", json={"type": "direct", "user_id": ann.id}
+    )
+    dm = int(direct["id"])
+    ann_ws = await mod.connect(ann)
+    gone = await mod.call(owner, "DELETE", "/api/auth/me", json={"password": PASSWORD})
+    assert gone.status_code == 204, gone.text
+    update = await ann_ws.next("member_updated")
+    assert (update["conversation_id"], update["user_id"], update["role"]) == (room, bob.id, "owner")
+
+    async def tail(cid: int, n: int) -> list[str]:
+        history = await mod.ok(ann, "GET", f"/api/conversations/{cid}/messages")
+        return [m["content"] for m in history["messages"]][-n:]
+
+    assert await tail(room, 2) == ["Deleted user left", f"{bob.name} is now the owner"]
+    assert await tail(group, 1) == ["Deleted user left"]
+    # A direct conversation is not left: its history just names a deleted user.
+    assert "Deleted user left" not in await tail(dm, 5)
+    listed = await mod.ok(ann, "GET", f"/api/conversations/{room}/members")
+    assert {m["user_id"]: m["role"] for m in listed} == {ann.id: "member", bob.id: "owner"}
+    audit = await mod.ok(
+        staff,
+        "GET",
+        "/api/admin/audit",
+        params={"action": "member.*", "target": f"{room}:{bob.id}"},
+    )
+    assert audit["events"][0]["details"] == {"role": "owner", "cause": "owner_deleted"}
     await ann_ws.close()
 
 

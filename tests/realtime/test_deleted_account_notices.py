@@ -63,11 +63,12 @@ async def test_notices_say_deleted_user_once_the_account_is_deleted(
         "bob made Deleted user admin",
         # The room's name is the room's, whatever it happens to spell.
         "bob renamed the room to ada",
+        "Deleted user left",
     ]
     assert await notices() == expected
     client = await server.connect(bob, resume={cid: 0})
     try:
-        backlog = await client.wait_messages(cid, 3)
+        backlog = await client.wait_messages(cid, 4)
         assert [m["content"] for m in backlog if m["kind"] == "system"] == expected
         history = await client.request(
             {"type": "history", "conversation_id": cid, "limit": 50}, "history"
@@ -76,4 +77,4 @@ async def test_notices_say_deleted_user_once_the_account_is_deleted(
     finally:
         await client.close()
     [listed] = (await server.rest(bob, "GET", "/api/conversations")).json()
-    assert listed["last_message"]["content"] == "bob renamed the room to ada"
+    assert listed["last_message"]["content"] == "Deleted user left"

@@ -141,7 +141,12 @@ async def test_anonymise_user(store: SqlStore) -> None:
     await store.create_password_reset("reset", alice.id, T0, T0 + 1000)
     sent = await send(store, general, alice, "hello")
 
-    assert await store.anonymise_user(alice.id, T0 + 5)
+    changed = await store.anonymise_user(alice.id, T0 + 5)
+    assert changed is not None
+    assert changed.left == tuple(sorted((general.id, alone.id)))
+    assert [(h.conversation_id, h.user_id, h.role) for h in changed.heirs] == [
+        (general.id, bob.id, Role.OWNER)
+    ]
     gone = await store.get_user(alice.id)
     assert gone is not None
     assert (gone.username, gone.email, gone.display_name, gone.avatar_url) == (None, None, "", None)
@@ -161,7 +166,7 @@ async def test_anonymise_user(store: SqlStore) -> None:
     assert await store.get_message(sent[0].message.id) == sent[0].message
     # Name and address are free again.
     assert (await user(store, "alice")).id != alice.id
-    assert await store.anonymise_user(999, T0) is False
+    assert await store.anonymise_user(999, T0) is None
 
 
 async def test_notices_lose_a_deleted_users_name_and_nothing_else(store: SqlStore) -> None:

@@ -29,7 +29,7 @@ from palaver.services.tokens import (
     new_opaque_token,
     new_session_id,
 )
-from palaver.store.base import RefreshOutcome, Store
+from palaver.store.base import Anonymised, RefreshOutcome, Store
 
 log = structlog.get_logger(__name__)
 
@@ -100,6 +100,8 @@ class AuthService:
         self.mailer = mailer
         #: Removes a deleted account's files (the upload service).
         self.remove_files: Callable[[int], Awaitable[object]] | None = None
+        #: Tells a deleted account's conversations what changed (the conversations).
+        self.account_deleted: Callable[[int, Anonymised], Awaitable[object]] | None = None
 
     # -- registration and login ------------------------------------------------------
 
@@ -445,9 +447,11 @@ class AuthService:
         # expires with the unattached ones.
         if self.remove_files is not None:
             await self.remove_files(principal.user.id)
-        await self.store.anonymise_user(principal.user.id, now_ms())
+        gone = await self.store.anonymise_user(principal.user.id, now_ms())
         await self.audit.record("user.deleted", actor_id=principal.user.id, ip=ip)
         await signals.revoke_sessions(self.broker, principal.user.id, sessions or None)
+        if gone is not None and self.account_deleted is not None:
+            await self.account_deleted(principal.user.id, gone)
 
     async def set_active(
         self, user_id: int, active: bool, *, actor_id: int | None, ip: str | None = None

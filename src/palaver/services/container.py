@@ -107,6 +107,7 @@ def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Ser
     messaging.resolve_extras = rich.send_extras
     rich.discard_blobs = uploads.discard_blobs
     auth.remove_files = uploads.remove_owned
+    auth.account_deleted = conversations.account_deleted
     return Services(
         settings=settings,
         store=store,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
+import structlog
+
 from palaver.broker.base import Broker, BrokerUnavailable
 from palaver.core import events, names
 from palaver.core.errors import ErrorCode, PalaverError, not_found
@@ -17,11 +19,13 @@ from palaver.core.models import (
     User,
     now_ms,
 )
-from palaver.core.notices import Notice
+from palaver.core.notices import DELETED_USER, Notice
 from palaver.services import signals
 from palaver.services.audit import Audit
 from palaver.services.messaging import MessagingService
-from palaver.store.base import Store
+from palaver.store.base import Anonymised, Store
+
+log = structlog.get_logger(__name__)
 
 if TYPE_CHECKING:
     from palaver.services.moderation import ModerationService
@@ -259,20 +263,40 @@ class ConversationService:
             return  # a concurrent leave or kick already removed them and said so
         await self._tell_user(user.id, "left", conversation_id, None)
         await self.messaging.post_system(conversation_id, Notice.of(user, " left"))
-        if heir is None:
-            return
+        if heir is not None:
+            await self._crown(heir, user.id, "owner_left")
+
+    async def account_deleted(self, user_id: int, gone: Anonymised) -> None:
+        """Tell the rooms and groups a deleted account was in that it left, and who
+        now owns what it owned. The account is gone by now, so nothing here fails the
+        deletion: a notice that cannot be posted is logged and the rest go on."""
+        for conversation_id in gone.left:
+            try:
+                await self.messaging.post_system(conversation_id, Notice(f"{DELETED_USER} left"))
+            except Exception:
+                log.exception("account_deleted.notice_failed", conversation_id=conversation_id)
+        for heir in gone.heirs:
+            try:
+                await self._crown(heir, user_id, "owner_deleted")
+            except Exception:
+                log.exception(
+                    "account_deleted.heir_notice_failed", conversation_id=heir.conversation_id
+                )
+
+    async def _crown(self, heir: Member, actor_id: int, cause: str) -> None:
+        """Tell a conversation that ``heir`` now owns it (the store already made it so)."""
         successor = await self.store.get_user(heir.user_id)
         if successor is not None:
             await self.messaging.post_system(
-                conversation_id, Notice.of(successor, " is now the owner")
+                heir.conversation_id, Notice.of(successor, " is now the owner")
             )
         await self.messaging.member_updated(heir)
         await self.audit.record(
             "member.role_changed",
-            actor_id=user.id,
-            target=f"{conversation_id}:{heir.user_id}",
+            actor_id=actor_id,
+            target=f"{heir.conversation_id}:{heir.user_id}",
             role=Role.OWNER.value,
-            cause="owner_left",
+            cause=cause,
         )
 
     async def add_member(self, actor: User, conversation_id: int, ref: int | str) -> Member:

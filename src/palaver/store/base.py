@@ -64,6 +64,16 @@ class CursorUpdate:
     delivered_seq: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Anonymised:
+    """What deleting an account changed in its conversations."""
+
+    #: The rooms and groups it was a member of (direct conversations are not left).
+    left: tuple[int, ...]
+    #: The members who now own what it owned.
+    heirs: tuple[Member, ...]
+
+
 USER_FIELDS = frozenset(
     {"display_name", "avatar_url", "password_hash", "is_active", "is_admin", "last_seen_at"}
 )
@@ -143,13 +153,14 @@ class Store(RichMessageStore, ModerationStore, abc.ABC):
         """Set some of :data:`USER_FIELDS`; return the updated user or ``None``."""
 
     @abc.abstractmethod
-    async def anonymise_user(self, user_id: int, at: int) -> bool:
+    async def anonymise_user(self, user_id: int, at: int) -> Anonymised | None:
         """Delete an account: clear username, e-mail, display name, avatar and password,
         deactivate it, revoke its sessions and drop its memberships and reset tokens.
         Each conversation it owned passes to an heir, as when an owner leaves
         (:meth:`leave_conversation`). Messages stay (as "Deleted user") so
         conversations keep their sequence, and every system notice that names the
-        account (:meth:`append_notice`) reads "Deleted user" in its place."""
+        account (:meth:`append_notice`) reads "Deleted user" in its place. ``None``
+        when there is no such account."""
 
     # -- sessions and tokens ---------------------------------------------------------
 

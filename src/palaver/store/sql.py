@@ -68,6 +68,7 @@ from palaver.core.notices import NamedUser, Notice, without_user
 from palaver.store import schema
 from palaver.store.base import (
     USER_FIELDS,
+    Anonymised,
     CursorUpdate,
     RefreshOutcome,
     RefreshResult,
@@ -579,8 +580,8 @@ class SqlStore(SqlModeration, Store):
 
         return await self._txn("update_user", txn)
 
-    async def anonymise_user(self, user_id: int, at: int) -> bool:
-        async def txn(conn: AsyncConnection) -> bool:
+    async def anonymise_user(self, user_id: int, at: int) -> Anonymised | None:
+        async def txn(conn: AsyncConnection) -> Anonymised | None:
             await self._unname(conn, user_id)
             result = await conn.execute(
                 update(users)
@@ -598,22 +599,39 @@ class SqlStore(SqlModeration, Store):
                 )
             )
             if result.rowcount == 0:
-                return False
+                return None
             await conn.execute(
                 update(sessions)
                 .where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
                 .values(revoked_at=at)
             )
-            gone = await conn.execute(
-                delete(members)
-                .where(members.c.user_id == user_id)
-                .returning(members.c.conversation_id, members.c.role)
-            )
+            gone = (
+                await conn.execute(
+                    delete(members)
+                    .where(members.c.user_id == user_id)
+                    .returning(members.c.conversation_id, members.c.role)
+                )
+            ).all()
+            left: list[int] = []
+            for chunk in chunks(sorted(cid for cid, _ in gone)):
+                left.extend(
+                    (
+                        await conn.execute(
+                            select(conversations.c.id).where(
+                                conversations.c.id.in_(chunk),
+                                conversations.c.kind != ConversationKind.DIRECT.value,
+                            )
+                        )
+                    ).scalars()
+                )
             # What it owned passes on as when an owner leaves.
-            for conversation_id in sorted(cid for cid, role in gone if role == Role.OWNER.value):
-                await _hand_on(conn, conversation_id)
+            heirs = [
+                heir
+                for conversation_id in sorted(cid for cid, role in gone if role == Role.OWNER.value)
+                if (heir := await _hand_on(conn, conversation_id)) is not None
+            ]
             await conn.execute(delete(password_resets).where(password_resets.c.user_id == user_id))
-            return True
+            return Anonymised(tuple(sorted(left)), tuple(heirs))
 
         return await self._txn("anonymise_user", txn)
 
