@@ -566,3 +566,36 @@ async def test_a_join_before_the_resume_forgets_no_message_owed_elsewhere(
         assert [m["seq"] for m in got] == [sent["seq"]]
         for client in (sender, laptop):
             await client.close()
+
+
+async def test_a_resume_during_a_catch_up_gets_nothing_twice(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catch-up waits for each sender's profile; a resume with a later cursor landing
+    meanwhile must not see messages it already has again (nor its cursor moved back)."""
+    _, ada = await server.user("ada")
+    room = await server.room(ada, "general")
+    sender = await server.connect(ada, resume={})
+    for i in range(5):
+        await sender.send_text(room, f"m{i}")
+    users = server.services.users
+    real_get = users.get
+    slow = asyncio.Event()
+
+    async def slow_get(user_id: int) -> Any:
+        if not slow.is_set():
+            slow.set()
+            await asyncio.sleep(0.3)
+        return await real_get(user_id)
+
+    monkeypatch.setattr(users, "get", slow_get)
+    client = await server.connect(ada, resume={room: 0})
+    await asyncio.wait_for(slow.wait(), 5)
+    # The client says it already has everything, while the catch-up waits.
+    await client.request({"type": "resume", "cursors": {room: 5}}, "resumed")
+    await asyncio.sleep(0.6)
+    await sender.send_text(room, "m5")
+    await client.wait_messages(room, 1)
+    await asyncio.sleep(0.2)
+    assert [m["seq"] for m in client.messages if m["conversation_id"] == room] == [6]
+    await asyncio.gather(sender.close(), client.close())

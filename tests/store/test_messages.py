@@ -165,6 +165,40 @@ async def test_append_to_missing_conversation(store: SqlStore) -> None:
     assert [r.message.seq for r in await send(store, general, alice, "next")] == [1]
 
 
+@pytest.mark.parametrize("path", ["engine", "portable"])
+async def test_only_members_write(
+    store: SqlStore, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever a node believes of a socket's conversations, the store refuses a new
+    message from someone who is not (or no longer) a member, on the engine's own append
+    path and the portable one."""
+    if path == "portable":
+        monkeypatch.setattr(store, "_append_batch", partial(SqlStore._append_batch, store))
+    alice, bob = await user(store, "alice"), await user(store, "bob")
+    general = await room(store, "general", alice, bob)
+    [kept] = await send(store, general, bob, "before", client_ids=["b1"])
+    assert await store.remove_member(general.id, bob.id)
+    for batch in (
+        [NewMessage(general.id, bob.id, "after", client_msg_id="b2")],
+        # A member's message in the same batch fails with it (the writer retries it alone).
+        [NewMessage(general.id, alice.id, "hi"), NewMessage(general.id, bob.id, "after")],
+    ):
+        with pytest.raises(PalaverError) as caught:
+            await store.append_messages(batch, T0)
+        assert caught.value.code is ErrorCode.NOT_FOUND
+    conversation = await store.get_conversation(general.id)
+    assert conversation is not None
+    assert conversation.last_seq == 1
+    # A repeat of what they sent while a member is answered with the original.
+    [again] = await send(store, general, bob, "before", client_ids=["b1"])
+    assert again.duplicate
+    assert again.message == kept.message
+    # System notices have no sender and need no membership.
+    notice = NewMessage(general.id, None, "bob left", kind=MessageKind.SYSTEM)
+    stored = await store.append_messages([notice, NewMessage(general.id, alice.id, "x")], T0)
+    assert [(a.message.seq, a.message.sender_id) for a in stored] == [(2, None), (3, alice.id)]
+
+
 async def test_get_messages_pagination(store: SqlStore) -> None:
     alice = await user(store, "alice")
     general, other = await room(store, "general", alice), await room(store, "other", alice)

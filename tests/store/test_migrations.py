@@ -260,7 +260,7 @@ async def test_the_client_id_index_change_keeps_every_row_both_ways(fresh_url: s
         await store.migrate()
         alice = await user(store, "alice")
         bob = await user(store, "bob")
-        general = await room(store, "general", alice)
+        general = await room(store, "general", alice, bob)
         sent = await send(
             store,
             general,

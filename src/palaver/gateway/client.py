@@ -227,22 +227,31 @@ class Client:
         while not self.closed and conversation_id in self.cursors:
             cursor = self.cursors[conversation_id]
             page = await store.get_messages(conversation_id, after_seq=cursor, limit=CATCH_UP_PAGE)
+            moved = False
             for message in page:
                 if self.closed or conversation_id not in self.cursors:
                     return
                 cursor = self.cursors[conversation_id]
                 if message.seq <= cursor:
                     continue
-                if message.seq > cursor + 1:
-                    # Retention removed what lies between: say so instead of waiting.
-                    self.send(events.gap(conversation_id, cursor + 1, message.seq - 1))
                 sender = (
                     await self._hub.users.get(message.sender_id)
                     if message.sender_id is not None
                     else None
                 )
+                if self.cursors.get(conversation_id) != cursor:
+                    # The socket moved on while the sender was looked up (a resume, a
+                    # leave): writing now could repeat a message, move the cursor back
+                    # or track a conversation left. Read again from where it stands.
+                    moved = True
+                    break
+                if message.seq > cursor + 1:
+                    # Retention removed what lies between: say so instead of waiting.
+                    self.send(events.gap(conversation_id, cursor + 1, message.seq - 1))
                 self.cursors[conversation_id] = message.seq
                 self.send(events.message(message, sender))
+            if moved:
+                continue
             wanted = self._wanted.get(conversation_id, 0) if self._wanted else 0
             if len(page) < CATCH_UP_PAGE and self.cursors.get(conversation_id, 0) >= wanted:
                 return

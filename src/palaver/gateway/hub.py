@@ -36,6 +36,8 @@ PRESENCE_CHANNEL = "presence"
 MAINTENANCE_TICK = 1.0
 # Seconds between checks that no socket missed a wake-up.
 SWEEP_SECONDS = 5.0
+# Seconds between checks that every socket's conversations are its user's in the store.
+MEMBERSHIP_CHECK_SECONDS = 30.0
 # Sockets that have not resumed within this delay start from their default cursors.
 RESUME_GRACE = 0.5
 # Close codes (documented in docs/protocol.md).
@@ -65,6 +67,9 @@ class Hub:
         self._presence_clock = itertools.count(1)
         # Presence entries outlive a dead node by at most this (heartbeat every third).
         self._presence_ttl = services.settings.presence_ttl
+        # Membership signals received per user with sockets here: a check of the store
+        # that a signal overtook must not undo what the signal did.
+        self._member_signals: dict[int, int] = {}
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -111,6 +116,11 @@ class Hub:
 
     # -- sockets ---------------------------------------------------------------------
 
+    def membership_mark(self, user_id: int) -> int:
+        """Take before reading a user's conversations for a new socket, and give to
+        :meth:`attach`: it tells whether a membership signal came meanwhile."""
+        return self._member_signals.get(user_id, 0)
+
     def attach(
         self,
         outlet: Outlet,
@@ -118,6 +128,7 @@ class Hub:
         summaries: list[ConversationSummary],
         *,
         auto_resume: bool = True,
+        mark: int | None = None,
     ) -> Client:
         """Register an authenticated socket and greet it with ``hello``.
 
@@ -125,6 +136,10 @@ class Hub:
         socket is registered synchronously, before its first frame can arrive. With
         ``auto_resume`` a socket that sends no ``resume`` within :data:`RESUME_GRACE`
         starts from the account's delivery cursors; without it, it waits for its own.
+
+        A join or leave signalled after that read and before this node listened for the
+        user's signals (or after ``mark``) would be lost to the socket: its
+        conversations are then checked against the store once the node listens.
         """
         user_id = principal.user.id
         # Sockets opened with one token share one principal: thousands of a bot's or a
@@ -142,14 +157,18 @@ class Hub:
             known[cid] = summary.conversation.last_seq
         client.last_seqs = known
         new_channels = []
+        unheard = mark is None or self._member_signals.get(user_id, 0) != mark
         if user_id not in self.by_user:
             self.by_user[user_id] = set()
             new_channels.append(signals.user_channel(user_id))
+            unheard = True
         self.by_user[user_id].add(client)
         for cid in client.cursors:
             if self._index(cid, client):
                 new_channels.append(signals.conversation_channel(cid))
-        if new_channels and self._subscription is not None:
+        if unheard:
+            self.spawn(self._listen_then_check(new_channels, user_id))
+        elif new_channels and self._subscription is not None:
             self.spawn(self._subscription.add(new_channels))
         self.services.metrics.ws_connections.inc()
         client.send(
@@ -187,6 +206,11 @@ class Hub:
         self.spawn(self._presence_changed(user_id))
         return client
 
+    async def _listen_then_check(self, channels: list[str], user_id: int) -> None:
+        if channels and self._subscription is not None:
+            await self._subscription.add(channels)
+        await self.check_memberships([user_id])
+
     def _auto_resume(self, client: Client) -> None:
         if not client.synced and not client.closed:
             client.resume({})
@@ -220,6 +244,7 @@ class Hub:
             clients.discard(client)
             if not clients:
                 del self.by_user[user_id]
+                self._member_signals.pop(user_id, None)
                 gone.append(signals.user_channel(user_id))
         if gone and self._subscription is not None:
             self.spawn(self._subscription.remove(gone))
@@ -273,6 +298,9 @@ class Hub:
         elif kind == "revoke":
             self._revoke(signal)
         elif kind in ("joined", "left"):
+            user_id = int(signal["user_id"])
+            if user_id in self.by_user:
+                self._member_signals[user_id] = self._member_signals.get(user_id, 0) + 1
             self.spawn(self._membership(signal))
         elif kind == "user_event":
             # A frame for one user's own sockets (their settings changed elsewhere).
@@ -305,18 +333,38 @@ class Hub:
         if not clients:
             return
         if signal["type"] == "left":
-            left: dict[str, object] = {"type": "left", "conversation_id": cid}
-            for client in clients:
-                client.untrack(cid)
-                index = self.by_conversation.get(cid)
-                if index is not None:
-                    index.discard(client)
-                    if not index and self._subscription is not None:
-                        del self.by_conversation[cid]
-                        await self._subscription.remove([signals.conversation_channel(cid)])
-                client.send(left)
+            await self._unsubscribe(self._untrack(cid, clients))
             return
-        seq = int(signal.get("seq") or 0)
+        await self._greet(cid, clients, *self._track(cid, int(signal.get("seq") or 0), clients))
+
+    def _untrack(self, cid: int, clients: list[Client]) -> list[int]:
+        """Stop delivering ``cid`` to ``clients`` and tell them; return ``[cid]`` when
+        no socket of this node wants it any more."""
+        frame: dict[str, object] = {"type": "left", "conversation_id": cid}
+        emptied = []
+        for client in clients:
+            client.untrack(cid)
+            index = self.by_conversation.get(cid)
+            if index is not None:
+                index.discard(client)
+                if not index:
+                    del self.by_conversation[cid]
+                    emptied.append(cid)
+            client.send(frame)
+        return emptied
+
+    async def _unsubscribe(self, emptied: list[int]) -> None:
+        if self._subscription is None:
+            return
+        # Unless a join wanted one back in the meantime.
+        gone = [signals.conversation_channel(c) for c in emptied if c not in self.by_conversation]
+        if gone:
+            await self._subscription.remove(gone)
+
+    def _track(self, cid: int, seq: int, clients: list[Client]) -> tuple[list[Client], bool]:
+        """Start delivering ``cid`` after ``seq`` to those of ``clients`` that do not
+        have it, holding its messages back until :meth:`_greet` said ``joined``; return
+        those sockets and whether the node must subscribe."""
         subscribe = False
         joining = []
         for client in clients:
@@ -327,6 +375,11 @@ class Hub:
             client.hold(cid)
             joining.append(client)
             subscribe = self._index(cid, client) or subscribe
+        return joining, subscribe
+
+    async def _greet(
+        self, cid: int, clients: list[Client], joining: list[Client], subscribe: bool
+    ) -> None:
         last_seq = 0
         try:
             if subscribe and self._subscription is not None:
@@ -345,6 +398,39 @@ class Hub:
         finally:
             for client in joining:
                 client.unhold(cid, upto=last_seq)
+
+    async def check_memberships(self, user_ids: list[int]) -> None:
+        """Bring the conversations of these users' sockets in line with the store.
+
+        Joins and leaves reach sockets as signals, at most once: one lost to a broker
+        outage, or sent while a socket was being opened, would leave a removed member
+        reading a conversation (or a new one without it) for the socket's lifetime.
+        This bounds that to :data:`MEMBERSHIP_CHECK_SECONDS`, and to a round trip for a
+        socket just opened. A user whose signal arrived during the read is left to it.
+        """
+        marks = {u: self._member_signals.get(u, 0) for u in user_ids if u in self.by_user}
+        if not marks:
+            return
+        found = await self.store.memberships(list(marks))
+        emptied: list[int] = []
+        greetings: list[tuple[int, list[Client], list[Client], bool]] = []
+        for user_id, mark in marks.items():
+            if self._member_signals.get(user_id, 0) != mark:
+                continue
+            owned = found.get(user_id, {})
+            for client in list(self.by_user.get(user_id, ())):
+                for cid in [c for c in client.cursors if c not in owned]:
+                    log.info("membership.stale", user_id=user_id, conversation_id=cid)
+                    emptied += self._untrack(cid, [client])
+                for cid, delivered in owned.items():
+                    if cid not in client.cursors:
+                        log.info("membership.missed", user_id=user_id, conversation_id=cid)
+                        greetings.append((cid, [client], *self._track(cid, delivered, [client])))
+        # Every socket is in line before the first await: signals handled from here on
+        # act on what the store said.
+        await self._unsubscribe(emptied)
+        for greeting in greetings:
+            await self._greet(*greeting)
 
     # -- presence --------------------------------------------------------------------
 
@@ -463,6 +549,7 @@ class Hub:
         away_after = self.services.settings.presence_away_after
         next_beat = 0.0
         next_sweep = time.monotonic() + SWEEP_SECONDS
+        next_check = time.monotonic() + MEMBERSHIP_CHECK_SECONDS
         while True:
             now = time.monotonic()
             if now >= next_sweep:
@@ -471,6 +558,12 @@ class Hub:
                     await self.sweep()
                 except StoreUnavailable as exc:
                     log.warning("sweep.failed", error=str(exc))
+            if now >= next_check:
+                next_check = now + MEMBERSHIP_CHECK_SECONDS
+                try:
+                    await self.check_memberships(list(self.by_user))
+                except StoreUnavailable as exc:
+                    log.warning("membership_check.failed", error=str(exc))
             if now >= next_beat:
                 next_beat = now + self._presence_ttl / 3 * random.uniform(0.9, 1.1)
                 try:

@@ -48,12 +48,16 @@ CONNECTION_COUNTER_TTL = 3600.0
 class Slot:
     """Per-socket state kept on the transport connection (``Connection.state``)."""
 
-    __slots__ = ("client", "ip", "principal", "queue", "running", "summaries")
+    __slots__ = ("client", "ip", "mark", "principal", "queue", "running", "summaries")
 
-    def __init__(self, principal: Principal, summaries: list[ConversationSummary], ip: str):
+    def __init__(
+        self, principal: Principal, summaries: list[ConversationSummary], ip: str, mark: int
+    ):
         self.principal = principal
         self.summaries: list[ConversationSummary] | None = summaries
         self.ip = ip
+        # What the hub had heard of the user's memberships before summaries were read.
+        self.mark = mark
         self.client: Client | None = None
         self.queue: deque[protocol.Command] | None = None
         self.running = False
@@ -117,8 +121,9 @@ class NativeHandler(GatewayHandler):
                 )
         except BrokerUnavailable:
             return Reject(503, ErrorCode.UNAVAILABLE.value, "broker unavailable; retry")
+        mark = self.hub.membership_mark(principal.user.id)
         summaries = await self.services.store.list_user_conversations(principal.user.id)
-        return Accept(state=Slot(principal, summaries, ip))
+        return Accept(state=Slot(principal, summaries, ip, mark))
 
     def on_open(self, conn: Connection) -> None:
         slot: Slot = conn.state  # type: ignore[assignment]
@@ -128,7 +133,7 @@ class NativeHandler(GatewayHandler):
         explicit = conn.request.query.get("resume", "") in ("1", "true", "wait")
         conn.request.forget_head()
         slot.client = self.hub.attach(
-            conn, slot.principal, slot.summaries, auto_resume=not explicit
+            conn, slot.principal, slot.summaries, auto_resume=not explicit, mark=slot.mark
         )
         slot.summaries = None
 

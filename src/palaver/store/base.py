@@ -336,6 +336,11 @@ class Store(RichMessageStore, ModerationStore, abc.ABC):
         """Ids of the conversations a user belongs to."""
 
     @abc.abstractmethod
+    async def memberships(self, user_ids: Sequence[int]) -> dict[int, dict[int, int]]:
+        """For each of ``user_ids`` that belongs anywhere: its conversations, each with
+        its delivery cursor (``{user_id: {conversation_id: delivered_seq}}``)."""
+
+    @abc.abstractmethod
     async def list_user_conversations(self, user_id: int) -> list[ConversationSummary]:
         """A user's conversations with member count, unread count (messages of other
         senders past the read cursor) and last message, latest activity first."""
@@ -351,8 +356,12 @@ class Store(RichMessageStore, ModerationStore, abc.ABC):
         """Append messages in one durable transaction (group commit) and return one
         result per input, in order. Each conversation's new messages get consecutive
         sequence numbers after its ``last_seq``. A message whose ``(sender_id,
-        client_msg_id)`` already exists is not stored again: its result is the original
-        with ``duplicate=True``. The same transaction stamps ``attached_at`` on the
+        conversation_id, client_msg_id)`` already exists is not stored again: its result
+        is the original with ``duplicate=True``. A new message whose sender is not a
+        member of its conversation, or whose conversation does not exist, fails the
+        whole batch with ``NOT_FOUND`` (the caller retries the others alone): whatever a
+        node believes of its sockets, only members write. The same transaction stamps
+        ``attached_at`` on the
         uploads the stored messages carry (elements of ``attachments`` with an integer
         ``id`` naming an upload bound to the message's conversation), so those never
         expire and no other upload stops expiring. Raises :class:`StoreUnavailable`

@@ -272,6 +272,8 @@ class PostgresStore(PostgresSearch, RichSqlStore):
 #   and ``found`` checks every one exists; without that, nothing is written and the
 #   statement answers ``_MISSING`` (NOT_FOUND);
 # * ``stored`` finds messages that already carry a client id of the batch (duplicates);
+# * ``outsiders`` finds a new message whose sender is not a member: as with a missing
+#   conversation, nothing is written and the answer is ``_MISSING``;
 # * ``bumped`` raises each conversation's last_seq by its count of new messages. It runs
 #   after the locks, and under READ COMMITTED it updates the newest committed row
 #   version, so the numbers it hands out follow whatever a concurrent writer committed:
@@ -320,10 +322,18 @@ stored AS (
 ),"""  # noqa: S608
 
 _NEW = """
+outsiders AS (
+    SELECT 1 FROM input i
+    WHERE i.sender_id IS NOT NULL /* and not stored */
+      AND NOT EXISTS (SELECT 1 FROM members mb
+                      WHERE mb.conversation_id = i.conversation_id
+                        AND mb.user_id = i.sender_id)
+    LIMIT 1
+),
 new AS (
     SELECT i.*, row_number() OVER (PARTITION BY i.conversation_id ORDER BY i.ord) AS k
     FROM input i
-    WHERE (SELECT ok FROM found) /* and not stored */
+    WHERE (SELECT ok FROM found) AND NOT EXISTS (SELECT 1 FROM outsiders) /* and not stored */
 ),"""
 
 _NOT_STORED = """
@@ -357,7 +367,8 @@ inserted AS (
 SELECT 0, id, conversation_id, seq, {_NULLS}
 FROM inserted
 UNION ALL
-SELECT 2, NULL, NULL, NULL, {_NULLS} FROM found WHERE NOT ok"""  # noqa: S608
+SELECT 2, NULL, NULL, NULL, {_NULLS} FROM found
+WHERE NOT ok OR EXISTS (SELECT 1 FROM outsiders)"""  # noqa: S608
 
 _ATTACHED_CTE = """,
 attached AS (

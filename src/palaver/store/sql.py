@@ -1060,6 +1060,19 @@ class SqlStore(SqlModeration, Store):
         )
         return await self._scalars("user_conversation_ids", stmt)
 
+    async def memberships(self, user_ids: Sequence[int]) -> dict[int, dict[int, int]]:
+        async def txn(conn: AsyncConnection) -> dict[int, dict[int, int]]:
+            found: dict[int, dict[int, int]] = {}
+            for chunk in chunks(sorted(set(user_ids))):
+                stmt = select(
+                    members.c.user_id, members.c.conversation_id, members.c.delivered_seq
+                ).where(members.c.user_id.in_(chunk))
+                for user_id, conversation_id, delivered in await conn.execute(stmt):
+                    found.setdefault(user_id, {})[conversation_id] = delivered
+            return found
+
+        return await self._txn("memberships", txn, write=False)
+
     async def list_user_conversations(self, user_id: int) -> list[ConversationSummary]:
         last = messages.alias("last")
         everyone = members.alias("everyone")
@@ -1191,6 +1204,16 @@ class SqlStore(SqlModeration, Store):
         last_seq = await self._lock_conversations(conn, {new.conversation_id for new in batch})
         existing = await self._find_client_ids(conn, batch)
         plan = AppendPlan(batch, last_seq, existing)
+        if writers := plan.writers():
+            present: set[tuple[int, int]] = set()
+            for pairs in chunks(sorted(writers)):
+                probe = select(members.c.conversation_id, members.c.user_id).where(
+                    members.c.conversation_id.in_({cid for cid, _ in pairs}),
+                    members.c.user_id.in_({uid for _, uid in pairs}),
+                )
+                present.update((cid, uid) for cid, uid in await conn.execute(probe))
+            if not writers <= present:
+                raise not_found()
         if plan.fresh:
             await conn.execute(
                 update(conversations)
@@ -1433,6 +1456,16 @@ class AppendPlan:
             seq = last_seq[new.conversation_id] + 1
             last_seq[new.conversation_id] = seq
             self.fresh.append((index, seq))
+
+    def writers(self) -> set[tuple[int, int]]:
+        """``(conversation_id, sender_id)`` of the new messages that have a sender: each
+        must be a member when they commit. A repeat of a stored message is answered
+        whatever the sender's membership now (it was one when it sent it)."""
+        return {
+            (new.conversation_id, new.sender_id)
+            for index, _ in self.fresh
+            if (new := self._batch[index]).sender_id is not None
+        }
 
     def bumped(self) -> list[tuple[int, int]]:
         """``(conversation_id, new last_seq)`` of each conversation that got messages,

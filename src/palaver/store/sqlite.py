@@ -280,6 +280,15 @@ class SqliteStore(SqliteSearch, RichSqlStore):
                 ]
                 require_uploads(named, present)
             plan = AppendPlan(batch, last_seq, self._find_client_ids_sync(db, batch))
+            if writers := plan.writers():
+                pairs = sorted(writers)
+                found = 0
+                for some in chunks(pairs):
+                    flat = [value for pair in some for value in pair]
+                    (count,) = db.execute(_count_members(len(some)), flat).fetchone()
+                    found += count
+                if found != len(pairs):
+                    raise not_found()
             if plan.fresh:
                 db.executemany(_BUMP, [(seq, at, cid) for cid, seq in plan.bumped()])
                 # We hold the write lock and rowids grow from the largest one: every
@@ -431,6 +440,18 @@ def _select_cursors(conversations: int, users: int) -> str:
         "JOIN conversations AS c ON c.id = m.conversation_id "
         f"WHERE m.conversation_id IN ({_marks(conversations)}) "
         f"AND m.user_id IN ({_marks(users)})"
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _count_members(count: int) -> str:
+    """How many of ``count`` distinct ``(conversation_id, user_id)`` pairs are members:
+    one probe of the members' primary key each."""
+    pairs = ", ".join(["(?, ?)"] * count)
+    return (
+        f"WITH k(conversation_id, user_id) AS (VALUES {pairs}) "  # noqa: S608
+        "SELECT count(*) FROM k JOIN members AS m "
+        "ON m.conversation_id = k.conversation_id AND m.user_id = k.user_id"
     )
 
 

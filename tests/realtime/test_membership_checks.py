@@ -1,0 +1,176 @@
+"""A socket's conversations follow its user's memberships in the store, even when the
+join or leave signal that should have told it was lost (a broker outage) or raced the
+socket's opening; and only members write, whatever a socket believes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from palaver.broker.base import BrokerUnavailable
+from palaver.config import Settings
+from tests.realtime.conftest import Client, Server, start_server
+
+
+async def _received(client: Client, conversation_id: int, content: str, wait: float) -> bool:
+    await asyncio.sleep(wait)
+    return any(
+        m["conversation_id"] == conversation_id and m["content"] == content for m in client.messages
+    )
+
+
+def _lose_user_signals(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[], Awaitable[None]]:
+    """Make publications on users' channels fail, as in a broker outage; return a
+    coroutine function that restores them."""
+    broker = server.services.broker
+    real_publish = broker.publish
+
+    async def flaky_publish(channel: str, payload: bytes) -> None:
+        if channel.startswith("user:"):
+            raise BrokerUnavailable("broker failing over")
+        await real_publish(channel, payload)
+
+    monkeypatch.setattr(broker, "publish", flaky_publish)
+
+    async def restore() -> None:
+        monkeypatch.setattr(broker, "publish", real_publish)
+
+    return restore
+
+
+async def test_a_lost_left_signal_is_caught_by_the_membership_check(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from palaver.gateway import hub
+
+    monkeypatch.setattr(hub, "MEMBERSHIP_CHECK_SECONDS", 0.3)
+    async for server in start_server(settings):
+        ada_id, ada = await server.user("ada")
+        bob_id, bob = await server.user("bob")
+        room = await server.room(ada, "general")
+        joined = await server.rest(bob, "POST", f"/api/conversations/{room}/join")
+        assert joined.status_code == 200, joined.text
+        laptop = await server.connect(bob, resume={})
+        sender = await server.connect(ada, resume={})
+        restore = _lose_user_signals(server, monkeypatch)
+        actor = await server.services.store.get_user(ada_id)
+        assert actor is not None
+        await server.services.conversations.remove_member(actor, room, bob_id)
+        await restore()
+        assert await server.services.store.get_member(room, bob_id) is None
+
+        # Until the check, the socket still believes it is in the room; the store does
+        # not: its send is refused and stores nothing.
+        refused = await laptop.send_text(room, "I was removed", client_msg_id="x1")
+        assert refused["type"] == "error"
+        assert refused["code"] == "NOT_FOUND"
+        left = await laptop.next("left", timeout=5)
+        assert left["conversation_id"] == room
+        await sender.send_text(room, "members only")
+        assert not await _received(laptop, room, "members only", 0.5)
+        history = await server.rest(ada, "GET", f"/api/conversations/{room}/messages")
+        assert [m["content"] for m in history.json()["messages"] if m["kind"] == "text"] == [
+            "members only"
+        ]
+        await asyncio.gather(sender.close(), laptop.close())
+
+
+async def test_a_lost_joined_signal_is_caught_by_the_membership_check(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from palaver.gateway import hub
+
+    monkeypatch.setattr(hub, "MEMBERSHIP_CHECK_SECONDS", 0.3)
+    async for server in start_server(settings):
+        _, ada = await server.user("ada")
+        _, bob = await server.user("bob")
+        room = await server.room(ada, "general")
+        laptop = await server.connect(bob, resume={})
+        restore = _lose_user_signals(server, monkeypatch)
+        joined = await server.rest(bob, "POST", f"/api/conversations/{room}/join")
+        assert joined.status_code == 200, joined.text
+        await restore()
+        frame = await laptop.next("joined", timeout=5)
+        assert frame["conversation"]["id"] == room
+        sender = await server.connect(ada, resume={})
+        await sender.send_text(room, "welcome")
+        got = await laptop.wait_messages(room, 1, timeout=5)
+        assert [m["content"] for m in got if m["kind"] == "text"] == ["welcome"]
+        await asyncio.gather(sender.close(), laptop.close())
+
+
+async def test_a_removal_while_the_socket_opens_reaches_it(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The handshake reads the user's conversations before the node listens for the
+    user's signals: a removal in between must still reach the socket."""
+    ada_id, ada = await server.user("ada")
+    bob_id, bob = await server.user("bob")
+    room = await server.room(ada, "general")
+    await server.rest(bob, "POST", f"/api/conversations/{room}/join")
+    store = server.services.store
+    real_list = store.list_user_conversations
+    actor = await store.get_user(ada_id)
+    assert actor is not None
+    kicked = False
+
+    async def list_then_kick(user_id: int) -> Any:
+        nonlocal kicked
+        summaries = await real_list(user_id)
+        if user_id == bob_id and not kicked:
+            kicked = True  # another request's removal commits right after the read
+            await server.services.conversations.remove_member(actor, room, bob_id)
+        return summaries
+
+    monkeypatch.setattr(store, "list_user_conversations", list_then_kick)
+    laptop = await server.connect(bob, resume={})
+    monkeypatch.setattr(store, "list_user_conversations", real_list)
+    assert kicked
+    left = await laptop.next("left", timeout=5)
+    assert left["conversation_id"] == room
+    sender = await server.connect(ada, resume={})
+    await sender.send_text(room, "after the kick")
+    assert not await _received(laptop, room, "after the kick", 0.5)
+    await asyncio.gather(sender.close(), laptop.close())
+
+
+async def test_a_removal_while_another_socket_of_the_user_opens_reaches_it(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node already listens for the user (another socket): the removal's signal
+    arrives between the new socket's read and its registration."""
+    ada_id, ada = await server.user("ada")
+    bob_id, bob = await server.user("bob")
+    room = await server.room(ada, "general")
+    await server.rest(bob, "POST", f"/api/conversations/{room}/join")
+    phone = await server.connect(bob, resume={})
+    store = server.services.store
+    real_list = store.list_user_conversations
+    actor = await store.get_user(ada_id)
+    assert actor is not None
+    kicked = False
+
+    async def list_then_kick(user_id: int) -> Any:
+        nonlocal kicked
+        summaries = await real_list(user_id)
+        if user_id == bob_id and not kicked:
+            kicked = True
+            await server.services.conversations.remove_member(actor, room, bob_id)
+            await asyncio.sleep(0.1)  # the signal is handled before the socket registers
+        return summaries
+
+    monkeypatch.setattr(store, "list_user_conversations", list_then_kick)
+    laptop = await server.connect(bob, resume={})
+    monkeypatch.setattr(store, "list_user_conversations", real_list)
+    assert kicked
+    for client in (phone, laptop):
+        assert (await client.next("left", timeout=5))["conversation_id"] == room
+    sender = await server.connect(ada, resume={})
+    await sender.send_text(room, "after the kick")
+    assert not await _received(laptop, room, "after the kick", 0.5)
+    await asyncio.gather(sender.close(), laptop.close(), phone.close())
