@@ -288,7 +288,7 @@ async def translate(services: Services, sock: SioSocket, event: Frame) -> list[t
     if kind == "message":
         if event["kind"] != MessageKind.TEXT.value:
             return []
-        mark_delivered(services, sock, event)
+        mark_delivered(sock, event)
         return [("message:new", message_payload(event))]
     if kind == "typing":
         if event["user_id"] == sock.user_id:
