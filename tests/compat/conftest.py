@@ -88,6 +88,11 @@ class Raw:
                 if got.get("type") in (kind, "error"):
                     return got
 
+    @property
+    def done(self) -> bool:
+        """Whether the socket is closed and every frame it carried is filed."""
+        return self._reader.done()
+
     async def closed_with(self, timeout: float = TIMEOUT) -> int | None:
         async with asyncio.timeout(timeout):
             await asyncio.shield(self._reader)

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator
+
+import orjson
 import pytest
 import websockets
 from tests.compat.conftest import Raw, ws_base
-from tests.realtime.conftest import Server
+from tests.realtime.conftest import Server, start_server
+
+from palaver.compat.mrezhen import PATH
+from palaver.config import Settings
 
 
 def url(server: Server, token: str | None = None) -> str:
@@ -174,3 +185,109 @@ async def test_frames_over_64_kb_close_the_socket(server: Server) -> None:
     ada = await Raw.connect(url(server, token))
     await ada.send('{"type": "ping", "pad": "' + "x" * 70_000 + '"}')
     assert await ada.closed_with() == 1009
+
+
+@pytest.fixture
+async def small_buffer_server(settings: Settings) -> AsyncIterator[Server]:
+    """A server that closes a socket with 4008 once 4 KiB wait in its send buffer."""
+    tight = settings.model_copy(
+        update={
+            "rate_messages_burst": 10_000,
+            "rate_messages_per_second": 10_000.0,
+            "max_message_length": 50_000,
+            "ws_send_buffer": 4096,
+        }
+    )
+    async for value in start_server(tight):
+        yield value
+
+
+async def read_until_close(reader: asyncio.StreamReader) -> tuple[list[bytes], int]:
+    """The text frames a server sent on a raw socket, up to its Close frame, and the
+    close code."""
+    texts: list[bytes] = []
+    async with asyncio.timeout(10):
+        while True:
+            head = await reader.readexactly(2)
+            opcode, size = head[0] & 0x0F, head[1] & 0x7F
+            if size == 126:
+                size = int.from_bytes(await reader.readexactly(2))
+            elif size == 127:
+                size = int.from_bytes(await reader.readexactly(8))
+            payload = await reader.readexactly(size)
+            if opcode == 0x8:
+                return texts, int.from_bytes(payload[:2])
+            if opcode == 0x1:
+                texts.append(payload)
+
+
+def ids(client: Raw) -> list[int]:
+    return [f["message"]["id"] for f in client.seen if f["type"] == "direct_message"]
+
+
+async def test_a_backlog_cut_off_by_a_full_send_buffer_is_sent_on_the_next_connection(
+    small_buffer_server: Server,
+) -> None:
+    """Mrezhen has no delivery receipts: a message counts as delivered once written.
+    When the send buffer overflows (4008), what was not written before the close must
+    not count, or the next connection, which resumes after the delivered messages,
+    never sends it."""
+    server = small_buffer_server
+    _, ada_token = await server.user("ada")
+    bob_id, bob_token = await server.user("bob")
+    ada = await Raw.connect(url(server, ada_token))
+    sent: list[int] = []
+    for i in range(160):
+        await ada.send(
+            {"type": "direct_message", "to": "bob", "content": f"{i:02d}" + "x" * 49_000}
+        )
+        ack = await ada.next("message_ack")
+        assert ack["status"] == "queued"
+        sent.append(ack["messageId"])
+
+    # Bob connects with a tiny receive window and reads nothing for a while: his
+    # backlog fills the server's send buffer and the socket is closed with 4008.
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    port = int(server.base.rsplit(":", 1)[1])
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=2**20)
+    key = base64.b64encode(os.urandom(16)).decode()
+    head = [
+        f"GET {PATH}?token={bob_token} HTTP/1.1",
+        "Host: 127.0.0.1",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+    ]
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+    assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
+    await ada.next("presence", userId=bob_id, status="offline")
+    # Everything the server wrote before closing is read now (it waits a while for the
+    # reply to its Close frame before dropping the connection).
+    texts, code = await read_until_close(reader)
+    writer.close()
+    assert code == 4008
+    first = [orjson.loads(t)["message"]["id"] for t in texts]
+    assert first == sent[: len(first)]
+    assert len(first) < len(sent), "the send buffer never filled"
+    await server.services.messaging.flush_receipts()
+
+    # Each connection resumes after what the last one was written (the server may cut
+    # it off with 4008 again): every message arrives, and once.
+    received = first
+    while len(received) < len(sent):
+        bob = await Raw.connect(url(server, bob_token))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                while len(received) + len(ids(bob)) < len(sent) and not bob.done:
+                    await asyncio.sleep(0.05)
+        await bob.close()
+        if not ids(bob):
+            break
+        received = received + ids(bob)
+        await server.services.messaging.flush_receipts()
+    assert received == sent
+    await ada.close()

@@ -3,6 +3,10 @@ endpoint, driven by python-socketio and by Node.js socket.io-client."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+from typing import Any
+
 import aiohttp
 import httpx
 import pytest
@@ -278,3 +282,48 @@ async def test_browsers_of_other_sites_are_refused(settings: Settings) -> None:
             )
             assert client.connected
             await client.disconnect()
+
+
+async def test_seed_003_long_temp_ids_are_told_apart_by_their_whole_value(
+    server: Server,
+) -> None:
+    """A tempId is kept to 64 characters in the store: two that share their first 64
+    characters are still two sends, and a retry of either is still its duplicate."""
+    _, ada_token = await server.user("ada")
+    cid = await server.room(ada_token, "general")
+    ada = await Sio.connect(server.base, ada_token)
+    prefix = "device-7f3c2a9e-5b1d-4e8a-9c0f-2d6b8e4a1c3f:conversation-general:"
+    assert len(prefix) == 65
+    long_one = prefix + "1"
+    # What a long tempId's key looks like, sent as a tempId of its own.
+    lookalike = (
+        "sha256:"
+        + base64.urlsafe_b64encode(hashlib.sha256(long_one.encode()).digest()).rstrip(b"=").decode()
+    )
+    sends = [
+        ("one", long_one),
+        ("two", prefix + "2"),
+        ("three", prefix[:64]),
+        ("four", lookalike),
+        ("five", 10**70),
+    ]
+
+    async def send(content: str, temp: object) -> dict[str, Any]:
+        ack: dict[str, Any] = await ada.call(
+            "message:send", {"conversationId": cid, "content": content, "tempId": temp}
+        )
+        assert ack["success"] is True, ack
+        return ack
+
+    first = [await send(content, temp) for content, temp in sends]
+    assert [a["duplicate"] for a in first] == [False] * len(sends)
+    assert [a["message"]["content"] for a in first] == [content for content, _ in sends]
+    assert len({a["message"]["id"] for a in first}) == len(sends)
+    # Retries, whatever their content, come back as the original of their own tempId.
+    retries = [await send("again", temp) for _, temp in sends]
+    assert [a["duplicate"] for a in retries] == [True] * len(sends)
+    assert [a["message"]["id"] for a in retries] == [a["message"]["id"] for a in first]
+    history = await server.rest(ada_token, "GET", f"/api/conversations/{cid}/messages")
+    texts = [m["content"] for m in history.json()["messages"] if m["kind"] == "text"]
+    assert texts == [content for content, _ in sends]
+    await ada.close()

@@ -92,22 +92,44 @@ class DialectSocket:
 
 
 class TranslatingOutlet:
-    """A hub outlet that translates each native frame and writes the results in order."""
+    """A hub outlet that translates each native frame and writes the results in order.
 
-    __slots__ = ("_close", "_pending", "_running", "_spawn", "_translate", "_write", "closed")
+    ``write`` says whether it handed a frame to the open transport (a closing socket
+    drops it). A delivery receipt noted while a native frame is translated
+    (:func:`mark_delivered`) is queued with ``receipt`` only once every frame of that
+    translation was handed over: a message whose frame is dropped because the socket is
+    closing (send buffer full, peer gone) is not delivered, and the next connection,
+    which resumes after the delivered messages, sends it.
+    """
+
+    __slots__ = (
+        "_close",
+        "_due",
+        "_pending",
+        "_receipt",
+        "_running",
+        "_spawn",
+        "_translate",
+        "_write",
+        "closed",
+    )
 
     def __init__(
         self,
         spawn: Callable[[Coroutine[Any, Any, Any]], None],
         translate: Callable[[Frame], Awaitable[list[Any]]],
-        write: Callable[[Any], Awaitable[None]],
+        write: Callable[[Any], Awaitable[bool]],
         close: Callable[[int, str], None],
+        receipt: Callable[[CursorUpdate], None],
     ) -> None:
         self._spawn = spawn
         self._translate = translate
         self._write = write
         self._close = close
+        self._receipt = receipt
         self._pending: deque[bytes] = deque()
+        # Receipts of the native frame being translated, queued once it is written.
+        self._due: list[CursorUpdate] = []
         self._running = False
         self.closed = False
 
@@ -128,10 +150,17 @@ class TranslatingOutlet:
             self._pending.clear()
             self._close(code, reason)
 
+    def deliver_once_written(self, update: CursorUpdate) -> None:
+        """Queue ``update`` once the frames of the native frame being translated are
+        handed to the open transport; drop it if they are not."""
+        self._due.append(update)
+
     async def _drain(self) -> None:
+        due = self._due
         try:
             while self._pending and not self.closed:
                 event = orjson.loads(payload_of(self._pending.popleft()))
+                due.clear()
                 try:
                     outs = await self._translate(event)
                 except Exception:
@@ -140,8 +169,15 @@ class TranslatingOutlet:
                 for out in outs:
                     if self.closed:
                         return
-                    await self._write(out)
+                    if not await self._write(out):
+                        # The transport is closing: nothing more will be written.
+                        self.closed = True
+                        self._pending.clear()
+                        return
+                for update in due:
+                    self._receipt(update)
         finally:
+            due.clear()
             self._running = False
 
 
@@ -196,11 +232,14 @@ async def conversation_of(services: Services, sock: DialectSocket, cid: int) -> 
     return conv
 
 
-def mark_delivered(services: Services, sock: DialectSocket, event: Frame) -> None:
+def mark_delivered(sock: DialectSocket, event: Frame) -> None:
     """A message written to a socket whose protocol has no delivery receipt counts as
-    delivered (merged into the next receipt flush: no query per message)."""
+    delivered once its frames are handed to the open transport (then merged into the
+    next receipt flush: no query per message). Called while the socket's outlet
+    translates ``event``."""
     if event.get("sender_id") != sock.user_id:
-        services.messaging.queue_receipt(
+        assert sock.outlet is not None
+        sock.outlet.deliver_once_written(
             CursorUpdate(int(event["conversation_id"]), sock.user_id, delivered_seq=event["seq"])
         )
 

@@ -100,7 +100,7 @@ class ChatServiceHandler(RawDialect):
             cid = int(event["conversation_id"])
             if cid not in rooms or event.get("kind") != MessageKind.TEXT.value:
                 return []
-            mark_delivered(self.services, sock, event)
+            mark_delivered(sock, event)
             return [
                 {
                     "type": "message",

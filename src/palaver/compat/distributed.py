@@ -61,7 +61,7 @@ async def translate(services: Services, sock: SioSocket, event: Frame) -> list[t
         return []
     if event["kind"] == MessageKind.SYSTEM.value:
         return [("system", {"message": event["content"]})]
-    mark_delivered(services, sock, event)
+    mark_delivered(sock, event)
     sender = await services.users.get(event["sender_id"]) if event["sender_id"] else None
     return [
         (

@@ -159,7 +159,7 @@ class MonarchsHandler(RawDialect):
         if conv.kind == ConversationKind.DIRECT.value:
             if event.get("sender_id") == sock.user_id or event["kind"] != MessageKind.TEXT.value:
                 return []
-            mark_delivered(self.services, sock, event)
+            mark_delivered(sock, event)
             return [
                 {
                     "type": "private",
@@ -172,7 +172,7 @@ class MonarchsHandler(RawDialect):
             return []
         if event["kind"] == MessageKind.SYSTEM.value:
             return [{"type": "system", "room": conv.name, "content": event["content"]}]
-        mark_delivered(self.services, sock, event)
+        mark_delivered(sock, event)
         return [
             {
                 "type": "message",

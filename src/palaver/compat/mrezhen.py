@@ -154,7 +154,7 @@ class MrezhenHandler(RawDialect):
                 or event.get("sender_id") == sock.user_id
             ):
                 return []
-            mark_delivered(self.services, sock, event)
+            mark_delivered(sock, event)
             out: Frame = {
                 "type": "direct_message",
                 "message": {

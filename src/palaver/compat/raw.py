@@ -55,9 +55,14 @@ class RawSocket(DialectSocket):
         # What the dialect keeps per socket (current room, joined rooms...).
         self.extra: dict[str, Any] = {}
 
-    def send(self, frame: Frame) -> None:
-        if self.conn is not None:
-            self.conn.send_text(orjson.dumps(frame))
+    def send(self, frame: Frame) -> bool:
+        """Write a frame; whether it was handed to the open connection (one that is
+        closing drops it)."""
+        conn = self.conn
+        if conn is None or not conn.is_open:
+            return False
+        conn.send_text(orjson.dumps(frame))
+        return True
 
 
 class RawDialect(GatewayHandler):
@@ -140,8 +145,8 @@ class RawDialect(GatewayHandler):
     def attach(self, sock: RawSocket, summaries: list[ConversationSummary]) -> None:
         """Register the (now authenticated) socket with the hub."""
 
-        async def write(frame: Frame) -> None:
-            sock.send(frame)
+        async def write(frame: Frame) -> bool:
+            return sock.send(frame)
 
         def close(code: int, reason: str) -> None:
             if sock.conn is not None:
@@ -151,7 +156,9 @@ class RawDialect(GatewayHandler):
             track_membership(sock, event)
             return await self.translate(sock, event)
 
-        outlet = TranslatingOutlet(self.hub.spawn, translate, write, close)
+        outlet = TranslatingOutlet(
+            self.hub.spawn, translate, write, close, self.services.messaging.queue_receipt
+        )
         attach(self.hub, sock, outlet, summaries, backlog=self.backlog)
 
     def opened(self, sock: RawSocket) -> None:

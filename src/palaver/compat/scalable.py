@@ -10,6 +10,8 @@ camelCase for the other events.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -131,6 +133,28 @@ def _upload_id(sock: SioSocket, settings_url: str, body: dict[str, Any]) -> int 
     return int(match.group(1))
 
 
+# The longest key a send is stored under (the native ``client_msg_id``).
+MAX_CLIENT_MSG_ID = 64
+# The prefix of a key that stands for a tempId by its digest.
+DIGEST_PREFIX = "sha256:"
+
+
+def client_msg_id(temp: object) -> str | None:
+    """The key a ``message:send`` is stored under for its ``tempId``: the tempId itself
+    (a number as its decimal digits), or, when that is longer than the store's 64
+    characters or begins with ``sha256:``, ``sha256:`` and the base64url SHA-256 digest
+    of the whole tempId (50 characters). Distinct tempIds have distinct keys (a tempId
+    kept as it is never begins with ``sha256:``, a digest always does) and one tempId
+    always has the same key. ``None`` (no idempotency) without a usable tempId."""
+    if isinstance(temp, bool) or not isinstance(temp, str | int) or temp == "":
+        return None
+    text = str(temp)
+    if len(text) <= MAX_CLIENT_MSG_ID and not text.startswith(DIGEST_PREFIX):
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+    return DIGEST_PREFIX + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
 async def conversation_join(services: Services, sock: SioSocket, data: Any) -> dict[str, Any]:
     cid = _conversation_id(data)
     await _member(services, sock, cid)
@@ -164,7 +188,7 @@ async def message_send(services: Services, sock: SioSocket, data: Any) -> dict[s
         allow_empty=upload_id is not None,
     )
     temp = body.get("tempId")
-    client_msg_id = str(temp)[:64] if isinstance(temp, str | int) and temp != "" else None
+    key = client_msg_id(temp)
     member_checked = cid in sock.client.cursors
     attachments: list[dict[str, Any]] = []
     if upload_id is not None:
@@ -177,7 +201,7 @@ async def message_send(services: Services, sock: SioSocket, data: Any) -> dict[s
         sock.principal.user,
         cid,
         content,
-        client_msg_id=client_msg_id,
+        client_msg_id=key,
         member_checked=member_checked,
         attachments=tuple(attachments),
     )
@@ -264,7 +288,7 @@ async def translate(services: Services, sock: SioSocket, event: Frame) -> list[t
     if kind == "message":
         if event["kind"] != MessageKind.TEXT.value:
             return []
-        mark_delivered(services, sock, event)
+        mark_delivered(sock, event)
         return [("message:new", message_payload(event))]
     if kind == "typing":
         if event["user_id"] == sock.user_id:

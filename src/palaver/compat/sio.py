@@ -124,8 +124,13 @@ class SocketIODialects:
         sock.principal = principal
         self.sockets[sid] = sock
 
-        async def write(out: tuple[str, Frame]) -> None:
+        async def write(out: tuple[str, Frame]) -> bool:
+            # Gone from ``sockets`` as soon as Socket.IO tells of the disconnect: an
+            # emit to it would be dropped.
+            if sid not in self.sockets:
+                return False
             await self.server.emit(out[0], out[1], to=sid)
+            return True
 
         def close(code: int, reason: str) -> None:
             hub.spawn(self.server.disconnect(sid))
@@ -136,7 +141,9 @@ class SocketIODialects:
                 return await distributed.translate(self.services, sock, event)
             return await scalable.translate(self.services, sock, event)
 
-        attach(hub, sock, TranslatingOutlet(hub.spawn, translate, write, close), summaries)
+        receipt = self.services.messaging.queue_receipt
+        outlet = TranslatingOutlet(hub.spawn, translate, write, close, receipt)
+        attach(hub, sock, outlet, summaries)
 
     async def _disconnect(self, sid: str, *args: object) -> None:
         sock = self.sockets.pop(sid, None)
