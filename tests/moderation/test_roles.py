@@ -281,7 +281,7 @@ async def test_a_deleted_owner_hands_on_and_every_conversation_is_told(mod: Mod)
 
     assert await tail(room, 2) == ["Deleted user left", f"{bob.name} is now the owner"]
     assert await tail(group, 1) == ["Deleted user left"]
-    # A direct conversation is not left: its history just names a deleted user.
+    # A direct conversation gets no notice: its history just names a deleted user.
     assert "Deleted user left" not in await tail(dm, 5)
     listed = await mod.ok(ann, "GET", f"/api/conversations/{room}/members")
     assert {m["user_id"]: m["role"] for m in listed} == {ann.id: "member", bob.id: "owner"}

@@ -33,6 +33,8 @@ log = structlog.get_logger(__name__)
 # Native frames a dialect socket may have waiting for translation; past this it is
 # treated like a native socket whose send buffer overflowed (4008: reconnect).
 MAX_PENDING_FRAMES = 10_000
+# A frame that cannot be translated: as for a native socket whose catch-up failed.
+CLOSE_TRANSLATE_FAILED = 1011
 
 Frame = dict[str, Any]
 
@@ -164,8 +166,11 @@ class TranslatingOutlet:
                 try:
                     outs = await self._translate(event)
                 except Exception:
+                    # Skipping it would let the next message's receipt cover this one:
+                    # the client reconnects and its backlog brings it instead.
                     log.exception("compat.translate_failed", type=event.get("type"))
-                    continue
+                    self.close(CLOSE_TRANSLATE_FAILED, "could not translate a frame; reconnect")
+                    return
                 for out in outs:
                     if self.closed:
                         return

@@ -13,6 +13,7 @@ import itertools
 import random
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
@@ -45,6 +46,15 @@ CLOSE_TOKEN_EXPIRED = 4001
 CLOSE_SESSION_REVOKED = 4003
 
 
+@dataclass(slots=True)
+class _Joining:
+    """Sockets just given a conversation, its messages held until they are told."""
+
+    conversation_id: int
+    sockets: list[Client]
+    subscribe: bool  # the node's first sockets of it: subscribe before reading
+
+
 class Hub:
     """Every socket of this node, indexed by user and by conversation."""
 
@@ -67,9 +77,14 @@ class Hub:
         self._presence_clock = itertools.count(1)
         # Presence entries outlive a dead node by at most this (heartbeat every third).
         self._presence_ttl = services.settings.presence_ttl
-        # Membership signals received per user with sockets here: a check of the store
-        # that a signal overtook must not undo what the signal did.
-        self._member_signals: dict[int, int] = {}
+        # When each user with sockets here last had a membership signal (values from one
+        # counter, never reused): a check of the store that a signal overtook must not
+        # undo what the signal did.
+        self._membership_epoch: dict[int, int] = {}
+        self._epochs = itertools.count(1)
+        # Users whose signals this node is sure to hear (their channel is subscribed).
+        self._listening: set[int] = set()
+        self._checking = False
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -116,10 +131,13 @@ class Hub:
 
     # -- sockets ---------------------------------------------------------------------
 
-    def membership_mark(self, user_id: int) -> int:
+    def membership_mark(self, user_id: int) -> int | None:
         """Take before reading a user's conversations for a new socket, and give to
-        :meth:`attach`: it tells whether a membership signal came meanwhile."""
-        return self._member_signals.get(user_id, 0)
+        :meth:`attach`: it tells whether a membership signal came meanwhile (``None``:
+        the node does not hear the user's signals yet, so it could not tell)."""
+        if user_id not in self._listening:
+            return None
+        return self._membership_epoch.get(user_id, 0)
 
     def attach(
         self,
@@ -157,11 +175,14 @@ class Hub:
             known[cid] = summary.conversation.last_seq
         client.last_seqs = known
         new_channels = []
-        unheard = mark is None or self._member_signals.get(user_id, 0) != mark
+        unheard = (
+            mark is None
+            or user_id not in self._listening
+            or self._membership_epoch.get(user_id, 0) != mark
+        )
         if user_id not in self.by_user:
             self.by_user[user_id] = set()
             new_channels.append(signals.user_channel(user_id))
-            unheard = True
         self.by_user[user_id].add(client)
         for cid in client.cursors:
             if self._index(cid, client):
@@ -209,6 +230,8 @@ class Hub:
     async def _listen_then_check(self, channels: list[str], user_id: int) -> None:
         if channels and self._subscription is not None:
             await self._subscription.add(channels)
+        if signals.user_channel(user_id) in channels and user_id in self.by_user:
+            self._listening.add(user_id)
         await self.check_memberships([user_id])
 
     def _auto_resume(self, client: Client) -> None:
@@ -244,7 +267,8 @@ class Hub:
             clients.discard(client)
             if not clients:
                 del self.by_user[user_id]
-                self._member_signals.pop(user_id, None)
+                self._membership_epoch.pop(user_id, None)
+                self._listening.discard(user_id)
                 gone.append(signals.user_channel(user_id))
         if gone and self._subscription is not None:
             self.spawn(self._subscription.remove(gone))
@@ -300,7 +324,7 @@ class Hub:
         elif kind in ("joined", "left"):
             user_id = int(signal["user_id"])
             if user_id in self.by_user:
-                self._member_signals[user_id] = self._member_signals.get(user_id, 0) + 1
+                self._membership_epoch[user_id] = next(self._epochs)
             self.spawn(self._membership(signal))
         elif kind == "user_event":
             # A frame for one user's own sockets (their settings changed elsewhere).
@@ -335,14 +359,16 @@ class Hub:
         if signal["type"] == "left":
             await self._unsubscribe(self._untrack(cid, clients))
             return
-        await self._greet(cid, clients, *self._track(cid, int(signal.get("seq") or 0), clients))
+        await self._greet(self._track(cid, int(signal.get("seq") or 0), clients))
 
     def _untrack(self, cid: int, clients: list[Client]) -> list[int]:
-        """Stop delivering ``cid`` to ``clients`` and tell them; return ``[cid]`` when
-        no socket of this node wants it any more."""
+        """Stop delivering ``cid`` to those of ``clients`` that have it and tell them;
+        return ``[cid]`` when no socket of this node wants it any more."""
         frame: dict[str, object] = {"type": "left", "conversation_id": cid}
         emptied = []
         for client in clients:
+            if cid not in client.cursors:
+                continue  # never had it, or a check already took it back
             client.untrack(cid)
             index = self.by_conversation.get(cid)
             if index is not None:
@@ -361,28 +387,29 @@ class Hub:
         if gone:
             await self._subscription.remove(gone)
 
-    def _track(self, cid: int, seq: int, clients: list[Client]) -> tuple[list[Client], bool]:
+    def _track(self, cid: int, seq: int, clients: list[Client]) -> _Joining:
         """Start delivering ``cid`` after ``seq`` to those of ``clients`` that do not
-        have it, holding its messages back until :meth:`_greet` said ``joined``; return
-        those sockets and whether the node must subscribe."""
-        subscribe = False
-        joining = []
+        have it, holding its messages back until :meth:`_greet` said ``joined``."""
+        joining = _Joining(cid, [], subscribe=False)
         for client in clients:
             if cid in client.cursors:
                 continue
             client.track(cid, seq)
             # A socket learns of the conversation before it gets any of its messages.
             client.hold(cid)
-            joining.append(client)
-            subscribe = self._index(cid, client) or subscribe
-        return joining, subscribe
+            joining.sockets.append(client)
+            joining.subscribe = self._index(cid, client) or joining.subscribe
+        return joining
 
-    async def _greet(
-        self, cid: int, clients: list[Client], joining: list[Client], subscribe: bool
-    ) -> None:
+    async def _greet(self, joining: _Joining) -> None:
+        """Say ``joined`` to the sockets :meth:`_track` took on, then let their
+        messages through (whatever happens: a socket must never stay held)."""
+        cid = joining.conversation_id
+        if not joining.sockets:
+            return
         last_seq = 0
         try:
-            if subscribe and self._subscription is not None:
+            if joining.subscribe and self._subscription is not None:
                 await self._subscription.add([signals.conversation_channel(cid)])
             conversation = await self.store.get_conversation(cid)
             if conversation is not None:
@@ -393,11 +420,15 @@ class Hub:
                     "type": "joined",
                     "conversation": events.conversation(conversation, count),
                 }
-                for client in clients:
-                    client.send(frame)
+                for client in joining.sockets:
+                    # A leave handled meanwhile took it back: no "joined" after "left".
+                    if cid in client.cursors:
+                        client.send(frame)
         finally:
-            for client in joining:
+            for client in joining.sockets:
                 client.unhold(cid, upto=last_seq)
+            if joining.subscribe and cid not in self.by_conversation:
+                await self._unsubscribe([cid])
 
     async def check_memberships(self, user_ids: list[int]) -> None:
         """Bring the conversations of these users' sockets in line with the store.
@@ -406,31 +437,47 @@ class Hub:
         outage, or sent while a socket was being opened, would leave a removed member
         reading a conversation (or a new one without it) for the socket's lifetime.
         This bounds that to :data:`MEMBERSHIP_CHECK_SECONDS`, and to a round trip for a
-        socket just opened. A user whose signal arrived during the read is left to it.
+        socket just opened. Only sockets open before the read are touched, and a user
+        whose signal arrived during the read is left to that signal.
         """
-        marks = {u: self._member_signals.get(u, 0) for u in user_ids if u in self.by_user}
-        if not marks:
+        before = {u: list(self.by_user[u]) for u in user_ids if u in self.by_user}
+        if not before:
             return
-        found = await self.store.memberships(list(marks))
+        epochs = {u: self._membership_epoch.get(u, 0) for u in before}
+        found = await self.store.memberships(list(before))
         emptied: list[int] = []
-        greetings: list[tuple[int, list[Client], list[Client], bool]] = []
-        for user_id, mark in marks.items():
-            if self._member_signals.get(user_id, 0) != mark:
+        joinings: list[_Joining] = []
+        for user_id, sockets in before.items():
+            if self._membership_epoch.get(user_id, 0) != epochs[user_id]:
                 continue
             owned = found.get(user_id, {})
-            for client in list(self.by_user.get(user_id, ())):
+            for client in sockets:
+                if client.closed:
+                    continue
                 for cid in [c for c in client.cursors if c not in owned]:
                     log.info("membership.stale", user_id=user_id, conversation_id=cid)
                     emptied += self._untrack(cid, [client])
                 for cid, delivered in owned.items():
                     if cid not in client.cursors:
                         log.info("membership.missed", user_id=user_id, conversation_id=cid)
-                        greetings.append((cid, [client], *self._track(cid, delivered, [client])))
+                        joinings.append(self._track(cid, delivered, [client]))
         # Every socket is in line before the first await: signals handled from here on
-        # act on what the store said.
+        # act on what the store said. Greetings run apart, so one that fails cannot
+        # keep another socket held.
+        for joining in joinings:
+            self.spawn(self._greet(joining))
         await self._unsubscribe(emptied)
-        for greeting in greetings:
-            await self._greet(*greeting)
+
+    async def _check_slice(self, turn: int) -> None:
+        """Check the users whose id falls in this turn's slice: each user once in
+        :data:`MEMBERSHIP_CHECK_SECONDS`, the reads spread over the ticks between."""
+        try:
+            slices = max(1, int(MEMBERSHIP_CHECK_SECONDS / MAINTENANCE_TICK))
+            await self.check_memberships([u for u in self.by_user if u % slices == turn % slices])
+        except StoreUnavailable as exc:
+            log.warning("membership_check.failed", error=str(exc))
+        finally:
+            self._checking = False
 
     # -- presence --------------------------------------------------------------------
 
@@ -549,7 +596,7 @@ class Hub:
         away_after = self.services.settings.presence_away_after
         next_beat = 0.0
         next_sweep = time.monotonic() + SWEEP_SECONDS
-        next_check = time.monotonic() + MEMBERSHIP_CHECK_SECONDS
+        turns = itertools.count()
         while True:
             now = time.monotonic()
             if now >= next_sweep:
@@ -558,12 +605,12 @@ class Hub:
                     await self.sweep()
                 except StoreUnavailable as exc:
                     log.warning("sweep.failed", error=str(exc))
-            if now >= next_check:
-                next_check = now + MEMBERSHIP_CHECK_SECONDS
-                try:
-                    await self.check_memberships(list(self.by_user))
-                except StoreUnavailable as exc:
-                    log.warning("membership_check.failed", error=str(exc))
+            # A slice of the users each tick, beside the loop: its reads and greetings
+            # never hold up heartbeats or token expiry.
+            turn = next(turns)
+            if not self._checking:
+                self._checking = True
+                self.spawn(self._check_slice(turn))
             if now >= next_beat:
                 next_beat = now + self._presence_ttl / 3 * random.uniform(0.9, 1.1)
                 try:

@@ -51,7 +51,11 @@ class Slot:
     __slots__ = ("client", "ip", "mark", "principal", "queue", "running", "summaries")
 
     def __init__(
-        self, principal: Principal, summaries: list[ConversationSummary], ip: str, mark: int
+        self,
+        principal: Principal,
+        summaries: list[ConversationSummary],
+        ip: str,
+        mark: int | None,
     ):
         self.principal = principal
         self.summaries: list[ConversationSummary] | None = summaries
@@ -215,6 +219,7 @@ class NativeHandler(GatewayHandler):
                     client.send_with_next(ack)
                 else:
                     assert error is not None
+                    self._doubt_membership(client, cid, error)
                     client.send(self._error_reply(command, error))
             finally:
                 # Whatever happened above, the socket's next commands must run.
@@ -384,17 +389,33 @@ class NativeHandler(GatewayHandler):
                 await services.messaging.require_member(cid, user.id)
                 member_checked = True
             attachments = await services.uploads.attach(user.id, cid, command.attachments)
-        appended = await services.messaging.send(
-            user,
-            cid,
-            command.content,
-            client_msg_id=command.client_msg_id,
-            member_checked=member_checked,
-            attachments=tuple(attachments),
-            reply_to_id=command.reply_to_id,
-            thread_root_id=command.thread_root_id,
-        )
+        try:
+            appended = await services.messaging.send(
+                user,
+                cid,
+                command.content,
+                client_msg_id=command.client_msg_id,
+                member_checked=member_checked,
+                attachments=tuple(attachments),
+                reply_to_id=command.reply_to_id,
+                thread_root_id=command.thread_root_id,
+            )
+        except PalaverError as exc:
+            self._doubt_membership(client, cid, exc)
+            raise
         return events.ack(command.id, appended.message, appended.duplicate)
+
+    def _doubt_membership(self, client: Client, cid: int, error: BaseException) -> None:
+        """The store refused a send to a conversation this socket follows: the user
+        is no longer a member and the signal was lost. Check now rather than at the
+        next periodic check, so the socket stops reading it (and sending to it, each
+        refusal costing its whole batch a retry one by one)."""
+        if (
+            isinstance(error, PalaverError)
+            and error.code is ErrorCode.NOT_FOUND
+            and cid in client.cursors
+        ):
+            self.hub.spawn(self.hub.check_memberships([client.user_id]))
 
     async def _reauth(self, client: Client, cid: str | int | None, token: str) -> dict[str, Any]:
         try:

@@ -25,10 +25,10 @@ from palaver.services.audit import Audit
 from palaver.services.messaging import MessagingService
 from palaver.store.base import Anonymised, Store
 
-log = structlog.get_logger(__name__)
-
 if TYPE_CHECKING:
     from palaver.services.moderation import ModerationService
+
+log = structlog.get_logger(__name__)
 
 MAX_NAME = 64
 MAX_GROUP_MEMBERS = 1000
@@ -347,8 +347,8 @@ class ConversationService:
         self, user_id: int, kind: str, conversation_id: int, seq: int | None
     ) -> None:
         """Tell every node that a user's sockets gained or lost a conversation."""
-        # Without the broker the user's sockets learn of it on their next resume, which
-        # reads the store.
+        # Without the broker the user's sockets learn of it at their node's next
+        # membership check, which reads the store.
         with contextlib.suppress(BrokerUnavailable):
             await self.broker.publish(
                 signals.user_channel(user_id),

@@ -68,7 +68,8 @@ class CursorUpdate:
 class Anonymised:
     """What deleting an account changed in its conversations."""
 
-    #: The rooms and groups it was a member of (direct conversations are not left).
+    #: The rooms and groups it was a member of (its direct conversations, left too,
+    #: are not listed: nobody is told of those).
     left: tuple[int, ...]
     #: The members who now own what it owned.
     heirs: tuple[Member, ...]

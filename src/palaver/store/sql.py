@@ -39,6 +39,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.exc import DataError as SqlDataError
@@ -1207,9 +1208,10 @@ class SqlStore(SqlModeration, Store):
         if writers := plan.writers():
             present: set[tuple[int, int]] = set()
             for pairs in chunks(sorted(writers)):
+                # Row values: one primary-key probe per pair (two IN lists would read
+                # every user of the batch in every conversation of it).
                 probe = select(members.c.conversation_id, members.c.user_id).where(
-                    members.c.conversation_id.in_({cid for cid, _ in pairs}),
-                    members.c.user_id.in_({uid for _, uid in pairs}),
+                    tuple_(members.c.conversation_id, members.c.user_id).in_(pairs)
                 )
                 present.update((cid, uid) for cid, uid in await conn.execute(probe))
             if not writers <= present:
