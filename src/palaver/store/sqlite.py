@@ -280,15 +280,8 @@ class SqliteStore(SqliteSearch, RichSqlStore):
                 ]
                 require_uploads(named, present)
             plan = AppendPlan(batch, last_seq, self._find_client_ids_sync(db, batch))
-            if writers := plan.writers():
-                pairs = sorted(writers)
-                found = 0
-                for some in chunks(pairs):
-                    flat = [value for pair in some for value in pair]
-                    (count,) = db.execute(_count_members(len(some)), flat).fetchone()
-                    found += count
-                if found != len(pairs):
-                    raise not_found()
+            if (writers := plan.writers()) and not _all_members(db, writers):
+                raise not_found()
             if plan.fresh:
                 db.executemany(_BUMP, [(seq, at, cid) for cid, seq in plan.bumped()])
                 # We hold the write lock and rowids grow from the largest one: every
@@ -441,6 +434,24 @@ def _select_cursors(conversations: int, users: int) -> str:
         f"WHERE m.conversation_id IN ({_marks(conversations)}) "
         f"AND m.user_id IN ({_marks(users)})"
     )
+
+
+def _all_members(db: sqlite3.Connection, writers: set[tuple[int, int]]) -> bool:
+    """Whether every ``(conversation_id, user_id)`` of ``writers`` is a member."""
+    if len(writers) == 1:
+        # Most batches outside a burst: a third of the cost of the VALUES join.
+        (count,) = db.execute(_IS_MEMBER, next(iter(writers))).fetchone()
+        return bool(count)
+    pairs = sorted(writers)
+    found = 0
+    for some in chunks(pairs):
+        flat = [value for pair in some for value in pair]
+        (count,) = db.execute(_count_members(len(some)), flat).fetchone()
+        found += count
+    return found == len(pairs)
+
+
+_IS_MEMBER = "SELECT count(*) FROM members WHERE conversation_id = ? AND user_id = ?"
 
 
 @functools.lru_cache(maxsize=256)
