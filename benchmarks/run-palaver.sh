@@ -15,7 +15,12 @@ export BENCH_PALAVER_TMP=$(mktemp -d /tmp/palaver-bench-run.XXXXXX)
 trap 'rm -rf "$BENCH_PALAVER_TMP"' EXIT
 export BENCH_DIR=$bench
 args=("$@")
-((${#args[@]})) || args=(--rooms 10 --members 100 --senders 2 --rate 25 --duration 8)
+# The case unless the fan-out is given (--repeat alone does not change it).
+fanout=0
+for arg in "${args[@]}"; do
+  case $arg in --rooms|--members|--senders|--rate|--duration|--size) fanout=1 ;; esac
+done
+((fanout)) || args+=(--rooms 10 --members 100 --senders 2 --rate 25 --duration 8)
 "$bench/compare.sh" \
   --server "$here/palaver-server.sh $port" \
   --url "ws://127.0.0.1:$port/ws" \
