@@ -599,3 +599,65 @@ async def test_a_resume_during_a_catch_up_gets_nothing_twice(
     await asyncio.sleep(0.2)
     assert [m["seq"] for m in client.messages if m["conversation_id"] == room] == [6]
     await asyncio.gather(sender.close(), client.close())
+
+
+async def test_a_rejoin_during_an_old_catch_up_still_says_joined_first(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catch-up from before a leave is still waiting when the user is back in the
+    conversation: it must neither write nor lift the new join's hold, so the socket
+    gets ``joined`` before any message of the conversation."""
+    from palaver.core.models import Role
+
+    ada_id, ada = await server.user("ada")
+    bob_id, bob = await server.user("bob")
+    room = await server.room(ada, "general")
+    joined = await server.rest(bob, "POST", f"/api/conversations/{room}/join")
+    assert joined.status_code == 200, joined.text
+    sender = await server.connect(ada, resume={})
+    for i in range(5):
+        await sender.send_text(room, f"m{i}")
+    services = server.services
+    store, users = services.store, services.users
+    real_get, real_count = users.get, store.count_members
+    looking_up = asyncio.Event()
+    greeting = asyncio.Event()
+    go_on = asyncio.Event()
+
+    async def slow_get(user_id: int) -> Any:
+        if user_id == ada_id and not looking_up.is_set():  # the catch-up's first
+            looking_up.set()
+            await asyncio.sleep(1.5)
+        return await real_get(user_id)
+
+    async def slow_count(conversation_id: int) -> int:
+        greeting.set()
+        await go_on.wait()
+        return await real_count(conversation_id)
+
+    monkeypatch.setattr(users, "get", slow_get)
+    laptop = await server.connect(bob, resume={room: 0})
+    await asyncio.wait_for(looking_up.wait(), 5)
+    # Meanwhile: Bob leaves and comes back (as another node would tell this one).
+    assert await store.remove_member(room, bob_id)
+    await services.conversations._tell_user(bob_id, "left", room, None)
+    await laptop.next("left")
+    monkeypatch.setattr(store, "count_members", slow_count)
+    member = await store.add_member(room, bob_id, Role.MEMBER, now_ms())
+    assert member is not None
+    await services.conversations._tell_user(bob_id, "joined", room, member.read_seq)
+    await asyncio.wait_for(greeting.wait(), 5)
+    await asyncio.sleep(1.6)  # the old catch-up's lookup is over
+    await sender.send_text(room, "live")
+    await asyncio.sleep(0.2)
+    go_on.set()
+    order: list[str] = []
+    async with asyncio.timeout(5):
+        while "joined" not in order or "live" not in order:
+            frame = await laptop.frames.get()
+            if frame["type"] == "joined":
+                order.append("joined")
+            elif frame["type"] == "message":
+                order.append(frame["content"])
+    assert order == ["joined", "live"], order
+    await asyncio.gather(sender.close(), laptop.close())

@@ -25,6 +25,9 @@ log = structlog.get_logger(__name__)
 
 # Messages read from the store per round when catching a socket up.
 CATCH_UP_PAGE = 500
+# Who keeps a conversation's live messages back when it is not a catch-up: a join
+# that has not said ``joined`` yet.
+_HOLD = object()
 MAX_EMPTY_ROUNDS = 20
 
 
@@ -63,8 +66,9 @@ class Client:
         self.principal = principal
         # conversation id -> last sequence number written to this socket
         self.cursors: dict[int, int] = {}
-        # conversations being read from the store, and the highest seq seen meanwhile
-        self._catching: set[int] | None = None
+        # conversations being read from the store (by the catch-up whose token is the
+        # value) or held back (:data:`_HOLD`), and the highest seq seen meanwhile
+        self._catching: dict[int, object] | None = None
         self._wanted: dict[int, int] | None = None
         # Until the client resumes (or the grace period ends), nothing is written: a
         # message sent before the client said where it stands could arrive out of order.
@@ -174,62 +178,76 @@ class Client:
     def catch_up(self, conversation_id: int, upto: int = 0) -> None:
         """Read what this socket is missing in a conversation from the store."""
         if self._catching is None:
-            self._catching = set()
+            self._catching = {}
         if self._wanted is None:
             self._wanted = {}
         self._wanted[conversation_id] = max(self._wanted.get(conversation_id, 0), upto)
         if conversation_id in self._catching:
-            return
-        self._catching.add(conversation_id)
-        self._hub.spawn(self._catch_up(conversation_id))
+            return  # the catch-up or hold there delivers up to what is wanted
+        token = object()
+        self._catching[conversation_id] = token
+        self._hub.spawn(self._catch_up(conversation_id, token))
 
     def hold(self, conversation_id: int) -> None:
         """Keep a conversation's live messages back until :meth:`unhold` (they are
-        noted, as during a catch-up, and read from the store then)."""
+        noted, as during a catch-up, and read from the store then). A catch-up of it
+        still running (from before a leave) stops: it must not write before the join
+        is told."""
         if self._catching is None:
-            self._catching = set()
-        self._catching.add(conversation_id)
+            self._catching = {}
+        self._catching[conversation_id] = _HOLD
 
     def unhold(self, conversation_id: int, upto: int = 0) -> None:
         """Deliver what was held back, and anything up to ``upto``."""
-        if self._catching is None or conversation_id not in self._catching:
+        if self._catching is None or self._catching.get(conversation_id) is not _HOLD:
             return
-        upto = max(upto, self._release(conversation_id))
+        upto = max(upto, self._release(conversation_id, _HOLD))
         if not self.closed and upto > self.cursors.get(conversation_id, upto):
             self.catch_up(conversation_id, upto=upto)
 
-    def _release(self, conversation_id: int) -> int:
-        """Stop holding a conversation back; return the newest seq noted for it. What
-        other conversations are owed (noted before the socket resumed, say) stays."""
-        if self._catching is not None:
-            self._catching.discard(conversation_id)
-            if not self._catching:
-                self._catching = None
+    def _release(self, conversation_id: int, owner: object) -> int:
+        """Stop reading or holding a conversation back, if ``owner`` still does; return
+        the newest seq noted for it. What other conversations are owed (noted before
+        the socket resumed, say) stays, and so does this one's for a new owner."""
+        if self._catching is None or self._catching.get(conversation_id) is not owner:
+            return 0
+        del self._catching[conversation_id]
+        if not self._catching:
+            self._catching = None
         wanted = self._wanted.pop(conversation_id, 0) if self._wanted else 0
         if not self._wanted:
             self._wanted = None
         return wanted
 
-    async def _catch_up(self, conversation_id: int) -> None:
+    def _owns(self, conversation_id: int, token: object) -> bool:
+        """Whether the catch-up with ``token`` may still write ``conversation_id``."""
+        return (
+            not self.closed
+            and conversation_id in self.cursors
+            and self._catching is not None
+            and self._catching.get(conversation_id) is token
+        )
+
+    async def _catch_up(self, conversation_id: int, token: object) -> None:
         try:
-            await self._read_missing(conversation_id)
+            await self._read_missing(conversation_id, token)
         except Exception as exc:
             # Closing with "try again" keeps the guarantee: the client resumes from its
             # cursor; staying open with a hole would break it.
             log.warning("catch_up.failed", error=str(exc), conversation_id=conversation_id)
             self._hub.drop(self, 1011, "catch-up failed; reconnect and resume")
         finally:
-            self._release(conversation_id)
+            self._release(conversation_id, token)
 
-    async def _read_missing(self, conversation_id: int) -> None:
+    async def _read_missing(self, conversation_id: int, token: object) -> None:
         store = self._hub.store
         empty_rounds = 0
-        while not self.closed and conversation_id in self.cursors:
+        while self._owns(conversation_id, token):
             cursor = self.cursors[conversation_id]
             page = await store.get_messages(conversation_id, after_seq=cursor, limit=CATCH_UP_PAGE)
             moved = False
             for message in page:
-                if self.closed or conversation_id not in self.cursors:
+                if not self._owns(conversation_id, token):
                     return
                 cursor = self.cursors[conversation_id]
                 if message.seq <= cursor:
