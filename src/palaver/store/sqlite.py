@@ -287,16 +287,7 @@ class SqliteStore(SqliteSearch, RichSqlStore):
                 # the insert, two statements fewer than the general path below.
                 seq = plan.fresh[0][1]
                 db.execute(_BUMP, (seq, at, new.conversation_id))
-                row = (
-                    new.conversation_id,
-                    seq,
-                    new.sender_id,
-                    new.kind.value,
-                    new.content,
-                    new.client_msg_id,
-                    at,
-                )
-                (row_id,) = db.execute(_INSERT_ONE, row).fetchone()
+                (row_id,) = db.execute(_INSERT_ONE, _plain_row(new, seq, at)).fetchone()
                 plan.stored({(new.conversation_id, seq): row_id}, at)
             elif plan.fresh:
                 db.executemany(_BUMP, [(seq, at, cid) for cid, seq in plan.bumped()])
@@ -305,33 +296,13 @@ class SqliteStore(SqliteSearch, RichSqlStore):
                 (top,) = db.execute(_TOP_ID).fetchone()
                 fresh = [(batch[index], seq) for index, seq in plan.fresh]
                 if all(new.plain for new, _ in fresh):
-                    db.executemany(
-                        _INSERT,
-                        [
-                            (
-                                new.conversation_id,
-                                seq,
-                                new.sender_id,
-                                new.kind.value,
-                                new.content,
-                                new.client_msg_id,
-                                at,
-                            )
-                            for new, seq in fresh
-                        ],
-                    )
+                    db.executemany(_INSERT, [_plain_row(new, seq, at) for new, seq in fresh])
                 else:
                     db.executemany(
                         _INSERT_RICH,
                         [
                             (
-                                new.conversation_id,
-                                seq,
-                                new.sender_id,
-                                new.kind.value,
-                                new.content,
-                                new.client_msg_id,
-                                at,
+                                *_plain_row(new, seq, at),
                                 new.ref_id,
                                 new.reply_to_id,
                                 new.thread_root_id,
@@ -450,6 +421,19 @@ def _select_cursors(conversations: int, users: int) -> str:
         "JOIN conversations AS c ON c.id = m.conversation_id "
         f"WHERE m.conversation_id IN ({_marks(conversations)}) "
         f"AND m.user_id IN ({_marks(users)})"
+    )
+
+
+def _plain_row(new: NewMessage, seq: int, at: int) -> tuple[Any, ...]:
+    """The parameters of :data:`_INSERT` for one message."""
+    return (
+        new.conversation_id,
+        seq,
+        new.sender_id,
+        new.kind.value,
+        new.content,
+        new.client_msg_id,
+        at,
     )
 
 
