@@ -245,9 +245,18 @@ async def test_an_owner_who_leaves_hands_ownership_on(mod: Mod) -> None:
     assert await roles() == {ann.id: "owner", owner.id: "member"}
     await mod.ok(owner, "POST", f"{base}/leave")
     assert await roles() == {ann.id: "owner"}
-    # The last member leaves an empty room.
+    # The last member leaves an empty room; whoever comes back first owns it.
     await mod.ok(ann, "POST", f"{base}/leave")
     assert (await mod.ok(staff, "POST", f"{base}/join"))["conversation"]["member_count"] == 1
+    listed = await mod.ok(staff, "GET", f"{base}/members")
+    assert {m["user_id"]: m["role"] for m in listed} == {staff.id: "owner"}
+    history = await mod.ok(staff, "GET", f"{base}/messages")
+    assert [m["content"] for m in history["messages"]][-2:] == [
+        f"{staff.name} joined",
+        f"{staff.name} is now the owner",
+    ]
+    await mod.ok(ann, "POST", f"{base}/join")
+    assert await roles() == {staff.id: "owner", ann.id: "member"}
     await ann_ws.close()
 
 

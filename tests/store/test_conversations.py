@@ -188,6 +188,36 @@ async def test_an_owner_leaving_hands_ownership_on(store: SqlStore) -> None:
     # The last member leaves an empty conversation.
     assert await heir_after(ann.id) is None
     assert await store.list_members(general.id) == []
+    # Whoever comes back first owns it; the next one is a member.
+    back = await store.add_member(general.id, bob.id, Role.MEMBER, T0 + 20)
+    assert back is not None
+    assert back.role is Role.OWNER
+    assert await roles() == {bob.id: Role.OWNER}
+    again = await store.add_member(general.id, cal.id, Role.MEMBER, T0 + 21)
+    assert again is not None
+    assert again.role is Role.MEMBER
+
+
+async def test_newcomers_to_an_empty_room_make_one_owner(
+    store: SqlStore, more_stores: StoreFactory
+) -> None:
+    """Joins racing on other connections (other processes) and the last member's
+    leaving: exactly one owner comes out, whatever the order."""
+    people = [await user(store, f"u{i}") for i in range(6)]
+    last = people[0]
+    general = await room(store, "general", last)
+    stores = [store, *[await more_stores() for _ in range(3)]]
+    results = await asyncio.gather(
+        stores[0].leave_conversation(general.id, last.id),
+        *(
+            stores[i % len(stores)].add_member(general.id, p.id, Role.MEMBER, T0 + i)
+            for i, p in enumerate(people[1:], start=1)
+        ),
+    )
+    assert all(m is not None for m in results[1:])
+    roles = [m.role for m in await store.list_members(general.id)]
+    assert len(roles) == 5
+    assert roles.count(Role.OWNER) == 1
 
 
 async def test_members_who_joined_together_inherit_by_user_id(store: SqlStore) -> None:

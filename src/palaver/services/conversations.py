@@ -249,6 +249,8 @@ class ConversationService:
             return room, False
         await self._tell_user(user.id, "joined", room.id, member.read_seq)
         await self.messaging.post_system(room.id, Notice.of(user, " joined"))
+        if member.role is Role.OWNER:
+            await self._crown(member, user.id, "joined_ownerless")
         return room, True
 
     async def leave(self, user: User, conversation_id: int) -> None:
@@ -284,20 +286,7 @@ class ConversationService:
                 )
 
     async def _crown(self, heir: Member, actor_id: int, cause: str) -> None:
-        """Tell a conversation that ``heir`` now owns it (the store already made it so)."""
-        successor = await self.store.get_user(heir.user_id)
-        if successor is not None:
-            await self.messaging.post_system(
-                heir.conversation_id, Notice.of(successor, " is now the owner")
-            )
-        await self.messaging.member_updated(heir)
-        await self.audit.record(
-            "member.role_changed",
-            actor_id=actor_id,
-            target=f"{heir.conversation_id}:{heir.user_id}",
-            role=Role.OWNER.value,
-            cause=cause,
-        )
+        await crown(self.store, self.messaging, self.audit, heir, actor_id, cause)
 
     async def add_member(self, actor: User, conversation_id: int, ref: int | str) -> Member:
         """Add someone to a group (owners and admins) or invite them into a room, if
@@ -354,3 +343,26 @@ class ConversationService:
                 signals.user_channel(user_id),
                 signals.encode(kind, user_id=user_id, conversation_id=conversation_id, seq=seq),
             )
+
+
+async def crown(
+    store: Store,
+    messaging: MessagingService,
+    audit: Audit,
+    heir: Member,
+    actor_id: int,
+    cause: str,
+) -> None:
+    """Tell a conversation that ``heir`` now owns it (the store already made it so): a
+    notice, ``member_updated``, and the audit log."""
+    successor = await store.get_user(heir.user_id)
+    if successor is not None:
+        await messaging.post_system(heir.conversation_id, Notice.of(successor, " is now the owner"))
+    await messaging.member_updated(heir)
+    await audit.record(
+        "member.role_changed",
+        actor_id=actor_id,
+        target=f"{heir.conversation_id}:{heir.user_id}",
+        role=Role.OWNER.value,
+        cause=cause,
+    )

@@ -50,6 +50,7 @@ from palaver.core.wordfilter import (
 )
 from palaver.services import signals
 from palaver.services.audit import Audit
+from palaver.services.conversations import crown
 from palaver.services.messaging import MessagingService
 from palaver.store.base import Store
 
@@ -708,6 +709,8 @@ class ModerationService:
         await self._tell(user.id, "joined", conversation.id)
         await self.messaging.post_system(conversation.id, Notice.of(user, " joined"))
         await self.audit.record("invite.used", actor_id=user.id, target=str(conversation.id))
+        if member.role is Role.OWNER:
+            await crown(self.store, self.messaging, self.audit, member, user.id, "joined_ownerless")
         return conversation, True
 
     # -- content filter ------------------------------------------------------------------

@@ -296,7 +296,9 @@ class Store(RichMessageStore, ModerationStore, abc.ABC):
         self, conversation_id: int, user_id: int, role: Role, at: int
     ) -> Member | None:
         """Add a member whose cursors start at the conversation's current last
-        sequence (history before joining counts as read). ``None`` if already one."""
+        sequence (history before joining counts as read). ``None`` if already one. A
+        newcomer to a room or group nobody owns (everyone left) becomes its owner,
+        whatever ``role`` says: the returned membership tells."""
 
     @abc.abstractmethod
     async def remove_member(self, conversation_id: int, user_id: int) -> bool:

@@ -626,9 +626,11 @@ class SqlStore(SqlModeration, Store):
                     ).scalars()
                 )
             # What it owned passes on as when an owner leaves.
+            owned = sorted(cid for cid, role in gone if role == Role.OWNER.value)
+            await _lock_for_heirs(conn, owned)
             heirs = [
                 heir
-                for conversation_id in sorted(cid for cid, role in gone if role == Role.OWNER.value)
+                for conversation_id in owned
                 if (heir := await _hand_on(conn, conversation_id)) is not None
             ]
             await conn.execute(delete(password_resets).where(password_resets.c.user_id == user_id))
@@ -970,12 +972,28 @@ class SqlStore(SqlModeration, Store):
         self, conversation_id: int, user_id: int, role: Role, at: int
     ) -> Member | None:
         async def txn(conn: AsyncConnection) -> Member | None:
-            stmt = select(conversations.c.last_seq).where(conversations.c.id == conversation_id)
-            last_seq = (await conn.execute(stmt)).scalar_one_or_none()
+            # Locked (as leaving and deleting an account lock it before handing the
+            # conversation on), so two newcomers to an ownerless room cannot both take
+            # it, and a join and the owner's leaving cannot both miss the other.
+            stmt = (
+                select(conversations.c.last_seq, conversations.c.kind)
+                .where(conversations.c.id == conversation_id)
+                .with_for_update(key_share=True)
+            )
+            found = (await conn.execute(stmt)).first()
             user = await conn.execute(select(exists().where(users.c.id == user_id)))
-            if last_seq is None or not user.scalar_one():
+            if found is None or not user.scalar_one():
                 return None
-            values = _member_values(conversation_id, user_id, role, at, last_seq)
+            last_seq, kind = found
+            given = role
+            if given is not Role.OWNER and kind != ConversationKind.DIRECT.value:
+                owner = exists().where(
+                    members.c.conversation_id == conversation_id,
+                    members.c.role == Role.OWNER.value,
+                )
+                if not (await conn.execute(select(owner))).scalar_one():
+                    given = Role.OWNER  # everyone left: the first to come back owns it
+            values = _member_values(conversation_id, user_id, given, at, last_seq)
             # A mute outlives the membership: coming back does not lift it.
             values["muted_until"] = await self._standing_mute(conn, conversation_id, user_id)
             ignore = self._insert_ignore(members, "conversation_id", "user_id")
@@ -994,6 +1012,7 @@ class SqlStore(SqlModeration, Store):
         self, conversation_id: int, user_id: int
     ) -> tuple[bool, Member | None]:
         async def txn(conn: AsyncConnection) -> tuple[bool, Member | None]:
+            await _lock_for_heirs(conn, [conversation_id])
             # The role comes from the deleted row itself: on PostgreSQL, a member who
             # was made owner by a concurrent departure while this one waited leaves as
             # the owner, and hands it on in turn.
@@ -1540,6 +1559,19 @@ def attached_upload_ids(new: NewMessage) -> list[int]:
     """The upload ids a message's ``attachments`` name (elements without an integer
     ``id`` name no upload)."""
     return [a["id"] for a in new.attachments if isinstance(a.get("id"), int)]
+
+
+async def _lock_for_heirs(conn: AsyncConnection, conversation_ids: Sequence[int]) -> None:
+    """Lock conversations (in id order) before picking heirs: a newcomer's join (see
+    ``add_member``) then either commits first and is seen as an heir, or waits and
+    finds the heir, never neither."""
+    for chunk in chunks(sorted(conversation_ids)):
+        await conn.execute(
+            select(conversations.c.id)
+            .where(conversations.c.id.in_(chunk))
+            .order_by(conversations.c.id)
+            .with_for_update(key_share=True)
+        )
 
 
 async def _hand_on(conn: AsyncConnection, conversation_id: int) -> Member | None:
