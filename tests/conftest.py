@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from palaver.config import Settings, load_settings
+from palaver.config import Settings
+from tests.isolated import isolated_settings
 from tests.services import POSTGRES_URL, create_database, drop_database, require
 
 
@@ -27,12 +27,7 @@ def postgres_database(postgres_admin_url: str) -> Iterator[str]:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings for an isolated process: SQLite under a temporary directory."""
-    return load_settings(
-        config_file=None,
-        environ={},
-        overrides={
-            "data_dir": str(tmp_path / "var"),
-            "secret_key": secrets.token_urlsafe(48),
-            "log_level": "warning",
-        },
+    return isolated_settings(
+        tmp_path / "var",
+        log_level="warning",
     )

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 
-from palaver.config import load_settings
 from tests.api.conftest import STRONG, Api, open_api
+from tests.isolated import isolated_settings
 
 
 async def test_health_is_503_when_the_database_is_down(api: Api) -> None:
@@ -28,13 +27,9 @@ async def test_health_is_503_when_the_database_is_down(api: Api) -> None:
 
 
 async def test_refresh_cookie_is_secure_behind_a_trusted_tls_proxy(tmp_path: Path) -> None:
-    settings = load_settings(
-        environ={},
-        overrides={
-            "data_dir": str(tmp_path / "var"),
-            "secret_key": secrets.token_urlsafe(48),
-            "trusted_proxies": ["203.0.113.0/24"],
-        },
+    settings = isolated_settings(
+        tmp_path / "var",
+        trusted_proxies=["203.0.113.0/24"],
     )
     async for api in open_api(settings):
         await api.register("ada")
@@ -67,13 +62,9 @@ async def test_forwarded_headers_from_untrusted_peers_are_ignored(api: Api) -> N
 
 
 async def test_cors_allow_list(tmp_path: Path) -> None:
-    settings = load_settings(
-        environ={},
-        overrides={
-            "data_dir": str(tmp_path / "var"),
-            "secret_key": secrets.token_urlsafe(48),
-            "cors_origins": ["https://app.example.com"],
-        },
+    settings = isolated_settings(
+        tmp_path / "var",
+        cors_origins=["https://app.example.com"],
     )
     async for api in open_api(settings):
         allowed = await api.http.options(

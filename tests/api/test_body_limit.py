@@ -5,7 +5,6 @@ own, larger limit."""
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,23 +14,19 @@ import pytest
 from palaver.config import ConfigError, Settings, load_settings, message_body_bytes
 from palaver.core.uploads import MAX_ATTACHMENTS
 from tests.api.conftest import Api, open_api
+from tests.isolated import isolated_settings
 
 LIMIT = 64 * 1024
 
 
 async def limited(tmp_path: Path, **extra: Any) -> AsyncIterator[Api]:
-    settings = load_settings(
-        config_file=None,
-        environ={},
-        overrides={
-            "data_dir": str(tmp_path / "var"),
-            "secret_key": secrets.token_urlsafe(48),
-            "log_level": "warning",
-            "body_max_bytes": LIMIT,
-            # Short enough for so small a limit (see message_body_bytes).
-            "max_message_length": 1000,
-            **extra,
-        },
+    settings = isolated_settings(
+        tmp_path / "var",
+        log_level="warning",
+        body_max_bytes=LIMIT,
+        # Short enough for so small a limit (see message_body_bytes).
+        max_message_length=1000,
+        **extra,
     )
     async for api in open_api(settings):
         yield api
@@ -164,15 +159,10 @@ async def test_uploads_keep_their_own_limit(tmp_path: Path) -> None:
 
 async def test_the_largest_legitimate_send_fits_the_default(tmp_path: Path) -> None:
     longest = 60_000
-    settings = load_settings(
-        config_file=None,
-        environ={},
-        overrides={
-            "data_dir": str(tmp_path / "var"),
-            "secret_key": secrets.token_urlsafe(48),
-            "log_level": "warning",
-            "max_message_length": longest,
-        },
+    settings = isolated_settings(
+        tmp_path / "var",
+        log_level="warning",
+        max_message_length=longest,
     )
     async for api in open_api(settings):
         token = (await api.register("ada"))["access_token"]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from pathlib import Path
 
-from palaver.config import load_settings
 from palaver.services.retention import DAY_MS
 from tests.api.conftest import Api, open_api
+from tests.isolated import isolated_settings
 
 
 async def setup_users(api: Api, *names: str) -> dict[str, dict[str, object]]:
@@ -187,13 +186,9 @@ async def test_system_notices_are_the_last_message_but_never_unread(api: Api) ->
 
 
 async def test_retention_removes_old_history_and_says_so(tmp_path: Path) -> None:
-    settings = load_settings(
-        environ={},
-        overrides={
-            "data_dir": str(tmp_path / "var"),
-            "secret_key": secrets.token_urlsafe(48),
-            "history_retention_days": 7,
-        },
+    settings = isolated_settings(
+        tmp_path / "var",
+        history_retention_days=7,
     )
     async for api in open_api(settings):
         users = await setup_users(api, "ada")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator
 from email import message_from_bytes
@@ -13,8 +12,8 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from palaver.config import load_settings
 from tests.api.conftest import Api, open_api
+from tests.isolated import isolated_settings
 
 
 class Inbox:
@@ -42,15 +41,11 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
 
 @pytest.fixture
 async def mail_api(tmp_path: Path, smtp: tuple[Inbox, int]) -> AsyncIterator[Api]:
-    settings = load_settings(
-        environ={},
-        overrides={
-            "data_dir": str(tmp_path / "var"),
-            "secret_key": secrets.token_urlsafe(48),
-            "smtp_host": "127.0.0.1",
-            "smtp_port": smtp[1],
-            "public_url": "https://chat.example.com",
-        },
+    settings = isolated_settings(
+        tmp_path / "var",
+        smtp_host="127.0.0.1",
+        smtp_port=smtp[1],
+        public_url="https://chat.example.com",
     )
     async for api in open_api(settings):
         yield api

@@ -4,7 +4,6 @@ limits, attacks, headers and who may read a file."""
 from __future__ import annotations
 
 import io
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,10 @@ import httpx
 import pytest
 from PIL import ExifTags, Image
 
-from palaver.config import Settings, load_settings
+from palaver.config import Settings
 from tests import media
 from tests.api.conftest import Api, open_api
+from tests.isolated import isolated_settings
 
 
 async def upload(
@@ -149,14 +149,9 @@ async def test_html_and_svg_are_refused_whatever_their_name(api: Api, settings: 
 
 
 async def test_allow_list_is_by_content_and_configurable(tmp_path: Path) -> None:
-    settings = load_settings(
-        config_file=None,
-        environ={},
-        overrides={
-            "data_dir": str(tmp_path / "var"),
-            "secret_key": secrets.token_urlsafe(48),
-            "upload_allowed_types": "txt,zip",
-        },
+    settings = isolated_settings(
+        tmp_path / "var",
+        upload_allowed_types="txt,zip",
     )
     async for api in open_api(settings):
         (ada,) = await login(api, "ada")
@@ -225,14 +220,9 @@ async def test_paths_in_file_names_are_dropped(api: Api, settings: Settings) -> 
 
 
 async def small_limits(tmp_path: Path, **extra: Any) -> AsyncIterator[Api]:
-    settings = load_settings(
-        config_file=None,
-        environ={},
-        overrides={
-            "data_dir": str(tmp_path / "var"),
-            "secret_key": secrets.token_urlsafe(48),
-            **extra,
-        },
+    settings = isolated_settings(
+        tmp_path / "var",
+        **extra,
     )
     async for api in open_api(settings):
         yield api

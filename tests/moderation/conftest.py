@@ -18,7 +18,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from palaver.config import Settings, load_settings
+from palaver.config import Settings
+from tests.isolated import isolated_settings
 from tests.realtime.conftest import PASSWORD, Client, Server, start_server
 from tests.services import POSTGRES_URL, create_database, drop_database, require
 
@@ -119,14 +120,9 @@ async def mod_server(settings: Settings, **extra: Any) -> AsyncIterator[Mod]:
 async def mod(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Mod]:
-    settings = load_settings(
-        config_file=None,
-        environ={},
-        overrides={
-            "data_dir": str(tmp_path_factory.mktemp("moderation")),
-            "secret_key": secrets.token_urlsafe(48),
-            "log_level": "warning",
-        },
+    settings = isolated_settings(
+        tmp_path_factory.mktemp("moderation"),
+        log_level="warning",
     )
     extra: dict[str, Any] = {}
     url = None

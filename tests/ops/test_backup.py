@@ -21,13 +21,14 @@ from sqlalchemy import select, text
 
 from palaver.backup import BackupError, backup, find_pg_binary, restore
 from palaver.cli import main
-from palaver.config import Settings, load_settings
+from palaver.config import Settings
 from palaver.core.models import User
 from palaver.services.container import Services, build_services
 from palaver.store import create_store
 from palaver.store.schema import metadata
 from palaver.store.sql import SqlStore
 from tests.deployment import PASSWORD
+from tests.isolated import isolated_settings
 from tests.services import in_ci
 
 Snapshot = dict[str, list[tuple[Any, ...]]]
@@ -79,17 +80,12 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def settings_for(url: str, tmp_path: Path) -> Settings:
-    return load_settings(
-        config_file=None,
-        environ={},
-        overrides={
-            "database_url": url,
-            "data_dir": str(tmp_path / "var"),
-            "secret_key": secrets.token_urlsafe(48),
-            "log_level": "warning",
-            "rate_messages_burst": 100_000,
-            "rate_messages_per_second": 100_000.0,
-        },
+    return isolated_settings(
+        tmp_path / "var",
+        database_url=url,
+        log_level="warning",
+        rate_messages_burst=100_000,
+        rate_messages_per_second=100_000.0,
     )
 
 

@@ -9,7 +9,6 @@ ack are retried with the same ``client_msg_id`` after reconnecting, as a client 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import tempfile
 from typing import Any
 
@@ -18,7 +17,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from palaver.config import load_settings
+from tests.isolated import isolated_settings
 from tests.realtime.conftest import Client, Server, start_server
 
 USERS = 3
@@ -50,14 +49,10 @@ class DeliveryMachine(RuleBasedStateMachine):
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.tmp = tempfile.TemporaryDirectory()
-        config = load_settings(
-            environ={},
-            overrides={
-                "data_dir": self.tmp.name,
-                "secret_key": secrets.token_urlsafe(48),
-                "rate_messages_burst": 100_000,
-                "rate_messages_per_second": 100_000.0,
-            },
+        config = isolated_settings(
+            self.tmp.name,
+            rate_messages_burst=100_000,
+            rate_messages_per_second=100_000.0,
         )
         self._servers = start_server(config)
         self.server: Server = self.run(anext(self._servers))
