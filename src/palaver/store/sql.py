@@ -627,7 +627,7 @@ class SqlStore(SqlModeration, Store):
                 )
             # What it owned passes on as when an owner leaves.
             owned = sorted(cid for cid, role in gone if role == Role.OWNER.value)
-            await _lock_for_heirs(conn, owned)
+            await _locked(conn, owned)
             heirs = [
                 heir
                 for conversation_id in owned
@@ -1012,7 +1012,7 @@ class SqlStore(SqlModeration, Store):
         self, conversation_id: int, user_id: int
     ) -> tuple[bool, Member | None]:
         async def txn(conn: AsyncConnection) -> tuple[bool, Member | None]:
-            await _lock_for_heirs(conn, [conversation_id])
+            await _locked(conn, [conversation_id])
             # The role comes from the deleted row itself: on PostgreSQL, a member who
             # was made owner by a concurrent departure while this one waited leaves as
             # the owner, and hands it on in turn.
@@ -1267,20 +1267,10 @@ class SqlStore(SqlModeration, Store):
     async def _lock_conversations(
         self, conn: AsyncConnection, conversation_ids: set[int]
     ) -> dict[int, int]:
-        """Lock the rows (in id order, so batches never deadlock) and read last_seq."""
-        ids = sorted(conversation_ids)
-        last_seq: dict[int, int] = {}
-        for chunk in chunks(ids):
-            stmt = (
-                select(conversations.c.id, conversations.c.last_seq)
-                .where(conversations.c.id.in_(chunk))
-                .order_by(conversations.c.id)
-                # NO KEY UPDATE, the lock an UPDATE of last_seq takes anyway: it leaves
-                # foreign-key checks (new members of the conversation) unblocked.
-                .with_for_update(key_share=True)
-            )
-            last_seq.update((row.id, row.last_seq) for row in await conn.execute(stmt))
-        if len(last_seq) != len(ids):
+        """Lock the rows (see :func:`_locked`) and read last_seq; ``NOT_FOUND`` unless
+        every one exists."""
+        last_seq = await _locked(conn, conversation_ids)
+        if len(last_seq) != len(conversation_ids):
             raise not_found()
         return last_seq
 
@@ -1561,17 +1551,26 @@ def attached_upload_ids(new: NewMessage) -> list[int]:
     return [a["id"] for a in new.attachments if isinstance(a.get("id"), int)]
 
 
-async def _lock_for_heirs(conn: AsyncConnection, conversation_ids: Sequence[int]) -> None:
-    """Lock conversations (in id order) before picking heirs: a newcomer's join (see
-    ``add_member``) then either commits first and is seen as an heir, or waits and
-    finds the heir, never neither."""
-    for chunk in chunks(sorted(conversation_ids)):
-        await conn.execute(
-            select(conversations.c.id)
+async def _locked(conn: AsyncConnection, conversation_ids: Iterable[int]) -> dict[int, int]:
+    """Lock conversation rows, in id order so that no two transactions deadlock, and
+    return the last_seq of those that exist.
+
+    Appends lock them to number messages; joins, departures and account deletions (see
+    ``add_member``), so that a newcomer either commits before an heir is picked and is
+    seen as one, or waits and finds the heir: never neither.
+    """
+    last_seq: dict[int, int] = {}
+    for chunk in chunks(sorted(set(conversation_ids))):
+        stmt = (
+            select(conversations.c.id, conversations.c.last_seq)
             .where(conversations.c.id.in_(chunk))
             .order_by(conversations.c.id)
+            # NO KEY UPDATE, the lock an UPDATE of last_seq takes anyway: it leaves
+            # foreign-key checks (new members of the conversation) unblocked.
             .with_for_update(key_share=True)
         )
+        last_seq.update((row.id, row.last_seq) for row in await conn.execute(stmt))
+    return last_seq
 
 
 async def _hand_on(conn: AsyncConnection, conversation_id: int) -> Member | None:
