@@ -278,8 +278,7 @@ class NativeHandler(GatewayHandler):
         user = client.principal.user
         match command:
             case protocol.Send():
-                # The sender's socket gets the message itself next: one write for both.
-                client.send_with_next(await self._send(client, command))
+                await self._send(client, command)
                 return None
             case protocol.Resume(cursors=cursors):
                 client.resume(await self._bounded(client, cursors))
@@ -373,7 +372,8 @@ class NativeHandler(GatewayHandler):
         if conversation_id not in client.cursors:
             raise PalaverError(ErrorCode.NOT_FOUND, "conversation not found")
 
-    async def _send(self, client: Client, command: protocol.Send) -> dict[str, Any]:
+    async def _send(self, client: Client, command: protocol.Send) -> None:
+        """Send and ack (an error is raised, for the caller to reply)."""
         services = self.services
         user = client.principal.user
         cid = command.conversation_id
@@ -389,8 +389,15 @@ class NativeHandler(GatewayHandler):
                 await services.messaging.require_member(cid, user.id)
                 member_checked = True
             attachments = await services.uploads.attach(user.id, cid, command.attachments)
+
+        def acked(appended: Appended) -> None:
+            # In the commit's turn: a catch-up of this conversation woken by the same
+            # commit must find the ack ahead of the message. The message itself comes
+            # next, often in the same write.
+            client.send_with_next(events.ack(command.id, appended.message, appended.duplicate))
+
         try:
-            appended = await services.messaging.send(
+            await services.messaging.send(
                 user,
                 cid,
                 command.content,
@@ -399,11 +406,11 @@ class NativeHandler(GatewayHandler):
                 attachments=tuple(attachments),
                 reply_to_id=command.reply_to_id,
                 thread_root_id=command.thread_root_id,
+                on_commit=acked,
             )
         except PalaverError as exc:
             self._doubt_membership(client, cid, exc)
             raise
-        return events.ack(command.id, appended.message, appended.duplicate)
 
     def _doubt_membership(self, client: Client, cid: int, error: BaseException) -> None:
         """The store refused a send to a conversation this socket follows: the user

@@ -155,6 +155,7 @@ class MessagingService:
         reply_to_id: int | None = None,
         thread_root_id: int | None = None,
         attachments: tuple[dict[str, Any], ...] = (),
+        on_commit: Callable[[Appended], None] | None = None,
     ) -> Appended:
         """Durably append a message and wake every node; return it once committed.
 
@@ -162,7 +163,10 @@ class MessagingService:
         empty one is none.
         ``reply_to_id`` and ``thread_root_id`` name messages of the same conversation.
         ``attachments`` are already resolved elements (:meth:`UploadService.attach`);
-        with some, the text may be empty."""
+        with some, the text may be empty.
+        ``on_commit`` is called with the outcome in the commit's own turn, before any
+        coroutine (this one included) resumes: a socket writes its ack there, ahead of
+        whatever else may write the message to it (a catch-up reading the store)."""
         check_content(content, self.settings.max_message_length, allow_empty=bool(attachments))
         await self.check_rate(sender.id)
         member = None if member_checked else await self.require_member(conversation_id, sender.id)
@@ -182,21 +186,27 @@ class MessagingService:
                 mentions=extras.mentions,
             )
         future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
-        self.writer.submit(new, _Committed(self, sender, self._settle(future)))
+        self.writer.submit(new, _Committed(self, sender, self._settle(future, on_commit)))
         return await future
 
     def _settle(
-        self, future: asyncio.Future[Appended]
+        self, future: asyncio.Future[Appended], on_commit: Callable[[Appended], None] | None
     ) -> Callable[[Appended | None, BaseException | None], None]:
         def settle(appended: Appended | None, error: BaseException | None) -> None:
             if future.done():  # the sender stopped waiting; the message is stored anyway
                 return
             if error is not None:
                 future.set_exception(error)
-            else:
-                assert appended is not None
-                future.set_result(appended)
+                return
+            assert appended is not None
+            if on_commit is None:
                 self._acks_waking = True
+            else:
+                try:
+                    on_commit(appended)
+                except Exception:
+                    log.exception("send.on_commit_failed")
+            future.set_result(appended)
 
         return settle
 
