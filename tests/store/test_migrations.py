@@ -556,3 +556,49 @@ async def test_notices_stored_before_0012_get_the_places_of_their_names(fresh_ur
         ]
     finally:
         await store.close()
+
+
+def _thread_index(conn: Connection) -> str:
+    if conn.dialect.name == "sqlite":
+        sql = conn.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE name = 'ix_messages_thread'"
+        ).scalar_one()
+    else:
+        sql = conn.exec_driver_sql(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_messages_thread'"
+        ).scalar_one()
+    return " ".join(str(sql).split())
+
+
+def _thread_plan(conn: Connection) -> str:
+    """How a thread's replies are found (SQLite names the index it searches)."""
+    if conn.dialect.name != "sqlite":
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        query = "EXPLAIN SELECT id FROM messages WHERE thread_root_id = :root ORDER BY seq"
+        return " ".join(str(r) for r in conn.execute(text(query), {"root": 1}).scalars())
+    query = "EXPLAIN QUERY PLAN SELECT id FROM messages WHERE thread_root_id = :root ORDER BY seq"
+    return " ".join(str(r[-1]) for r in conn.execute(text(query), {"root": 1}).all())
+
+
+async def test_the_thread_index_holds_thread_replies_only(fresh_url: str) -> None:
+    """Most messages are in no thread: they cost the thread index nothing, and thread
+    lookups (a bound root id) still use it. Down to 0012 it is whole again."""
+    store = await _open(fresh_url)
+    try:
+        await store.migrate()
+        async with store.engine.begin() as conn:
+            assert (await conn.run_sync(_thread_index)).endswith(
+                "WHERE thread_root_id IS NOT NULL"
+                if store.engine.dialect.name == "sqlite"
+                else "WHERE (thread_root_id IS NOT NULL)"
+            )
+            assert "ix_messages_thread" in await conn.run_sync(_thread_plan)
+        await store.downgrade("0012")
+        async with store.engine.connect() as conn:
+            assert "WHERE" not in await conn.run_sync(_thread_index)
+        await store.migrate()
+        async with store.engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+            assert "IS NOT NULL" in await conn.run_sync(_thread_index)
+    finally:
+        await store.close()

@@ -26,6 +26,8 @@ from sqlalchemy import (
 #: literal, not with a bound parameter: a planner proves a partial index applies only
 #: from literals.
 EDIT_ENTRIES = "kind = 'edit'"
+#: The rows ``ix_messages_thread`` holds.
+THREAD_REPLIES = "thread_root_id IS NOT NULL"
 
 metadata = MetaData(
     naming_convention={
@@ -189,7 +191,15 @@ messages = Table(
         postgresql_where=text("client_msg_id IS NOT NULL"),
     ),
     Index("ix_messages_created", "created_at"),
-    Index("ix_messages_thread", "thread_root_id", "seq"),
+    # Thread replies only: the rest (most messages) would each write a page of it that
+    # no lookup reads, since every lookup names a root.
+    Index(
+        "ix_messages_thread",
+        "thread_root_id",
+        "seq",
+        sqlite_where=text(THREAD_REPLIES),
+        postgresql_where=text(THREAD_REPLIES),
+    ),
     # A message's edit entries carry its texts, and deleting it empties them; edits are
     # few, so this costs the rare edit a page write and nothing else one.
     Index(
