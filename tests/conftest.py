@@ -31,3 +31,23 @@ def settings(tmp_path: Path) -> Settings:
         tmp_path / "var",
         log_level="warning",
     )
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+def engine_settings(settings: Settings, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """:func:`settings` once on SQLite, once on a PostgreSQL database of the test's own
+    (dropped after it): for tests whose behaviour must not depend on the engine."""
+    if request.param == "sqlite":
+        yield settings
+        return
+    request.getfixturevalue("postgres_admin_url")
+    url = create_database()
+    try:
+        yield settings.model_copy(update={"database_url": url})
+    finally:
+        drop_database(url)

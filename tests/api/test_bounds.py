@@ -9,31 +9,14 @@ import pytest
 
 from palaver.config import Settings
 from tests.api.conftest import Api, open_api
-from tests.services import create_database, drop_database
 
 HUGE = 2**70
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-async def engine_api(
-    settings: Settings, request: pytest.FixtureRequest, postgres_admin_url: str
-) -> AsyncIterator[Api]:
-    if request.param == "sqlite":
-        async for api in open_api(settings):
-            yield api
-        return
-    url = create_database()
-    try:
-        pg = settings.model_copy(update={"database_url": url})
-        async for api in open_api(pg):
-            yield api
-    finally:
-        drop_database(url)
+@pytest.fixture
+async def engine_api(engine_settings: Settings) -> AsyncIterator[Api]:
+    async for api in open_api(engine_settings):
+        yield api
 
 
 async def test_out_of_range_numbers_are_validation_errors(engine_api: Api) -> None:

@@ -12,27 +12,12 @@ import pytest
 from palaver.config import Settings
 from tests import media
 from tests.realtime.conftest import Server, start_server
-from tests.services import POSTGRES_URL, create_database, drop_database, require
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-async def any_server(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Server]:
-    url = None
-    if request.param == "postgres":
-        require("PostgreSQL", POSTGRES_URL)
-        url = create_database()
-        settings = settings.model_copy(update={"database_url": url})
-    try:
-        async for value in start_server(settings):
-            yield value
-    finally:
-        if url is not None:
-            drop_database(url)
+@pytest.fixture
+async def any_server(engine_settings: Settings) -> AsyncIterator[Server]:
+    async for value in start_server(engine_settings):
+        yield value
 
 
 async def upload(server: Server, token: str, data: bytes, name: str, **form: Any) -> Any:

@@ -10,28 +10,12 @@ import pytest
 
 from palaver.config import Settings
 from tests.realtime.conftest import PASSWORD, Server, start_server
-from tests.services import create_database, drop_database
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-async def engine_server(
-    settings: Settings, request: pytest.FixtureRequest, postgres_admin_url: str
-) -> AsyncIterator[Server]:
-    if request.param == "sqlite":
-        async for server in start_server(settings):
-            yield server
-        return
-    url = create_database()
-    try:
-        async for server in start_server(settings.model_copy(update={"database_url": url})):
-            yield server
-    finally:
-        drop_database(url)
+@pytest.fixture
+async def engine_server(engine_settings: Settings) -> AsyncIterator[Server]:
+    async for server in start_server(engine_settings):
+        yield server
 
 
 async def test_notices_say_deleted_user_once_the_account_is_deleted(

@@ -9,30 +9,15 @@ from typing import Any
 import pytest
 
 from palaver.config import Settings
-from tests.services import create_database, drop_database
 
 from .conftest import Server, start_server
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-async def rich_server(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Server]:
-    update: dict[str, Any] = {"rate_messages_burst": 10_000, "rate_messages_per_second": 1e4}
-    url = None
-    if request.param == "postgres":
-        request.getfixturevalue("postgres_admin_url")
-        url = create_database()
-        update["database_url"] = url
-    try:
-        async for value in start_server(settings.model_copy(update=update)):
-            yield value
-    finally:
-        if url is not None:
-            drop_database(url)
+@pytest.fixture
+async def rich_server(engine_settings: Settings) -> AsyncIterator[Server]:
+    update = {"rate_messages_burst": 10_000, "rate_messages_per_second": 1e4}
+    async for value in start_server(engine_settings.model_copy(update=update)):
+        yield value
 
 
 async def _room(server: Server) -> tuple[int, tuple[int, str], tuple[int, str]]:

@@ -4,7 +4,7 @@ indexer off the send path, and who may find what."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,26 +14,13 @@ from palaver.core.models import NewMessage, now_ms
 from palaver.services.search import SearchIndexer
 from palaver.store import create_store
 from tests.realtime.conftest import Server, start_server
-from tests.services import create_database, drop_database
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-def search_settings(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Settings]:
-    update: dict[str, Any] = {"rate_messages_burst": 10_000, "rate_messages_per_second": 1e4}
-    if request.param == "sqlite":
-        yield settings.model_copy(update=update)
-        return
-    request.getfixturevalue("postgres_admin_url")
-    url = create_database()
-    try:
-        yield settings.model_copy(update={**update, "database_url": url})
-    finally:
-        drop_database(url)
+@pytest.fixture
+def search_settings(engine_settings: Settings) -> Settings:
+    return engine_settings.model_copy(
+        update={"rate_messages_burst": 10_000, "rate_messages_per_second": 1e4}
+    )
 
 
 @pytest.fixture
