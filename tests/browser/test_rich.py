@@ -99,3 +99,29 @@ def test_the_toolbar_stays_under_the_pointer_while_its_message_is_redrawn(
     # Once the pointer moves off the message the toolbar goes, as it does unredrawn.
     alice.page.mouse.move(1, 1)
     expect(toolbar).to_have_css("opacity", "0")
+
+
+def test_a_message_deleted_before_it_is_read_leaves_the_unread_count(
+    person: MakePerson,
+) -> None:
+    alice = person("alice")
+    bob = person("bob")
+    alice.start_direct(bob)
+    alice.send("see you at noon")
+    alice.send("oops, wrong chat")
+    expect(bob.unread_badge(alice.display_name)).to_have_text("2")
+    expect(bob.page).to_have_title("(2) Palaver")
+
+    # The server stops counting a deleted message at once; the open page must agree
+    # with what a reload (or another device) shows.
+    alice.delete("oops, wrong chat")
+    expect(bob.unread_badge(alice.display_name)).to_have_text("1")
+    expect(bob.page).to_have_title("(1) Palaver")
+    alice.delete("see you at noon")
+    expect(bob.unread_badge(alice.display_name)).to_have_count(0)
+    expect(bob.page).to_have_title("Palaver")
+
+    bob.page.reload()
+    bob.expect_online()
+    expect(bob.conversation(alice.display_name)).to_be_visible()
+    expect(bob.unread_badge(alice.display_name)).to_have_count(0)

@@ -34,6 +34,12 @@ export function mentions(text, username) {
   return new RegExp(`(^|[^\\w@])@${escaped}(?![\\w-])`, "i").test(text);
 }
 
+/** Whether an unread count includes `m`: the server counts others' main-timeline
+ * texts that are not deleted. */
+function counted(m, me) {
+  return m.kind === "text" && !m.thread_root_id && !m.deleted_at && m.sender_id !== me.id;
+}
+
 export class Conversation {
   constructor(id) {
     this.id = id;
@@ -121,13 +127,29 @@ export class Conversation {
     if (this.messages.has(message.seq)) return false;
     this.messages.set(message.seq, message);
     this.sortedCache = null;
-    if (isEntry(message)) return applyEntry(this, message) || true;
+    if (isEntry(message)) {
+      // A delete newer than the server's count takes back a message that count (or
+      // this page since) included, as the server's own count already does.
+      const target = message.kind === "delete" && message.seq > this.unreadBase ? this.#byId(message.ref_id) : null;
+      const uncount = target !== null && target.seq > this.readSeq && counted(target, me);
+      const applied = applyEntry(this, message);
+      if (applied && uncount && this.unread > 0) {
+        this.unread -= 1;
+        if (this.unread === 0) this.mentioned = false;
+      }
+      return applied || true;
+    }
     this.notePreview(message);
     if (message.seq > this.unreadBase && message.seq > this.readSeq && message.sender_id !== me.id) {
-      if (message.kind === "text" && !message.thread_root_id) this.unread += 1;
+      if (counted(message, me)) this.unread += 1;
       if (mentions(message.content, me.username)) this.mentioned = true;
     }
     return true;
+  }
+
+  #byId(messageId) {
+    for (const m of this.messages.values()) if (m.message_id === messageId) return m;
+    return null;
   }
 
   /** Move the cursor over every seq now held contiguously. */
@@ -144,7 +166,7 @@ export class Conversation {
     this.unreadBase = atSeq;
     let extra = 0;
     for (const m of this.messages.values()) {
-      if (m.seq > atSeq && m.seq > this.readSeq && m.sender_id !== me.id && m.kind === "text" && !m.thread_root_id) extra += 1;
+      if (m.seq > atSeq && m.seq > this.readSeq && counted(m, me)) extra += 1;
     }
     this.unread = serverUnread + extra;
     if (this.unread === 0) this.mentioned = false;
@@ -169,7 +191,7 @@ export class Conversation {
         held = false;
         break;
       }
-      if (m.sender_id !== me.id && m.kind === "text" && !m.thread_root_id) count += 1;
+      if (counted(m, me)) count += 1;
     }
     // Without every message in between, the best estimate is what is left, at most.
     this.unread = held ? count : Math.min(this.unread, latest - seq);
