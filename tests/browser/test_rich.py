@@ -6,7 +6,9 @@ from collections.abc import Callable
 
 from playwright.sync_api import Dialog, expect
 
+from tests.browser.conftest import PalaverServer
 from tests.browser.people import Person
+from tests.browser.rest import Rest
 
 MakePerson = Callable[..., Person]
 
@@ -125,3 +127,70 @@ def test_a_message_deleted_before_it_is_read_leaves_the_unread_count(
     bob.expect_online()
     expect(bob.conversation(alice.display_name)).to_be_visible()
     expect(bob.unread_badge(alice.display_name)).to_have_count(0)
+
+
+def test_pin_is_offered_only_to_those_who_may_pin_in_a_room(
+    person: MakePerson, server: PalaverServer
+) -> None:
+    alice = person("alice")
+    bob = person("bob")
+    room = alice.open_room_with("pins", bob)
+    alice.send("house rules")
+    expect(bob.message("house rules")).to_be_visible()
+
+    # In a room only owners and admins pin: a member gets no button that does nothing.
+    bob.message("house rules").hover()
+    expect(bob.message("house rules").get_by_role("button", name="React", exact=True)).to_be_visible()
+    expect(bob.message("house rules").get_by_role("button", name="Pin")).to_have_count(0)
+    alice.message("house rules").hover()
+    expect(alice.message("house rules").get_by_role("button", name="Pin")).to_be_visible()
+
+    # Made an admin, the member may pin, at once.
+    owner = Rest(server.url, alice)
+    room_id = next(c["id"] for c in owner.call("GET", "/api/conversations") if c["name"] == room)
+    bob_id = Rest(server.url, bob).user_id
+    owner.call("PUT", f"/api/conversations/{room_id}/members/{bob_id}/role", {"role": "admin"})
+    bob.page.mouse.move(0, 0)
+    bob.message("house rules").hover()
+    bob.message("house rules").get_by_role("button", name="Pin").click()
+    expect(alice.message("house rules").locator(".pinned")).to_be_visible()
+
+
+def test_a_refused_edit_says_why_and_gives_the_text_back(
+    person: MakePerson, server: PalaverServer
+) -> None:
+    alice = person("alice")
+    bob = person("bob")
+    room = alice.open_room_with("edits", bob)
+    owner = Rest(server.url, alice)
+    room_id = next(c["id"] for c in owner.call("GET", "/api/conversations") if c["name"] == room)
+    owner.call("PUT", f"/api/conversations/{room_id}/filter", {"words": ["frobnicate"], "action": "reject"})
+    bob.send("see you later")
+
+    bob.message("see you later").hover()
+    bob.message("see you later").get_by_role("button", name="Edit").click()
+    composer = bob.page.locator("#composer-input")
+    composer.fill("see you later, frobnicate")
+    composer.press("Enter")
+    # Told, and the edit is still there to change rather than lost.
+    expect(bob.page.locator("#toasts .toast.error")).to_contain_text("Could not edit the message")
+    expect(bob.page.locator("#edit-preview")).to_be_visible()
+    expect(composer).to_have_value("see you later, frobnicate")
+    composer.fill("see you much later")
+    composer.press("Enter")
+    expect(alice.message("see you much later").locator(".edited")).to_have_text("edited")
+    expect(composer).to_have_value("")
+
+    # An edit longer than a message may be is held back in the composer, as a send is.
+    bob.message("see you much later").hover()
+    bob.message("see you much later").get_by_role("button", name="Edit").click()
+    too_long = "x" * 5001
+    composer.fill(too_long)
+    expect(bob.page.locator("#send-button")).to_be_disabled()
+    composer.press("Enter")
+    expect(composer).to_have_value(too_long)
+    expect(bob.page.locator("#edit-preview")).to_be_visible()
+    composer.press("Escape")
+    expect(bob.page.locator("#edit-preview")).to_be_hidden()
+    expect(composer).to_have_value("")
+    expect(alice.message("see you much later")).to_be_visible()

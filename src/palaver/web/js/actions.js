@@ -48,9 +48,9 @@ export function addAction(bubble, button) {
 
 /**
  * The toolbar of a sent message. `act(frame)` sends a frame; `mine(emoji)` says
- * whether this user already reacted so.
+ * whether this user already reacted so; `pin` whether this user may pin.
  */
-export function messageActions(m, { own, act, mine }) {
+export function messageActions(m, { own, pin = true, act, mine }) {
   const bar = h("div", { class: "msg-actions", role: "toolbar", "aria-label": "Message actions" });
   const picker = h("div", { class: "react-picker", role: "group", "aria-label": "Reactions", hidden: true });
   for (const emoji of QUICK_REACTIONS) {
@@ -73,10 +73,12 @@ export function messageActions(m, { own, act, mine }) {
     react.setAttribute("aria-expanded", String(!picker.hidden));
     if (!picker.hidden) picker.querySelector("button").focus();
   });
-  bar.append(
-    react,
-    actionButton("pin", "pin", m.pinned ? "Unpin" : "Pin", () => act({ type: "pin", message_id: m.message_id, pinned: !m.pinned })),
-  );
+  bar.append(react);
+  if (pin) {
+    bar.append(
+      actionButton("pin", "pin", m.pinned ? "Unpin" : "Pin", () => act({ type: "pin", message_id: m.message_id, pinned: !m.pinned })),
+    );
+  }
   if (own) {
     bar.append(
       actionButton("edit", "edit", "Edit", () => editHandler?.({ request: (frame) => act(frame) }, m)),

@@ -67,14 +67,23 @@ export function cancelEdit() {
 /** Save the composer's text as the edit (unchanged or empty text saves nothing). */
 export function finishEdit(text) {
   if (!target) return;
-  const { message, socket } = target;
+  const { message, socket, conversationId } = target;
   const content = text.trim() ? text : "";
   cancelEdit();
-  if (content && content !== message.content) {
-    socket.request({ type: "edit", message_id: message.message_id, content }).catch((error) => {
-      console.warn("palaver: edit refused", error);
+  if (!content || content === message.content) return;
+  // The socket is the toolbar's, which tells the user why a refusal came and answers
+  // false for it.
+  Promise.resolve(socket.request({ type: "edit", message_id: message.message_id, content }))
+    .then((done) => done !== false, () => false)
+    .then((done) => {
+      // Refused (the word filter, a mute): the edit comes back to be changed instead of
+      // being lost, unless the user has moved on to another conversation or edit.
+      if (done || target || store.activeId !== conversationId) return;
+      startEdit(socket, message);
+      const input = $("composer-input");
+      input.value = content;
+      resize(input);
     });
-  }
 }
 
 export function setupEditing() {

@@ -5,7 +5,7 @@
 // never shown as rows of their own.
 
 import { messageActions } from "./actions.js";
-import { h } from "./dom.js";
+import { h, toast } from "./dom.js";
 
 const ENTRY_KINDS = new Set(["edit", "delete", "react", "unreact", "pin", "unpin"]);
 
@@ -70,16 +70,32 @@ export function mentionsMe(m, me) {
   return Boolean(m.mentions?.includes("@room") || (name && m.mentions?.includes(name)));
 }
 
-async function act(socket, frame) {
+/** May this user pin in `conversation`? In rooms only owners and admins (and server
+ * admins) may; in groups and direct conversations every member. */
+export function mayPin(conversation, me) {
+  return conversation?.type !== "room" || ["owner", "admin"].includes(conversation.role) || Boolean(me?.is_admin);
+}
+
+const REFUSED = {
+  react: "Could not react",
+  pin: "Could not pin the message",
+  delete: "Could not delete the message",
+  edit: "Could not edit the message",
+};
+
+/** Send an action's frame; a refusal is told, never swallowed. */
+export async function act(socket, frame) {
   try {
     await socket.request(frame);
+    return true;
   } catch (error) {
-    console.warn("palaver: action refused", error);
+    toast(`${REFUSED[frame.type] ?? "Could not do that"}: ${error.message}`, "error");
+    return false;
   }
 }
 
 /** Add the edited mark, tombstone, reactions and actions to a message bubble. */
-export function decorateBubble(bubble, m, { own, me, socket }) {
+export function decorateBubble(bubble, m, { own, me, socket, pin = true }) {
   if (m.deleted_at) {
     bubble.classList.add("deleted");
     const text = bubble.querySelector(".text");
@@ -111,6 +127,6 @@ export function decorateBubble(bubble, m, { own, me, socket }) {
     reactions.append(chip);
   }
   const mine = (emoji) => (m.reactions ?? []).some((r) => r.emoji === emoji && r.user_ids.includes(me.id));
-  const actions = messageActions(m, { own, act: (frame) => act(socket, frame), mine });
+  const actions = messageActions(m, { own, pin, act: (frame) => act(socket, frame), mine });
   bubble.append(reactions, actions);
 }

@@ -9,7 +9,7 @@ import { actionButton, addAction, carryActions } from "./actions.js";
 import { chat } from "./chat.js";
 import { h, richText } from "./dom.js";
 import { clock, fullStamp } from "./format.js";
-import { applyEntry, decorateBubble, isEntry } from "./rich.js";
+import { applyEntry, decorateBubble, isEntry, mayPin } from "./rich.js";
 import { findMessage } from "./replies.js";
 import { store } from "./store.js";
 
@@ -261,7 +261,7 @@ function row(m, conversation, pending) {
     h("p", { class: "text" }, richText(m.content)),
     h("span", { class: "meta" }, when, pending ? h("span", { class: "tick pending", text: " Sending" }) : null),
   );
-  decorateBubble(bubble, m, { own, me: store.me, socket: chat.socket });
+  decorateBubble(bubble, m, { own, me: store.me, socket: chat.socket, pin: mayPin(conversation, store.me) });
   el.append(bubble);
   return el;
 }

@@ -10,7 +10,7 @@ import { $, avatar, h, hueClass, icon, paintAvatar, richText, setIcon, toast } f
 import { clock, dayKey, dayLabel, fullStamp, lastSeen } from "../format.js";
 import { isMuted, setMuted } from "../notify.js";
 import { store } from "../store.js";
-import { decorateBubble, isEntry, richSignature } from "../rich.js";
+import { decorateBubble, isEntry, mayPin, richSignature } from "../rich.js";
 import { decorateReply, quoteSignature, setupReplies, takeReply } from "../replies.js";
 import { decorateThread, setupThreads } from "../threads.js";
 import { pinToBottom } from "../pin.js";
@@ -243,7 +243,7 @@ function buildRows(conversation) {
       message.created_at - previous.created_at < GROUP_MS;
     const key = message.client_msg_id ? `c${message.sender_id}:${message.client_msg_id}` : `m${message.seq}`;
     const status = own ? conversation.statusOf(message, me) : null;
-    rows.push({ key, kind: "message", message, own, grouped, status, pending });
+    rows.push({ key, kind: "message", message, own, grouped, status, pending, pin: mayPin(conversation, me) });
     previous = message;
   };
   for (const message of conversation.list()) push(message, false);
@@ -257,7 +257,7 @@ function signature(row) {
   if (row.kind !== "message") return row.kind + (row.label ?? "") + (row.message?.content ?? "");
   const m = row.message;
   const files = (m.attachments ?? []).map((a) => a.id).join(",");
-  return [row.own, row.grouped, row.status, m.seq, m.content, m.error ?? "", files, richSignature(m), quoteSignature(m)].join("\u0000");
+  return [row.own, row.grouped, row.status, row.pin, m.seq, m.content, m.error ?? "", files, richSignature(m), quoteSignature(m)].join("\u0000");
 }
 
 function buildRow(row, conversation) {
@@ -301,7 +301,7 @@ function buildRow(row, conversation) {
     );
   }
   bubble.append(meta);
-  decorateBubble(bubble, m, { own: row.own, me: store.me, socket: chat.socket });
+  decorateBubble(bubble, m, { own: row.own, me: store.me, socket: chat.socket, pin: row.pin });
   decorateReply(bubble, m, conversation);
   decorateThread(bubble, m, conversation);
   el.append(bubble);
@@ -527,6 +527,10 @@ function submit() {
   if (!conversation) return;
   const text = input.value;
   if (editing()) {
+    if (length(text) > store.limits.max_message_length) {
+      updateCounter();
+      return;
+    }
     finishEdit(text);
     updateCounter();
     return;
