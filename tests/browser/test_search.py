@@ -8,9 +8,13 @@ from collections.abc import Callable
 
 from playwright.sync_api import expect
 
+from tests.browser.conftest import PalaverServer
 from tests.browser.people import Person
+from tests.browser.rest import Rest
 
 MakePerson = Callable[..., Person]
+# Room for a long history written over REST in a moment.
+SERVER_ENV = {"PALAVER_RATE_MESSAGES_BURST": "500"}
 
 
 def test_search_highlights_matches_and_opens_the_conversation(person: MakePerson) -> None:
@@ -51,3 +55,40 @@ def test_search_highlights_matches_and_opens_the_conversation(person: MakePerson
     # Too short to search: the section stays hidden.
     box.fill("zu")
     expect(page.locator("#message-results")).to_be_hidden()
+
+
+def test_a_search_result_shows_its_message_however_far_back(
+    person: MakePerson, server: PalaverServer
+) -> None:
+    alice = person("alice")
+    room = f"notes-{alice.username[-6:]}"
+    alice.create_room(room)
+    alice.send("the wifi password is hunter2")
+    rest = Rest(server.url, alice)
+    room_id = next(c["id"] for c in rest.call("GET", "/api/conversations") if c["name"] == room)
+    later = [f"later {n:03d}" for n in range(120)]  # more than two pages of history
+    for text in later:
+        rest.call("POST", f"/api/conversations/{room_id}/messages", {"content": text})
+    alice.page.reload()
+    alice.expect_online()
+    alice.page.keyboard.press("Escape")
+    expect(alice.page.locator("#conversation")).to_be_hidden()
+
+    page = alice.page
+    box = page.locator("#search")
+    results = page.locator("#message-results-list li")
+    deadline = time.monotonic() + 15
+    while True:
+        box.fill("")
+        box.fill("hunter2")
+        expect(page.locator("#message-results")).to_be_visible()
+        expect(page.locator("#message-results")).not_to_have_attribute("aria-busy", "true")
+        if results.count() or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(200)
+    results.first.locator("button").click()
+    expect(page.locator("#conv-title")).to_have_text(room)
+    # The conversation opens on the message found, not on its newest page.
+    found = alice.message("the wifi password is hunter2")
+    expect(found).to_be_in_viewport()
+    expect(alice.message(later[-1])).not_to_be_in_viewport()

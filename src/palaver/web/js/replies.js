@@ -92,19 +92,46 @@ export function quoteSignature(m) {
   return `${m.reply_to_id}:${original ? `${original.content}${original.deleted_at ?? ""}` : "?"}`;
 }
 
-/** Scroll to the original of a reply, fetching older history until it is held. */
+/** Resolves once no page of `conversation`'s history is on its way. */
+function historySettled(conversation) {
+  if (!conversation.loadingLatest && !conversation.loadingOlder) return Promise.resolve();
+  return new Promise((resolve) => {
+    const off = store.on("history", (id) => {
+      if (id !== conversation.id || conversation.loadingLatest || conversation.loadingOlder) return;
+      off();
+      resolve();
+    });
+  });
+}
+
+/** Scroll to a message (the original of a reply, a search result), fetching the
+ * newest page first when the conversation was just opened, then older history until
+ * the message is held. */
 export async function jumpTo(conversation, messageId) {
+  await historySettled(conversation);
+  if (!conversation.loaded) {
+    await chat.loadLatest(conversation);
+    if (!conversation.loaded) return;
+  }
   let original = findMessage(conversation, messageId);
-  for (let page = 0; !original && conversation.hasMoreBefore && page < MAX_PAGES_TO_ORIGINAL; page += 1) {
+  for (let page = 0; !original && page < MAX_PAGES_TO_ORIGINAL; page += 1) {
+    // The view may be paging back on its own (to the first unread message): a page it
+    // is fetching counts as one of ours.
+    await historySettled(conversation);
+    original = findMessage(conversation, messageId);
+    if (original || !conversation.hasMoreBefore) break;
     await chat.loadOlder(conversation);
     original = findMessage(conversation, messageId);
   }
-  if (!original) return;
+  if (!original || store.activeId !== conversation.id) return;
   // Rendering happens on the next frame.
   requestAnimationFrame(() => {
     const row = document.querySelector(`#rows .row.msg[data-seq="${original.seq}"]`);
     if (!row) return;
     row.scrollIntoView({ block: "center" });
+    // The scroll event comes a frame later; rows growing in this one (a page just
+    // drawn) would pin the view back to the bottom before it learnt the reader left it.
+    $("messages").dispatchEvent(new Event("scroll"));
     row.classList.add("flash");
     setTimeout(() => row.classList.remove("flash"), 1600);
   });

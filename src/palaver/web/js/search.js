@@ -1,10 +1,11 @@
 // Message search: as the sidebar's search box gets a word of 3 characters or more, the
 // "Messages" section lists matches from GET /api/search, newest first; choosing one opens
-// its conversation. Matches are <mark> elements holding text nodes: the server sends
-// plain-text segments and nothing here parses HTML.
+// its conversation on that message. Matches are <mark> elements holding text nodes: the
+// server sends plain-text segments and nothing here parses HTML.
 
 import { api } from "./api.js";
 import { $, h } from "./dom.js";
+import { jumpTo } from "./replies.js";
 import { store } from "./store.js";
 
 const MIN_WORD = 3;
@@ -65,6 +66,8 @@ export function setupMessageSearch({ open }) {
           input.value = "";
           input.dispatchEvent(new Event("input"));
           open(hit.conversation_id);
+          const conversation = store.conversation(hit.conversation_id);
+          if (conversation && store.activeId === conversation.id) jumpTo(conversation, hit.message_id);
         },
       },
       h("span", { class: "search-result-meta", text: `${where} · ${who}` }),
