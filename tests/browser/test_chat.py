@@ -407,3 +407,21 @@ def test_keyboard_only(person: MakePerson) -> None:
         "send-button",
     ):
         assert control in reached, (control, reached)
+
+
+def test_a_room_filter_that_finds_nothing_says_so(person: MakePerson) -> None:
+    alice = person("alice")
+    room = f"knitting-{alice.username[-6:]}"
+    alice.create_room(room)
+    page = alice.page
+    page.get_by_role("button", name="Browse rooms").click()
+    dialog = page.locator("#rooms-dialog")
+    expect(dialog.get_by_role("button", name=f"Open {room}")).to_be_visible()
+
+    # Rooms exist: the filter found none, which is not "no rooms yet".
+    dialog.locator("#rooms-search").fill("zz-no-such-room")
+    expect(dialog.locator("#rooms-list li")).to_have_count(0)
+    expect(dialog.locator("#rooms-empty")).to_have_text("No room matches “zz-no-such-room”.")
+    dialog.locator("#rooms-search").fill(room)
+    expect(dialog.get_by_role("button", name=f"Open {room}")).to_be_visible()
+    expect(dialog.locator("#rooms-empty")).to_be_hidden()

@@ -26,9 +26,10 @@ function setupRooms(open) {
   const form = $("room-create");
 
   const refresh = async () => {
+    const query = search.value.trim();
     try {
-      const rooms = await chat.listRooms(search.value.trim());
-      renderRooms(rooms, open, dialog);
+      const rooms = await chat.listRooms(query);
+      renderRooms(rooms, open, dialog, query);
     } catch (error) {
       toast(`Could not list rooms: ${error.message}`, "error");
     }
@@ -62,7 +63,7 @@ function setupRooms(open) {
   });
 }
 
-function renderRooms(rooms, open, dialog) {
+function renderRooms(rooms, open, dialog, query) {
   const list = $("rooms-list");
   list.replaceChildren(
     ...rooms.map((room) => {
@@ -99,7 +100,9 @@ function renderRooms(rooms, open, dialog) {
       );
     }),
   );
-  $("rooms-empty").hidden = rooms.length > 0;
+  const empty = $("rooms-empty");
+  empty.hidden = rooms.length > 0;
+  empty.textContent = query ? `No room matches “${query}”.` : "No rooms yet. Create the first one below.";
 }
 
 // -- new group ------------------------------------------------------------------------
