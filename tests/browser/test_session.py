@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 
@@ -58,3 +59,23 @@ def test_access_token_is_refreshed_silently(person: MakePerson) -> None:
     bob.send("still here")
     expect(alice.message("still here")).to_be_visible()
     expect(alice.message("before the token expires")).to_have_attribute("data-status", "read")
+
+
+def test_too_many_failed_logins_say_when_to_try_again(person: MakePerson) -> None:
+    alice = person("alice")
+    page = alice.page.context.browser.new_page(base_url=alice.page.url)  # type: ignore[union-attr]
+    try:
+        page.goto("/")
+        form = page.locator("#login-form")
+        form.locator('input[name="login"]').fill(alice.username)
+        form.locator('input[name="password"]').fill("Wrong-Horse-9")
+        error = form.locator(".form-error")
+        for _ in range(5):
+            form.get_by_role("button", name="Sign in").click()
+            expect(error).to_have_text("Invalid login or password.")
+            error.evaluate("el => { el.textContent = ''; }")
+        form.get_by_role("button", name="Sign in").click()
+        # The server says how long (Retry-After): so does the form, once.
+        expect(error).to_have_text(re.compile(r"^Too many failed logins\. Try again in \d+ s\.$"))
+    finally:
+        page.close()

@@ -64,7 +64,7 @@ export function setupAuth(onSignedIn) {
         form.reset();
         onSignedIn(user);
       } catch (failure) {
-        error.textContent = failure instanceof ApiError ? sentence(failure.message) : "Something went wrong. Try again.";
+        error.textContent = failure instanceof ApiError ? explain(failure) : "Something went wrong. Try again.";
         const field = failure instanceof ApiError && failure.field ? form.elements.namedItem(failure.field) : null;
         if (field) {
           field.setAttribute("aria-invalid", "true");
@@ -75,6 +75,14 @@ export function setupAuth(onSignedIn) {
       }
     });
   }
+}
+
+/** The server's message, with the wait it asks for (Retry-After) in place of a vague
+ * "later". */
+function explain(failure) {
+  if (failure.code !== "RATE_LIMITED" || !failure.retryAfter) return sentence(failure.message);
+  const what = sentence(String(failure.message).replace(/[;,.]?\s*try again later\.?$/i, ""));
+  return `${what} Try again in ${Math.ceil(failure.retryAfter)} s.`;
 }
 
 /** Server messages are lower-case fragments ("password needs a digit"): make a sentence. */
