@@ -140,7 +140,9 @@ def test_pin_is_offered_only_to_those_who_may_pin_in_a_room(
 
     # In a room only owners and admins pin: a member gets no button that does nothing.
     bob.message("house rules").hover()
-    expect(bob.message("house rules").get_by_role("button", name="React", exact=True)).to_be_visible()
+    expect(
+        bob.message("house rules").get_by_role("button", name="React", exact=True)
+    ).to_be_visible()
     expect(bob.message("house rules").get_by_role("button", name="Pin")).to_have_count(0)
     alice.message("house rules").hover()
     expect(alice.message("house rules").get_by_role("button", name="Pin")).to_be_visible()
@@ -164,7 +166,9 @@ def test_a_refused_edit_says_why_and_gives_the_text_back(
     room = alice.open_room_with("edits", bob)
     owner = Rest(server.url, alice)
     room_id = next(c["id"] for c in owner.call("GET", "/api/conversations") if c["name"] == room)
-    owner.call("PUT", f"/api/conversations/{room_id}/filter", {"words": ["frobnicate"], "action": "reject"})
+    owner.call(
+        "PUT", f"/api/conversations/{room_id}/filter", {"words": ["frobnicate"], "action": "reject"}
+    )
     bob.send("see you later")
 
     bob.message("see you later").hover()
