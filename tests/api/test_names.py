@@ -17,6 +17,8 @@ def refused(response: Any, field: str, char: str) -> None:
     error = response.json()["error"]
     assert (error["code"], error["field"]) == ("VALIDATION_ERROR", field)
     assert f"U+{ord(char):04X}" in error["message"]
+    # Read by people (the web client shows it as is): words, not the field's key.
+    assert error["message"].startswith(field.replace("_", " ") + " holds ")
 
 
 async def test_display_names(api: Api) -> None:

@@ -63,7 +63,9 @@ def check_name(text: str, field: str, *, line_breaks: bool = False) -> str:
     if found is not None:
         raise PalaverError(
             ErrorCode.VALIDATION_ERROR,
-            f"{field} holds U+{ord(found):04X}: invisible and direction-changing "
+            # Shown to people as is: "display name", not the key "display_name".
+            f"{field.replace('_', ' ')} holds U+{ord(found):04X}: invisible and "
+            "direction-changing "
             "control characters are not allowed",
             field=field,
         )
