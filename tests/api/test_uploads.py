@@ -303,6 +303,35 @@ async def test_decompression_bombs_are_refused(api: Api, settings: Settings) -> 
     assert stored_files(settings) == []
 
 
+def progressive_jpeg(extra_scans: int) -> bytes:
+    """A small progressive JPEG with its last scan repeated ``extra_scans`` times: each
+    repeat is a few bytes, and each costs the decoder a pass over every block."""
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (120, 30, 200)).save(out, "JPEG", progressive=True)
+    data = out.getvalue()
+    last, end = data.rfind(b"\xff\xda"), data.rfind(b"\xff\xd9")
+    return data[:end] + data[last:end] * extra_scans + data[end:]
+
+
+async def test_jpegs_with_too_many_scans_are_refused_before_decoding(api: Api) -> None:
+    (ada,) = await login(api, "ada")
+    ordinary = await upload(api, ada, progressive_jpeg(0), "progressive.jpg")
+    assert ordinary.status_code == 201, ordinary.text
+    # A few kilobytes here; five megabytes of such scans over 40 megapixels would keep
+    # a core busy for a quarter of an hour.
+    bomb = progressive_jpeg(200)
+    assert len(bomb) < 20_000
+    r = await upload(api, ada, bomb, "scans.jpg")
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "INVALID_IMAGE"
+    assert "100 progressive scans" in r.json()["error"]["message"]
+    # Stray bytes before a marker, which decoders skip, do not hide the scans after it.
+    first = bomb.find(b"\xff\xda")
+    hidden = await upload(api, ada, bomb[:first] + b"\x00\x00" + bomb[first:], "junk.jpg")
+    assert hidden.status_code == 422, hidden.text
+    assert hidden.json()["error"]["code"] == "INVALID_IMAGE"
+
+
 async def test_broken_images_and_empty_files(api: Api) -> None:
     (ada,) = await login(api, "ada")
     truncated = media.image("PNG", (50, 50))[:60]

@@ -14,6 +14,8 @@ is what a chat thumbnail shows anyway.
 
 from __future__ import annotations
 
+import mmap
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,10 @@ _SAVE_MODES = {
     "webp": ("RGB", "RGBA"),
 }
 JPEG_QUALITY = 88
+#: Scans a JPEG may have. A progressive JPEG from a camera or an encoder has about ten;
+#: each scan, however few bytes it holds, makes the decoder walk every block of the
+#: image again, so a few megabytes of empty scans keep a core busy for many minutes.
+MAX_JPEG_SCANS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +68,15 @@ def reencode(
     transparency, else JPEG) to ``thumbnail``.
 
     Raises ``IMAGE_TOO_LARGE`` past ``max_pixels`` (checked from the header, before any
-    pixel is decoded) and ``INVALID_IMAGE`` when the file does not decode.
+    pixel is decoded) and ``INVALID_IMAGE`` when the file does not decode or is a JPEG
+    of more than :data:`MAX_JPEG_SCANS` scans.
     """
+    if kind == "jpeg" and jpeg_scans(source) > MAX_JPEG_SCANS:
+        raise PalaverError(
+            ErrorCode.INVALID_IMAGE,
+            f"the image has more than {MAX_JPEG_SCANS} progressive scans",
+            field="file",
+        )
     try:
         # Past its own limit Pillow only warns (and raises past twice that) while
         # opening; the header check below is the limit that counts.
@@ -89,6 +102,42 @@ def reencode(
     clean.save(target, format=_PIL_FORMATS[kind], **save_options)
     _thumbnail(clean, thumbnail, thumbnail_size)
     return ImageInfo(width=clean.width, height=clean.height)
+
+
+# A marker: 0xFF (and fill bytes) then a code that is not stuffing (0x00) or a restart.
+_MARKER = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]")
+
+
+def jpeg_scans(path: Path) -> int:
+    """How many scans (SOS segments) the JPEG at ``path`` has before its end, counted up
+    to one past :data:`MAX_JPEG_SCANS`, walking the markers as a decoder does."""
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        scans, pos, size = 0, 2, len(data)
+        while scans <= MAX_JPEG_SCANS and pos + 4 <= size:
+            if data[pos] != 0xFF:
+                # Bytes where a marker belongs: decoders skip them to the next one.
+                pos = data.find(b"\xff", pos)
+                if pos == -1:
+                    break
+                continue
+            marker = data[pos + 1]
+            if marker == 0xFF:
+                pos += 1
+                continue
+            if marker == 0xD9:  # end of image
+                break
+            if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # no length
+                pos += 2
+                continue
+            pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+            if marker == 0xDA:
+                scans += 1
+                # Entropy-coded data runs to the next marker.
+                found = _MARKER.search(data, pos)
+                if found is None:
+                    break
+                pos = found.end() - 2
+        return scans
 
 
 def _clean(image: Image.Image, kind: str) -> Image.Image:
