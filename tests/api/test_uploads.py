@@ -332,6 +332,22 @@ async def test_jpegs_with_too_many_scans_are_refused_before_decoding(api: Api) -
     assert hidden.json()["error"]["code"] == "INVALID_IMAGE"
 
 
+async def test_a_malformed_exif_block_loses_only_its_metadata(api: Api) -> None:
+    (ada,) = await login(api, "ada")
+    photo = media.image("JPEG", (80, 40), exif=True, orientation=6)
+    # The camera model's tag renumbered as XResolution, a number: the text it holds
+    # cannot be written back, which is what Pillow's exif_transpose tries to do.
+    malformed = photo.replace(b"\x01\x10\x00\x02", b"\x01\x1a\x00\x02", 1)
+    assert malformed != photo
+    r = await upload(api, ada, malformed, "odd-camera.jpg")
+    assert r.status_code == 201, r.text
+    assert (r.json()["width"], r.json()["height"]) == (40, 80)
+    served = (await api.http.get(r.json()["url"], headers=api.bearer(ada))).content
+    assert b"SpyCam" not in served
+    with Image.open(io.BytesIO(served)) as after:
+        assert dict(after.getexif()) == {}
+
+
 async def test_broken_images_and_empty_files(api: Api) -> None:
     (ada,) = await login(api, "ada")
     truncated = media.image("PNG", (50, 50))[:60]

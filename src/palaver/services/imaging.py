@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from palaver.core.errors import ErrorCode, PalaverError
 
@@ -36,6 +36,15 @@ JPEG_QUALITY = 88
 #: each scan, however few bytes it holds, makes the decoder walk every block of the
 #: image again, so a few megabytes of empty scans keep a core busy for many minutes.
 MAX_JPEG_SCANS = 100
+_ORIENTATION_FIX = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +95,7 @@ def reencode(
                 raise too_large(pixels, max_pixels)
             opened.seek(0)
             opened.load()
-            upright = ImageOps.exif_transpose(opened)
+            upright = _upright(opened)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise too_large(None, max_pixels) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -102,6 +111,18 @@ def reencode(
     clean.save(target, format=_PIL_FORMATS[kind], **save_options)
     _thumbnail(clean, thumbnail, thumbnail_size)
     return ImageInfo(width=clean.width, height=clean.height)
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """``image`` turned as its EXIF orientation says. Pillow's ``exif_transpose`` also
+    writes the EXIF block back, which raises on a malformed one; the block is dropped
+    anyway, so only the orientation is read, and one that cannot be read is ignored."""
+    try:
+        orientation = image.getexif().get(ExifTags.Base.Orientation)
+    except Exception:  # any parse failure of EXIF an uploader wrote
+        orientation = None
+    method = _ORIENTATION_FIX.get(orientation) if isinstance(orientation, int) else None
+    return image if method is None else image.transpose(method)
 
 
 # A marker: 0xFF (and fill bytes) then a code that is not stuffing (0x00) or a restart.
