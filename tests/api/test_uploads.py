@@ -366,6 +366,27 @@ async def test_broken_images_and_empty_files(api: Api) -> None:
     assert not_multipart.status_code == 422
 
 
+async def test_a_body_cut_before_its_closing_boundary_stores_nothing(
+    api: Api, settings: Settings
+) -> None:
+    (ada,) = await login(api, "ada")
+    head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="notes.txt"\r\n\r\n'
+    headers = {**api.bearer(ada), "Content-Type": "multipart/form-data; boundary=b"}
+    whole = await api.http.post(
+        "/api/upload", content=head + b"the whole text\r\n--b--\r\n", headers=headers
+    )
+    assert whole.status_code == 201, whole.text
+    assert whole.json()["size"] == len(b"the whole text")
+    # A proxy or client that stops sending mid-file, with the length it had so far.
+    for cut in (b"the whole te", b"the whole text\r\n--"):
+        r = await api.http.post("/api/upload", content=head + cut, headers=headers)
+        assert r.status_code == 422, (cut, r.text)
+        assert r.json()["error"]["code"] == "VALIDATION_ERROR"
+        assert r.json()["error"]["field"] == "file"
+    assert len(stored_files(settings)) == 1
+    assert scratch_files(settings) == []
+
+
 async def test_only_the_uploader_and_members_of_its_conversation_read_it(api: Api) -> None:
     ada, bob, eve = await login(api, "ada", "bob", "eve")
     room = await api.http.post(

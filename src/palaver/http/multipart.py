@@ -64,6 +64,7 @@ class _Parts:
         self.file_seen = False
         self.filename: str | None = None
         self.declared_type: str | None = None
+        self.ended = False
 
     def on_part_begin(self) -> None:
         self.parts += 1
@@ -129,6 +130,9 @@ class _Parts:
         if not self.is_file and self.name is not None:
             self.fields[self.name] = bytes(self.field)
 
+    def on_end(self) -> None:
+        self.ended = True
+
 
 async def receive_upload(
     service: UploadService, chunks: AsyncIterator[bytes], content_type: str
@@ -155,6 +159,7 @@ async def receive_upload(
             "on_headers_finished": parts.on_headers_finished,
             "on_part_data": parts.on_part_data,
             "on_part_end": parts.on_part_end,
+            "on_end": parts.on_end,
         },
     )
     budget = service.settings.upload_max_bytes + ENVELOPE_BYTES
@@ -175,6 +180,10 @@ async def receive_upload(
         parser.finalize()
         if not parts.file_seen:
             raise _bad("the form has no field named file (or image)")
+        # The parser holds back the bytes that could begin a boundary, and its finalize
+        # checks nothing: without the closing boundary the file would be kept cut short.
+        if not parts.ended:
+            raise _bad("the multipart body ends before its closing boundary")
         if parts.buffer:
             await asyncio.to_thread(handle.write, bytes(parts.buffer))
         handle.close()
