@@ -103,14 +103,18 @@ def reencode(
             ErrorCode.INVALID_IMAGE, "the image could not be decoded", field="file"
         ) from exc
     clean = _clean(upright, kind)
+    # Whatever _clean made a copy of is freed here: one full-size image at a time
+    # beyond the one being made (DECODE_SLOTS counts on it).
+    del opened, upright
     save_options: dict[str, object] = {}
     if kind == "jpeg":
         save_options = {"quality": JPEG_QUALITY, "optimize": True}
     elif kind == "webp":
         save_options = {"quality": JPEG_QUALITY}
     clean.save(target, format=_PIL_FORMATS[kind], **save_options)
+    info = ImageInfo(width=clean.width, height=clean.height)
     _thumbnail(clean, thumbnail, thumbnail_size)
-    return ImageInfo(width=clean.width, height=clean.height)
+    return info
 
 
 def _upright(image: Image.Image) -> Image.Image:
@@ -176,16 +180,17 @@ def _clean(image: Image.Image, kind: str) -> Image.Image:
         else:
             image = image.convert("RGB" if kind != "png" or not has_alpha else "RGBA")
         transparency = None
-    else:
-        image = image.copy()
+    # Otherwise the image itself: the decoded pixels are not needed twice.
     image.info = {} if transparency is None else {"transparency": transparency}
     return image
 
 
 def _thumbnail(image: Image.Image, target: Path, size: int) -> None:
-    thumb = image.copy()
-    alpha = thumb.mode in ("RGBA", "LA", "PA") or "transparency" in thumb.info
-    thumb = thumb.convert("RGBA" if alpha else "RGB")
+    """Write the thumbnail of ``image``, which is shrunk in place when its mode suits
+    (the caller is done with it), so no full-size copy is made for it."""
+    alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    mode = "RGBA" if alpha else "RGB"
+    thumb = image if image.mode == mode else image.convert(mode)
     thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
     thumb.info = {}
     if alpha:

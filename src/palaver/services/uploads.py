@@ -41,8 +41,9 @@ log = structlog.get_logger(__name__)
 # Uploads per user: a burst of 20, then one every 3 seconds, across every node.
 UPLOAD_BURST = 20
 UPLOAD_PER_SECOND = 1 / 3
-# Images decoded at once per process: a 40-megapixel RGBA image takes 160 MB decoded,
-# so this bounds the memory that image uploads can take together.
+# Images decoded at once per process: a 40-megapixel image takes 160 MB decoded and a
+# re-encode at most twice that (imaging keeps one full-size copy at a time), so this
+# bounds the memory that image uploads can take together (about 640 MB at the limit).
 DECODE_SLOTS = 2
 # Expired uploads deleted per transaction.
 ORPHAN_BATCH = 500
