@@ -43,7 +43,8 @@ async def eventually(server: Server, token: str, count: int, **params: Any) -> A
             found = await search(server, token, **params)
             if len(found["results"]) >= count:
                 return found
-            await asyncio.sleep(0.05)
+            # Under the searches' rate limit: three a second after a burst of 30.
+            await asyncio.sleep(0.2)
 
 
 async def test_sent_message_is_found_with_highlights(search_server: Server) -> None:
@@ -206,6 +207,32 @@ async def test_polling_finds_messages_committed_elsewhere(search_server: Server)
         await indexer.stop()
     finally:
         await other.close()
+
+
+async def test_searches_are_rate_limited_per_user(search_server: Server) -> None:
+    """A burst of searches, then a few a second: past it, ``RATE_LIMITED`` with the wait,
+    over REST (429 and ``Retry-After``) and the socket; other users search on."""
+    server = search_server
+    _, ada = await server.user("ada")
+    _, bob = await server.user("bob")
+    await server.room(ada, "general")
+    responses = await asyncio.gather(
+        *(server.rest(ada, "GET", "/api/search", params={"q": "deploy"}) for _ in range(60))
+    )
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) == {200, 429}, statuses
+    # The burst of 30, and what refilled (three a second) while the rest were asked.
+    assert 30 <= statuses.count(200) <= 36, statuses
+    refused = next(r for r in responses if r.status_code == 429)
+    error = refused.json()["error"]
+    assert error["code"] == "RATE_LIMITED"
+    assert error["retry_after"] > 0
+    assert float(refused.headers["Retry-After"]) > 0
+    client = await server.connect(ada)
+    reply = await client.request({"type": "search", "q": "deploy"}, "error")
+    assert reply["code"] == "RATE_LIMITED"
+    assert (await search(server, bob, q="deploy"))["results"] == []
+    await client.close()
 
 
 async def test_openapi_describes_search(search_server: Server) -> None:

@@ -76,7 +76,8 @@ async def search(
 ) -> SearchOut:
     """Messages of the caller's conversations that contain every word of ``q``:
     substrings from 3 characters, URLs, file names and code identifiers, case and
-    accents folded. Messages become searchable within about a second of being sent."""
+    accents folded. Messages become searchable within about a second of being sent.
+    At most 30 searches in a burst, then three a second (429 ``RATE_LIMITED``)."""
     try:
         page = await services.search.search(
             principal.user.id,

@@ -125,7 +125,7 @@ def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Ser
         uploads=uploads,
         exports=ExportService(uploads, broker, audit),
         rich=rich,
-        search=SearchService(store),
+        search=SearchService(store, broker),
         indexer=indexer,
         upload_expiry=UploadExpiryJob(uploads),
     )
