@@ -602,3 +602,51 @@ async def test_the_thread_index_holds_thread_replies_only(fresh_url: str) -> Non
             assert "IS NOT NULL" in await conn.run_sync(_thread_index)
     finally:
         await store.close()
+
+
+def _read_elsewhere(url: str) -> str:
+    """Whether another connection can read messages now (within a second)."""
+    import concurrent.futures
+
+    import asyncpg  # type: ignore[import-untyped]
+
+    async def probe() -> str:
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+        try:
+            await conn.execute("SET lock_timeout = '1s'")
+            await conn.fetch("SELECT id FROM messages ORDER BY id LIMIT 1")
+            return "read"
+        except asyncpg.exceptions.LockNotAvailableError:
+            return "blocked"
+        finally:
+            await conn.close()
+
+    # Its own thread and loop: the migration holds this one until the probe answers.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, probe()).result()
+
+
+@pytest.mark.postgres
+async def test_reads_go_on_while_0013_builds_the_thread_index(fresh_postgres_url: str) -> None:
+    """Building the new index takes a lock that lets reads through; only the swap at the
+    end (dropping the old one) locks reads out, until the upgrade commits."""
+    from sqlalchemy import event
+
+    store = await _open(fresh_postgres_url)
+    try:
+        await store.migrate()
+        await store.downgrade("0012")
+        seen: list[str] = []
+
+        def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if statement.lstrip().upper().startswith("CREATE INDEX IX_MESSAGES_THREAD"):
+                seen.append(_read_elsewhere(fresh_postgres_url))
+
+        event.listen(store.engine.sync_engine, "after_cursor_execute", after)
+        try:
+            await store.migrate()
+        finally:
+            event.remove(store.engine.sync_engine, "after_cursor_execute", after)
+        assert seen == ["read"]
+    finally:
+        await store.close()
