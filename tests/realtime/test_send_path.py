@@ -236,27 +236,28 @@ async def test_the_ack_comes_before_the_message_on_either_path(server: Server) -
     await client.close()
 
 
+@pytest.mark.parametrize("content", ["plain", "hi @nobody"], ids=["fast", "task"])
 async def test_the_ack_comes_first_when_a_catch_up_reads_the_message(
-    server: Server, monkeypatch: pytest.MonkeyPatch
+    server: Server, monkeypatch: pytest.MonkeyPatch, content: str
 ) -> None:
-    """A send that needs a task (a mention) from a socket still catching up on the same
-    conversation: the catch-up reads the store just after the commit and is woken
-    before the coroutine waiting for the commit. The ack must still go first."""
+    """A send from a socket still catching up on the same conversation, on either path
+    (plain text without a task, a mention with one): the catch-up reads the store just
+    after the commit and its answer reaches the loop before the writer's does, so it
+    holds the message. The ack must still go first."""
     _, token = await server.user()
     room = await server.room(token, "catching")
     first = await server.connect(token, resume={})
     for i in range(3):
         await first.send_text(room, f"m{i}")
-    store, messaging = server.services.store, server.services.messaging
+    store = server.services.store
     real_append, real_read = store.append_messages, store.get_messages
-    real_committed = messaging._committed
-    stored, read_done, committed = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    stored, read_done = asyncio.Event(), asyncio.Event()
 
     async def append_messages(batch: Sequence[NewMessage], at: int) -> list[Appended]:
-        result = await real_append(batch, at)
-        if any("@" in new.content for new in batch):
+        result = await real_append(batch, at)  # committed: readers see it
+        if any(new.content == content for new in batch):
             stored.set()
-            # The catch-up's read lands between the commit and its announcement.
+            # The reader's answer reaches the loop before the writer's.
             await asyncio.wait_for(read_done.wait(), 5)
         return result
 
@@ -266,22 +267,12 @@ async def test_the_ack_comes_first_when_a_catch_up_reads_the_message(
         await asyncio.wait_for(stored.wait(), 5)
         page = await real_read(conversation_id, **kwargs)
         read_done.set()
-        # Woken in the commit's turn, before the sender's coroutine (no wait_for: its
-        # task would cost a turn; the test's timeout bounds the wait).
-        await committed.wait()
         return page
-
-    def committed_then(*args: Any) -> None:
-        committed.set()
-        real_committed(*args)
 
     monkeypatch.setattr(store, "append_messages", append_messages)
     monkeypatch.setattr(store, "get_messages", get_messages)
-    monkeypatch.setattr(messaging, "_committed", committed_then)
     client = await server.connect(token, resume={room: 0})
-    await send_raw(
-        client, {"type": "send", "id": "s", "conversation_id": room, "content": "hi @nobody"}
-    )
+    await send_raw(client, {"type": "send", "id": "s", "conversation_id": room, "content": content})
     order = []
     async with asyncio.timeout(5):
         while ("ack", 4) not in order or ("message", 4) not in order:
@@ -289,7 +280,7 @@ async def test_the_ack_comes_first_when_a_catch_up_reads_the_message(
             if frame["type"] in ("ack", "message"):
                 order.append((frame["type"], frame["seq"]))
     assert [seq for kind, seq in order if kind == "message"] == [1, 2, 3, 4]
-    assert order.index(("ack", 4)) < order.index(("message", 4))
+    assert order.index(("ack", 4)) < order.index(("message", 4)), order
     await asyncio.gather(first.close(), client.close())
 
 

@@ -10,6 +10,7 @@ anything newer is written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Protocol
 
 import orjson
@@ -28,6 +29,9 @@ CATCH_UP_PAGE = 500
 # Who keeps a conversation's live messages back when it is not a catch-up: a join
 # that has not said ``joined`` yet.
 _HOLD = object()
+#: How long a catch-up waits for this socket's own send to be answered before writing
+#: its message anyway (see :meth:`Client._sends_settled`).
+SETTLE_WAIT_SECONDS = 10.0
 MAX_EMPTY_ROUNDS = 20
 
 
@@ -48,6 +52,8 @@ class Client:
     __slots__ = (
         "_catching",
         "_hub",
+        "_sending",
+        "_settle_waiters",
         "_wanted",
         "closed",
         "cursors",
@@ -70,6 +76,10 @@ class Client:
         # value) or held back (:data:`_HOLD`), and the highest seq seen meanwhile
         self._catching: dict[int, object] | None = None
         self._wanted: dict[int, int] | None = None
+        # conversation id -> this socket's sends there whose ack (or error) is not
+        # written yet, and catch-ups waiting for them (see :meth:`_sends_settled`)
+        self._sending: dict[int, int] | None = None
+        self._settle_waiters: list[asyncio.Future[None]] | None = None
         # Until the client resumes (or the grace period ends), nothing is written: a
         # message sent before the client said where it stands could arrive out of order.
         self.synced = False
@@ -131,6 +141,45 @@ class Client:
             # What was held was meant to go first.
             frame, self.held = self.held + frame, None
         self.outlet.send_frame(frame)
+
+    # -- sends in flight -------------------------------------------------------------
+
+    def send_started(self, conversation_id: int) -> None:
+        """A send of this socket to the conversation is on its way to the store: its
+        message must not reach this socket before its ack (see :meth:`send_settled`)."""
+        if self._sending is None:
+            self._sending = {}
+        self._sending[conversation_id] = self._sending.get(conversation_id, 0) + 1
+
+    def send_settled(self, conversation_id: int) -> None:
+        """The send's ack or error is written (or held to go first with the next write)."""
+        if self._sending is None or conversation_id not in self._sending:
+            return
+        left = self._sending[conversation_id] - 1
+        if left:
+            self._sending[conversation_id] = left
+        else:
+            del self._sending[conversation_id]
+            if not self._sending:
+                self._sending = None
+        waiters, self._settle_waiters = self._settle_waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _sends_settled(self, conversation_id: int) -> None:
+        """Wait until no send of this socket to the conversation awaits its outcome.
+
+        Every send is answered once its transaction ends (or the store gives up); the
+        bound is there so that a bug elsewhere costs the ack's order, not delivery."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SETTLE_WAIT_SECONDS):
+                while self._sending is not None and conversation_id in self._sending:
+                    waiter = asyncio.get_running_loop().create_future()
+                    if self._settle_waiters is None:
+                        self._settle_waiters = []
+                    self._settle_waiters.append(waiter)
+                    await waiter
 
     # -- delivery --------------------------------------------------------------------
 
@@ -252,6 +301,10 @@ class Client:
                 cursor = self.cursors[conversation_id]
                 if message.seq <= cursor:
                     continue
+                if message.sender_id == self.user_id and self._sending is not None:
+                    # Perhaps this socket's own send, committed but not yet answered
+                    # (the store answered this read first): its ack goes first.
+                    await self._sends_settled(conversation_id)
                 sender = (
                     await self._hub.users.get(message.sender_id)
                     if message.sender_id is not None

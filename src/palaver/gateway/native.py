@@ -222,19 +222,24 @@ class NativeHandler(GatewayHandler):
                     self._doubt_membership(client, cid, error)
                     client.send(self._error_reply(command, error))
             finally:
+                client.send_settled(cid)
                 # Whatever happened above, the socket's next commands must run.
                 slot.running = False
                 if slot.queue:
                     slot.running = True
                     self.hub.spawn(self._drain(slot, client))
 
+        client.send_started(cid)
         try:
             started = self.services.messaging.send_now(
                 client.principal.user, cid, command.content, command.client_msg_id, sent
             )
         except Exception as exc:
+            client.send_settled(cid)
             client.send(self._error_reply(command, exc))
             return True
+        if not started:
+            client.send_settled(cid)
         slot.running = started
         return started
 
@@ -390,14 +395,20 @@ class NativeHandler(GatewayHandler):
                 member_checked = True
             attachments = await services.uploads.attach(user.id, cid, command.attachments)
 
-        def acked(appended: Appended) -> None:
-            # In the commit's turn: a catch-up of this conversation woken by the same
-            # commit must find the ack ahead of the message. The message itself comes
-            # next, often in the same write.
-            client.send_with_next(events.ack(command.id, appended.message, appended.duplicate))
+        answered = False
 
+        def acked(appended: Appended) -> None:
+            # In the commit's turn, before any coroutine resumes: whatever else writes
+            # the message to this socket (the announcement, a catch-up, which also
+            # waits for send_settled) finds the ack ahead of it.
+            nonlocal answered
+            client.send_with_next(events.ack(command.id, appended.message, appended.duplicate))
+            answered = True
+            client.send_settled(cid)
+
+        client.send_started(cid)
         try:
-            await services.messaging.send(
+            appended = await services.messaging.send(
                 user,
                 cid,
                 command.content,
@@ -408,9 +419,14 @@ class NativeHandler(GatewayHandler):
                 thread_root_id=command.thread_root_id,
                 on_commit=acked,
             )
+            if not answered:  # on_commit failed (logged): late rather than never
+                client.send_with_next(events.ack(command.id, appended.message, appended.duplicate))
         except PalaverError as exc:
             self._doubt_membership(client, cid, exc)
             raise
+        finally:
+            if not answered:
+                client.send_settled(cid)
 
     def _doubt_membership(self, client: Client, cid: int, error: BaseException) -> None:
         """The store refused a send to a conversation this socket follows: the user
