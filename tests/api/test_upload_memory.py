@@ -56,14 +56,14 @@ def _peak_growth(source: Path, kind: str) -> int:
 
 @pytest.mark.parametrize(
     ("mode", "kind", "orientation"),
-    [("RGBA", "png", None), ("RGB", "jpeg", None), ("RGB", "jpeg", 6)],
-    ids=["png-alpha", "jpeg", "jpeg-rotated"],
+    [("RGBA", "png", None), ("RGB", "jpeg", None), ("RGB", "jpeg", 6), ("CMYK", "jpeg", 6)],
+    ids=["png-alpha", "jpeg", "jpeg-rotated", "cmyk-rotated-converted"],
 )
 def test_an_image_costs_at_most_twice_its_decoded_size(
     tmp_path: Path, mode: str, kind: str, orientation: int | None
 ) -> None:
     source = tmp_path / f"source.{kind}"
-    image = Image.new(mode, (SIDE, SIDE), (200, 40, 90, 255)[: len(mode)])
+    image = Image.new(mode, (SIDE, SIDE), (200, 40, 90, 30)[: len(mode)])
     if orientation is None:
         image.save(source)
     else:

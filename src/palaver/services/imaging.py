@@ -102,10 +102,11 @@ def reencode(
         raise PalaverError(
             ErrorCode.INVALID_IMAGE, "the image could not be decoded", field="file"
         ) from exc
+    # One full-size image alive beside the one being made (DECODE_SLOTS counts on it):
+    # the decoded pixels go once turned upright, the upright ones once converted.
+    del opened
     clean = _clean(upright, kind)
-    # Whatever _clean made a copy of is freed here: one full-size image at a time
-    # beyond the one being made (DECODE_SLOTS counts on it).
-    del opened, upright
+    del upright
     save_options: dict[str, object] = {}
     if kind == "jpeg":
         save_options = {"quality": JPEG_QUALITY, "optimize": True}
