@@ -129,6 +129,25 @@ def test_a_message_deleted_before_it_is_read_leaves_the_unread_count(
     expect(bob.unread_badge(alice.display_name)).to_have_count(0)
 
 
+def test_a_deleted_unread_message_the_page_never_held_leaves_the_count(
+    person: MakePerson,
+) -> None:
+    """Unread messages counted by the server when the page loaded are not on the page:
+    deleting one must still take it off the count."""
+    alice = person("alice")
+    bob = person("bob")
+    alice.start_direct(bob)
+    alice.send("see you at noon")
+    alice.send("oops, wrong chat")
+    expect(bob.unread_badge(alice.display_name)).to_have_text("2")
+    bob.page.reload()
+    bob.expect_online()
+    expect(bob.unread_badge(alice.display_name)).to_have_text("2")
+    alice.delete("see you at noon")
+    expect(bob.unread_badge(alice.display_name)).to_have_text("1")
+    expect(bob.page).to_have_title("(1) Palaver")
+
+
 def test_pin_is_offered_only_to_those_who_may_pin_in_a_room(
     person: MakePerson, server: PalaverServer
 ) -> None:

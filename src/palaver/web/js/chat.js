@@ -120,6 +120,16 @@ export class Chat extends Emitter {
     store.emit("conversations");
   }
 
+  /** The server's unread count again, after a delete of a message this page never held. */
+  async #recount(conversation) {
+    conversation.unreadStale = false;
+    try {
+      await this.loadConversations();
+    } catch {
+      // The next list refresh (a reconnect's hello) brings the count anyway.
+    }
+  }
+
   #absorbSummary(item) {
     const conversation = store.ensure(item.id);
     conversation.update(item);
@@ -381,6 +391,7 @@ export class Chat extends Emitter {
     if (message.sender_id && message.sender_name) store.names.set(message.sender_id, message.sender_name);
     if (conversation.cursor === null) conversation.cursor = message.seq - 1;
     const fresh = conversation.insert(message, me);
+    if (conversation.unreadStale) this.#recount(conversation);
     if (message.client_msg_id && message.sender_id === me.id) this.#settle(message.client_msg_id);
     if (message.seq > conversation.cursor + 1) this.#fillGap(conversation, message.seq);
     conversation.advance();

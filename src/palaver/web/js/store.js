@@ -64,6 +64,9 @@ export class Conversation {
     this.deliveredSeq = 0;
     this.unread = 0;
     this.unreadBase = 0; // the server's unread count covers messages up to this seq
+    // A delete of a message this page does not hold, which the server's count may have
+    // included: only the server can say (the chat asks it again).
+    this.unreadStale = false;
     this.mentioned = false;
     // Other members: cursors (for ticks), details (when loaded), who is typing.
     this.cursors = new Map(); // user id -> {read_seq, delivered_seq}
@@ -130,8 +133,10 @@ export class Conversation {
     if (isEntry(message)) {
       // A delete newer than the server's count takes back a message that count (or
       // this page since) included, as the server's own count already does.
-      const target = message.kind === "delete" && message.seq > this.unreadBase ? this.#byId(message.ref_id) : null;
+      const deletes = message.kind === "delete" && message.seq > this.unreadBase;
+      const target = deletes ? this.#byId(message.ref_id) : null;
       const uncount = target !== null && target.seq > this.readSeq && counted(target, me);
+      if (deletes && target === null && this.unread > 0) this.unreadStale = true;
       const applied = applyEntry(this, message);
       if (applied && uncount && this.unread > 0) {
         this.unread -= 1;
