@@ -16,6 +16,7 @@ from palaver.services.export import ExportService
 from palaver.services.mail import Mailer
 from palaver.services.messaging import MessagingService
 from palaver.services.moderation import ModerationService
+from palaver.services.quotas import Quotas
 from palaver.services.retention import RetentionJob
 from palaver.services.rich import RichMessagingService
 from palaver.services.search import SearchIndexer, SearchService
@@ -102,7 +103,10 @@ def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Ser
         on_rate_limited=lambda scope: metrics.rate_limited.labels(scope=scope).inc(),
     )
     conversations = ConversationService(store, broker, messaging, audit)
-    uploads = UploadService(settings, store, broker, LocalStorage(settings.effective_upload_dir))
+    quotas = Quotas(broker, lambda scope: metrics.rate_limited.labels(scope=scope).inc())
+    uploads = UploadService(
+        settings, store, broker, LocalStorage(settings.effective_upload_dir), quotas
+    )
     rich = RichMessagingService(settings, store, messaging)
     messaging.resolve_extras = rich.send_extras
     rich.discard_blobs = uploads.discard_blobs
@@ -125,7 +129,7 @@ def build_services(settings: Settings, *, metrics: Metrics | None = None) -> Ser
         uploads=uploads,
         exports=ExportService(uploads, broker, audit),
         rich=rich,
-        search=SearchService(store, broker),
+        search=SearchService(store, quotas),
         indexer=indexer,
         upload_expiry=UploadExpiryJob(uploads),
     )

@@ -17,16 +17,15 @@ from typing import IO, Any
 
 import orjson
 
-from palaver.broker.base import Broker, BrokerUnavailable
-from palaver.core.errors import ErrorCode, PalaverError
+from palaver.broker.base import Broker
 from palaver.core.models import User, now_ms
 from palaver.services.audit import Audit
+from palaver.services.quotas import Quota
 from palaver.services.uploads import UploadService
 
 # Two exports at once, then one per 15 minutes: an archive can be large to build, and a
 # user rarely needs a fresh one more often.
-EXPORT_BURST = 2
-EXPORT_PER_SECOND = 1 / 900
+EXPORT_QUOTA = Quota("export", 2, 1 / 900, "an export was made recently; try again later")
 PAGE = 500
 
 _JSON = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
@@ -43,18 +42,7 @@ class ExportService:
         self.audit = audit
 
     async def check_rate(self, user_id: int) -> None:
-        try:
-            wait = await self.broker.take_token(
-                f"export:{user_id}", EXPORT_BURST, EXPORT_PER_SECOND
-            )
-        except BrokerUnavailable:
-            return
-        if wait > 0:
-            raise PalaverError(
-                ErrorCode.RATE_LIMITED,
-                "an export was made recently; try again later",
-                retry_after=round(wait, 3),
-            )
+        await self.uploads.quotas.take(EXPORT_QUOTA, user_id)
 
     async def build(self, user: User, *, ip: str | None = None) -> Path:
         """Write the archive of ``user``'s data to a new scratch file and return its

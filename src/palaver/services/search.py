@@ -15,9 +15,8 @@ from typing import Any
 
 import structlog
 
-from palaver.broker.base import Broker, BrokerUnavailable
 from palaver.core import events, protocol
-from palaver.core.errors import ErrorCode, PalaverError, not_found
+from palaver.core.errors import not_found
 from palaver.core.search import (
     SearchFilter,
     SearchHit,
@@ -29,6 +28,7 @@ from palaver.core.search import (
     parse_query,
     snippet,
 )
+from palaver.services.quotas import Quota, Quotas
 from palaver.store.base import Store, StoreUnavailable
 
 log = structlog.get_logger(__name__)
@@ -37,8 +37,7 @@ log = structlog.get_logger(__name__)
 #: what typing in a search box asks (the web client waits 250 ms after each key), and a
 #: bound on what one account can make the database read (a term no index helps with
 #: reads every message of the user's conversations).
-SEARCH_BURST = 30
-SEARCH_PER_SECOND = 3.0
+SEARCH_QUOTA = Quota("search", 30, 3.0, "too many searches; slow down")
 #: How often an idle indexer looks for messages committed by other nodes.
 POLL_SECONDS = 0.5
 #: How often the indexer re-samples the index for the trigram statistics searches
@@ -55,9 +54,9 @@ WAKE_DELAY = 0.5
 class SearchService:
     """Searches what a user may read: the conversations they are a member of now."""
 
-    def __init__(self, store: Store, broker: Broker | None = None) -> None:
+    def __init__(self, store: Store, quotas: Quotas | None = None) -> None:
         self.store = store
-        self.broker = broker
+        self.quotas = quotas
 
     async def search(
         self,
@@ -73,12 +72,12 @@ class SearchService:
     ) -> SearchPage:
         """A page of matches, newest first. ``QUERY_TOO_SHORT`` when no word of ``q`` has
         3 characters; ``NOT_FOUND`` for a ``conversation_id`` the user is not in;
-        ``RATE_LIMITED`` past :data:`SEARCH_BURST` searches (then
-        :data:`SEARCH_PER_SECOND`)."""
+        ``RATE_LIMITED`` past :data:`SEARCH_QUOTA`."""
         query = parse_query(q)
         before_id = parse_cursor(cursor)
         size = clamp_limit(limit)
-        await self._check_rate(user_id)
+        if self.quotas is not None:
+            await self.quotas.take(SEARCH_QUOTA, user_id)
         if conversation_id is not None:
             if await self.store.get_member(conversation_id, user_id) is None:
                 raise not_found()
@@ -113,20 +112,6 @@ class SearchService:
                 )
             )
         return SearchPage(hits=hits, next_cursor=str(found[-1].id) if more else None)
-
-    async def _check_rate(self, user_id: int) -> None:
-        if self.broker is None:
-            return
-        try:
-            wait = await self.broker.take_token(
-                f"search:{user_id}", SEARCH_BURST, SEARCH_PER_SECOND
-            )
-        except BrokerUnavailable:
-            return  # search goes on without Redis, as sends and uploads do
-        if wait > 0:
-            raise PalaverError(
-                ErrorCode.RATE_LIMITED, "too many searches; slow down", retry_after=round(wait, 3)
-            )
 
 
 async def search_frame(

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 import structlog
 
-from palaver.broker.base import Broker, BrokerUnavailable
+from palaver.broker.base import Broker
 from palaver.config import Settings
 from palaver.core.errors import ErrorCode, PalaverError, not_found
 from palaver.core.models import now_ms
@@ -31,6 +31,7 @@ from palaver.core.uploads import (
     sniff,
 )
 from palaver.services import imaging
+from palaver.services.quotas import Quota, Quotas
 from palaver.services.storage import BlobStorage, new_key
 from palaver.store.base import Store
 from palaver.store.sql import SqlStore
@@ -39,8 +40,7 @@ from palaver.store.uploads import UploadStore
 log = structlog.get_logger(__name__)
 
 # Uploads per user: a burst of 20, then one every 3 seconds, across every node.
-UPLOAD_BURST = 20
-UPLOAD_PER_SECOND = 1 / 3
+UPLOAD_QUOTA = Quota("upload", 20, 1 / 3, "too many uploads; slow down")
 # Images decoded at once per process: a 40-megapixel image takes 160 MB decoded and a
 # re-encode at most twice that (imaging keeps one full-size copy at a time), so this
 # bounds the memory that image uploads can take together (about 640 MB at the limit).
@@ -60,7 +60,12 @@ class UploadService:
     """Stores uploads and answers who may read them."""
 
     def __init__(
-        self, settings: Settings, store: Store, broker: Broker, storage: BlobStorage
+        self,
+        settings: Settings,
+        store: Store,
+        broker: Broker,
+        storage: BlobStorage,
+        quotas: Quotas | None = None,
     ) -> None:
         if not isinstance(store, SqlStore):
             raise TypeError("uploads need a SQL store")
@@ -69,6 +74,7 @@ class UploadService:
         self.records = UploadStore(store)
         self.broker = broker
         self.storage = storage
+        self.quotas = quotas if quotas is not None else Quotas(broker)
         self._decoding = asyncio.Semaphore(DECODE_SLOTS)
 
     # -- receiving -------------------------------------------------------------------
@@ -264,16 +270,7 @@ class UploadService:
             raise
 
     async def check_rate(self, user_id: int) -> None:
-        try:
-            wait = await self.broker.take_token(
-                f"upload:{user_id}", UPLOAD_BURST, UPLOAD_PER_SECOND
-            )
-        except BrokerUnavailable:
-            return  # uploads go on without Redis; the size limit still bounds each one
-        if wait > 0:
-            raise PalaverError(
-                ErrorCode.RATE_LIMITED, "too many uploads; slow down", retry_after=round(wait, 3)
-            )
+        await self.quotas.take(UPLOAD_QUOTA, user_id)
 
     async def _require_member(self, conversation_id: int, user_id: int) -> None:
         if await self.db.get_member(conversation_id, user_id) is None:
