@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from playwright.sync_api import expect
+from playwright.sync_api import Locator, Page, expect
 
 from tests.browser.conftest import PalaverServer
 from tests.browser.people import Person
@@ -15,6 +15,23 @@ from tests.browser.rest import Rest
 MakePerson = Callable[..., Person]
 # Room for a long history written over REST in a moment.
 SERVER_ENV = {"PALAVER_RATE_MESSAGES_BURST": "500"}
+
+
+def search_until_found(page: Page, query: str) -> Locator:
+    """Type ``query`` in the search box until it finds something (the index follows a
+    send within about a second; searches are limited to a few a second), or give up
+    after 15 s; the result list."""
+    box = page.locator("#search")
+    results = page.locator("#message-results-list li")
+    deadline = time.monotonic() + 15
+    while True:
+        box.fill("")
+        box.fill(query)
+        expect(page.locator("#message-results")).to_be_visible()
+        expect(page.locator("#message-results")).not_to_have_attribute("aria-busy", "true")
+        if results.count() or time.monotonic() > deadline:
+            return results
+        page.wait_for_timeout(300)
 
 
 def test_search_highlights_matches_and_opens_the_conversation(person: MakePerson) -> None:
@@ -29,17 +46,7 @@ def test_search_highlights_matches_and_opens_the_conversation(person: MakePerson
 
     page = alice.page
     box = page.locator("#search")
-    results = page.locator("#message-results-list li")
-    # The index follows the send within about a second: search again until it has.
-    deadline = time.monotonic() + 15
-    while True:
-        box.fill("")
-        box.fill("ZURICH")
-        expect(page.locator("#message-results")).to_be_visible()
-        expect(page.locator("#message-results")).not_to_have_attribute("aria-busy", "true")
-        if results.count() or time.monotonic() > deadline:
-            break
-        page.wait_for_timeout(200)
+    results = search_until_found(page, "ZURICH")
     expect(results).to_have_count(1)
     marks = results.first.locator("mark")
     expect(marks).to_have_text(["Zürich", "zurich"])
@@ -75,17 +82,7 @@ def test_a_search_result_shows_its_message_however_far_back(
     expect(alice.page.locator("#conversation")).to_be_hidden()
 
     page = alice.page
-    box = page.locator("#search")
-    results = page.locator("#message-results-list li")
-    deadline = time.monotonic() + 15
-    while True:
-        box.fill("")
-        box.fill("hunter2")
-        expect(page.locator("#message-results")).to_be_visible()
-        expect(page.locator("#message-results")).not_to_have_attribute("aria-busy", "true")
-        if results.count() or time.monotonic() > deadline:
-            break
-        page.wait_for_timeout(200)
+    results = search_until_found(page, "hunter2")
     results.first.locator("button").click()
     expect(page.locator("#conv-title")).to_have_text(room)
     # The conversation opens on the message found, not on its newest page.
