@@ -49,6 +49,8 @@ def test_send_and_open_attachments(person: MakePerson) -> None:
     # Bob sees the thumbnail (loaded through an authorized fetch) and the file chip.
     row = bob.page.locator("#rows .row.msg", has=bob.page.locator(".attachments"))
     expect(row).to_have_count(1)
+    # A screen reader hears what was sent, not an empty message.
+    expect(row).to_have_attribute("aria-label", re.compile(r": Sent 2 files\. "))
     thumb = row.locator(".attach-image img")
     expect(thumb).to_have_attribute("src", re.compile(r"^blob:"))
     bob.page.wait_for_function(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
@@ -134,6 +135,20 @@ def test_a_message_deleted_before_it_is_read_leaves_the_unread_count(
     bob.expect_online()
     expect(bob.conversation(alice.display_name)).to_be_visible()
     expect(bob.unread_badge(alice.display_name)).to_have_count(0)
+
+
+def test_a_deleted_message_is_read_out_as_deleted(person: MakePerson) -> None:
+    alice = person("alice")
+    bob = person("bob")
+    alice.start_direct(bob)
+    alice.send("the secret plan")
+    bob.open(alice.display_name)
+    row = bob.message("the secret plan")
+    expect(row).to_have_attribute("aria-label", re.compile(r": the secret plan\. "))
+    alice.delete("the secret plan")
+    # The bubble says so; a screen reader hears the same, not an empty message.
+    last = bob.page.locator("#rows .row.msg").last
+    expect(last).to_have_attribute("aria-label", re.compile(r": This message was deleted\. "))
 
 
 def test_pin_is_offered_only_to_those_who_may_pin_in_a_room(

@@ -127,6 +127,17 @@ export function attachmentSummary(message) {
   return files.length === 1 ? `\u{1F4CE} ${files[0].name}` : `\u{1F4CE} ${files.length} files`;
 }
 
+/** What a message says, in words, where its bubble shows it otherwise (a screen
+ * reader's label, a desktop notification): a deleted message and one that is only
+ * files have no text of their own. */
+export function spokenText(message) {
+  if (message.deleted_at) return "This message was deleted";
+  if (message.content) return message.content;
+  const files = message.attachments ?? [];
+  if (!files.length) return "";
+  return files.length === 1 ? `Sent a file: ${files[0].name}` : `Sent ${files.length} files`;
+}
+
 /** The files of a message: image thumbnails that open the full image, and file chips
  * that download. */
 export function renderAttachments(attachments) {

@@ -6,6 +6,7 @@
 // that @mention the user. Notifications are tagged per conversation, so a burst of
 // messages -- or the same message seen by several tabs -- shows one notification.
 
+import { spokenText } from "./attachments.js";
 import { saveNotifications } from "./moderation.js";
 import { mentions, store } from "./store.js";
 
@@ -93,8 +94,9 @@ export function notifyIncoming({ conversation, message }, open) {
   const title =
     conversation.type === "direct" ? sender : `${sender} in ${conversation.title}${mentioned ? " (mentioned you)" : ""}`;
   try {
+    const text = spokenText(message);
     const notification = new Notification(title, {
-      body: message.content.length > 240 ? `${message.content.slice(0, 240)}…` : message.content,
+      body: text.length > 240 ? `${text.slice(0, 240)}…` : text,
       tag: `palaver-${conversation.id}`,
       icon: document.querySelector('link[rel="icon"]')?.href,
     });

@@ -4,7 +4,7 @@
 // place, so a pending message turns into a sent one without being rebuilt from scratch,
 // and scrolling back through history keeps the reader's position.
 
-import { hasAttachments, renderAttachments, setupAttachments, takeAttachments, uploading } from "../attachments.js";
+import { hasAttachments, renderAttachments, setupAttachments, spokenText, takeAttachments, uploading } from "../attachments.js";
 import { chat } from "../chat.js";
 import { $, avatar, h, hueClass, icon, paintAvatar, richText, setIcon, toast } from "../dom.js";
 import { clock, dayKey, dayLabel, fullStamp, lastSeen } from "../format.js";
@@ -318,7 +318,7 @@ function buildRow(row, conversation) {
   }
   // Screen readers hear who said what, not just the words.
   const who = row.own ? "You" : m.sender_name || "Someone";
-  el.setAttribute("aria-label", `${who}: ${m.content}. ${clock(m.created_at)}${row.own ? `, ${STATUS_LABELS[row.status]}` : ""}`);
+  el.setAttribute("aria-label", `${who}: ${spokenText(m)}. ${clock(m.created_at)}${row.own ? `, ${STATUS_LABELS[row.status]}` : ""}`);
   return el;
 }
 
