@@ -22,6 +22,11 @@ class Rest:
         self.token = signed_in["access_token"]
         self.user_id: int = signed_in["user"]["id"]
 
+    def conversation_id(self, name: str) -> int:
+        """The id of this person's room or group called ``name`` (exactly one)."""
+        [found] = [c["id"] for c in self.call("GET", "/api/conversations") if c["name"] == name]
+        return int(found)
+
     def call(self, method: str, path: str, body: Any = None) -> Any:
         """The decoded JSON answer (None for an empty one); an error status raises."""
         request = urllib.request.Request(

@@ -141,9 +141,7 @@ def test_kick_ban_and_block_ask_in_the_page_first(
     ban.get_by_role("button", name="Ban").click()
     expect(bob.conversation(room)).to_have_count(0)
     expect(page.locator("#members li")).to_have_count(1)
-    [conversation_id] = [
-        c["id"] for c in alice_api.call("GET", "/api/conversations") if c["name"] == room
-    ]
+    conversation_id = alice_api.conversation_id(room)
     bans = alice_api.call("GET", f"/api/conversations/{conversation_id}/bans")
     assert [b["user_id"] for b in bans] == [Rest(server.url, bob).user_id]
     assert native == []

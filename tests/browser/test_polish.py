@@ -130,7 +130,7 @@ def test_a_room_renamed_elsewhere_is_renamed_in_the_page_at_once(
 ) -> None:
     alice, bob, room = _room(person, "before")
     api = Rest(server.url, alice)
-    [cid] = [c["id"] for c in api.call("GET", "/api/conversations") if c["name"] == room]
+    cid = api.conversation_id(room)
     renamed = f"after-{alice.username[-6:]}"
     api.call("PATCH", f"/api/conversations/{cid}", {"name": renamed})
     for who in (alice, bob):

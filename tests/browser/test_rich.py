@@ -171,7 +171,7 @@ def test_pin_is_offered_only_to_those_who_may_pin_in_a_room(
 
     # Made an admin, the member may pin, at once.
     owner = Rest(server.url, alice)
-    room_id = next(c["id"] for c in owner.call("GET", "/api/conversations") if c["name"] == room)
+    room_id = owner.conversation_id(room)
     bob_id = Rest(server.url, bob).user_id
     owner.call("PUT", f"/api/conversations/{room_id}/members/{bob_id}/role", {"role": "admin"})
     bob.page.mouse.move(0, 0)
@@ -187,7 +187,7 @@ def test_a_refused_edit_says_why_and_gives_the_text_back(
     bob = person("bob")
     room = alice.open_room_with("edits", bob)
     owner = Rest(server.url, alice)
-    room_id = next(c["id"] for c in owner.call("GET", "/api/conversations") if c["name"] == room)
+    room_id = owner.conversation_id(room)
     owner.call(
         "PUT", f"/api/conversations/{room_id}/filter", {"words": ["frobnicate"], "action": "reject"}
     )

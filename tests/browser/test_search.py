@@ -72,7 +72,7 @@ def test_a_search_result_shows_its_message_however_far_back(
     alice.create_room(room)
     alice.send("the wifi password is hunter2")
     rest = Rest(server.url, alice)
-    room_id = next(c["id"] for c in rest.call("GET", "/api/conversations") if c["name"] == room)
+    room_id = rest.conversation_id(room)
     later = [f"later {n:03d}" for n in range(120)]  # more than two pages of history
     for text in later:
         rest.call("POST", f"/api/conversations/{room_id}/messages", {"content": text})

@@ -128,7 +128,7 @@ def test_a_long_thread_opens_on_its_latest_replies_and_loads_earlier_ones(
     alice, bob, room = _room(person, "long")
     alice.send("a long thread")
     api = Rest(server.url, bob)
-    [cid] = [c["id"] for c in api.call("GET", "/api/conversations") if c["name"] == room]
+    cid = api.conversation_id(room)
     history = api.call("GET", f"/api/conversations/{cid}/messages")["messages"]
     [root_id] = [m["message_id"] for m in history if m["content"] == "a long thread"]
     for n in range(LONG_THREAD):
