@@ -57,6 +57,10 @@ class Server:
         assert r.status_code == 201, r.text
         return int(r.json()["id"])
 
+    async def join(self, token: str, conversation_id: int) -> None:
+        r = await self.rest(token, "POST", f"/api/conversations/{conversation_id}/join")
+        assert r.status_code == 200, r.text
+
     async def connect(self, token: str, *, resume: dict[int, int] | None = None) -> Client:
         ws = await websockets.connect(f"{self.ws_url}?token={token}", max_size=2**20)
         client = Client(ws)

@@ -25,8 +25,7 @@ async def test_notices_say_deleted_user_once_the_account_is_deleted(
     _, bob = await server.user("bob")
     ada_id, ada = await server.user("ada")
     cid = await server.room(bob, "general")
-    joined = await server.rest(ada, "POST", f"/api/conversations/{cid}/join")
-    assert joined.status_code == 200, joined.text
+    await server.join(ada, cid)
     promoted = await server.rest(
         bob, "PUT", f"/api/conversations/{cid}/members/{ada_id}/role", json={"role": "admin"}
     )

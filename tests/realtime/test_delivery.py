@@ -612,8 +612,7 @@ async def test_a_rejoin_during_an_old_catch_up_still_says_joined_first(
     ada_id, ada = await server.user("ada")
     bob_id, bob = await server.user("bob")
     room = await server.room(ada, "general")
-    joined = await server.rest(bob, "POST", f"/api/conversations/{room}/join")
-    assert joined.status_code == 200, joined.text
+    await server.join(bob, room)
     sender = await server.connect(ada, resume={})
     for i in range(5):
         await sender.send_text(room, f"m{i}")

@@ -18,8 +18,7 @@ async def test_joined_frames_carry_the_member_count(server: Server) -> None:
     created = await ada_ws.next("joined")
     assert (created["conversation"]["id"], created["conversation"]["member_count"]) == (room, 1)
 
-    r = await server.rest(bob, "POST", f"/api/conversations/{room}/join")
-    assert r.status_code == 200, r.text
+    await server.join(bob, room)
     joined = await bob_ws.next("joined")
     assert (joined["conversation"]["id"], joined["conversation"]["member_count"]) == (room, 2)
 

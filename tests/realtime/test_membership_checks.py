@@ -5,7 +5,7 @@ socket's opening; and only members write, whatever a socket believes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -13,6 +13,24 @@ import pytest
 from palaver.broker.base import BrokerUnavailable
 from palaver.config import Settings
 from tests.realtime.conftest import Client, Server, start_server
+
+
+@pytest.fixture
+def check_interval() -> float:
+    return 0.3
+
+
+@pytest.fixture
+async def checked(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, check_interval: float
+) -> AsyncIterator[Server]:
+    """A server of the test's own that checks every socket's memberships once each
+    ``check_interval`` seconds."""
+    from palaver.gateway import hub
+
+    monkeypatch.setattr(hub, "MEMBERSHIP_CHECK_SECONDS", check_interval)
+    async for server in start_server(settings):
+        yield server
 
 
 async def _received(client: Client, conversation_id: int, content: str, wait: float) -> bool:
@@ -52,8 +70,7 @@ async def _removed_without_signal(
     ada_id, ada = await server.user("ada")
     bob_id, bob = await server.user("bob")
     room = await server.room(ada, "general")
-    joined = await server.rest(bob, "POST", f"/api/conversations/{room}/join")
-    assert joined.status_code == 200, joined.text
+    await server.join(bob, room)
     laptop = await server.connect(bob, resume={})
     sender = await server.connect(ada, resume={})
     restore = _lose_user_signals(server, monkeypatch)
@@ -66,69 +83,60 @@ async def _removed_without_signal(
 
 
 async def test_a_lost_left_signal_is_caught_by_the_membership_check(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    checked: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from palaver.gateway import hub
-
-    monkeypatch.setattr(hub, "MEMBERSHIP_CHECK_SECONDS", 0.3)
-    async for server in start_server(settings):
-        room, laptop, sender, _ = await _removed_without_signal(server, monkeypatch)
-        left = await laptop.next("left", timeout=5)
-        assert left["conversation_id"] == room
-        await sender.send_text(room, "members only")
-        assert not await _received(laptop, room, "members only", 0.5)
-        await asyncio.gather(sender.close(), laptop.close())
+    server = checked
+    room, laptop, sender, _ = await _removed_without_signal(server, monkeypatch)
+    left = await laptop.next("left", timeout=5)
+    assert left["conversation_id"] == room
+    await sender.send_text(room, "members only")
+    assert not await _received(laptop, room, "members only", 0.5)
+    await asyncio.gather(sender.close(), laptop.close())
 
 
+@pytest.mark.parametrize("check_interval", [3600.0])
 async def test_a_refused_send_of_a_removed_member_stores_nothing_and_tells_the_socket(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    checked: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Before any periodic check, the socket still believes it is in the room; the
     store does not, and the refusal makes the node check at once."""
-    from palaver.gateway import hub
-
-    monkeypatch.setattr(hub, "MEMBERSHIP_CHECK_SECONDS", 3600.0)
-    async for server in start_server(settings):
-        room, laptop, sender, ada = await _removed_without_signal(server, monkeypatch)
-        refused = await laptop.send_text(room, "I was removed", client_msg_id="x1")
-        assert refused["type"] == "error"
-        assert refused["code"] == "NOT_FOUND"
-        left = await laptop.next("left", timeout=5)
-        assert left["conversation_id"] == room
-        # The slow path (a reply) is refused alike.
-        again = await laptop.send_text(room, "still here?", reply_to_id=1)
-        assert again["code"] == "NOT_FOUND"
-        await sender.send_text(room, "members only")
-        assert not await _received(laptop, room, "members only", 0.5)
-        history = await server.rest(ada, "GET", f"/api/conversations/{room}/messages")
-        assert [m["content"] for m in history.json()["messages"] if m["kind"] == "text"] == [
-            "members only"
-        ]
-        await asyncio.gather(sender.close(), laptop.close())
+    server = checked
+    room, laptop, sender, ada = await _removed_without_signal(server, monkeypatch)
+    refused = await laptop.send_text(room, "I was removed", client_msg_id="x1")
+    assert refused["type"] == "error"
+    assert refused["code"] == "NOT_FOUND"
+    left = await laptop.next("left", timeout=5)
+    assert left["conversation_id"] == room
+    # The slow path (a reply) is refused alike.
+    again = await laptop.send_text(room, "still here?", reply_to_id=1)
+    assert again["code"] == "NOT_FOUND"
+    await sender.send_text(room, "members only")
+    assert not await _received(laptop, room, "members only", 0.5)
+    history = await server.rest(ada, "GET", f"/api/conversations/{room}/messages")
+    assert [m["content"] for m in history.json()["messages"] if m["kind"] == "text"] == [
+        "members only"
+    ]
+    await asyncio.gather(sender.close(), laptop.close())
 
 
 async def test_a_lost_joined_signal_is_caught_by_the_membership_check(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    checked: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from palaver.gateway import hub
-
-    monkeypatch.setattr(hub, "MEMBERSHIP_CHECK_SECONDS", 0.3)
-    async for server in start_server(settings):
-        _, ada = await server.user("ada")
-        _, bob = await server.user("bob")
-        room = await server.room(ada, "general")
-        laptop = await server.connect(bob, resume={})
-        restore = _lose_user_signals(server, monkeypatch)
-        joined = await server.rest(bob, "POST", f"/api/conversations/{room}/join")
-        assert joined.status_code == 200, joined.text
-        await restore()
-        frame = await laptop.next("joined", timeout=5)
-        assert frame["conversation"]["id"] == room
-        sender = await server.connect(ada, resume={})
-        await sender.send_text(room, "welcome")
-        got = await laptop.wait_messages(room, 1, timeout=5)
-        assert [m["content"] for m in got if m["kind"] == "text"] == ["welcome"]
-        await asyncio.gather(sender.close(), laptop.close())
+    server = checked
+    _, ada = await server.user("ada")
+    _, bob = await server.user("bob")
+    room = await server.room(ada, "general")
+    laptop = await server.connect(bob, resume={})
+    restore = _lose_user_signals(server, monkeypatch)
+    await server.join(bob, room)
+    await restore()
+    frame = await laptop.next("joined", timeout=5)
+    assert frame["conversation"]["id"] == room
+    sender = await server.connect(ada, resume={})
+    await sender.send_text(room, "welcome")
+    got = await laptop.wait_messages(room, 1, timeout=5)
+    assert [m["content"] for m in got if m["kind"] == "text"] == ["welcome"]
+    await asyncio.gather(sender.close(), laptop.close())
 
 
 @pytest.mark.parametrize("other_socket", [False, True], ids=["first", "second"])
@@ -172,48 +180,43 @@ async def test_a_removal_while_a_socket_opens_reaches_it(
 
 
 async def test_a_greeting_that_fails_holds_no_other_conversation_back(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    checked: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from palaver.gateway import hub
     from palaver.store.base import StoreUnavailable
 
-    monkeypatch.setattr(hub, "MEMBERSHIP_CHECK_SECONDS", 0.3)
-    async for server in start_server(settings):
-        _, ada = await server.user("ada")
-        _, bob = await server.user("bob")
-        first = await server.room(ada, "first")
-        second = await server.room(ada, "second")
-        laptop = await server.connect(bob, resume={})
-        restore = _lose_user_signals(server, monkeypatch)
-        for room in (first, second):
-            joined = await server.rest(bob, "POST", f"/api/conversations/{room}/join")
-            assert joined.status_code == 200, joined.text
-        await restore()
-        store = server.services.store
-        real_get = store.get_conversation
-        failed = False
+    server = checked
+    _, ada = await server.user("ada")
+    _, bob = await server.user("bob")
+    first = await server.room(ada, "first")
+    second = await server.room(ada, "second")
+    laptop = await server.connect(bob, resume={})
+    restore = _lose_user_signals(server, monkeypatch)
+    for room in (first, second):
+        await server.join(bob, room)
+    await restore()
+    store = server.services.store
+    real_get = store.get_conversation
+    failed = False
 
-        async def fail_first(
-            conversation_id: int, first: int = first, real_get: Any = real_get
-        ) -> Any:
-            nonlocal failed
-            if conversation_id == first and not failed:
-                failed = True
-                raise StoreUnavailable("database restarting")
-            return await real_get(conversation_id)
+    async def fail_first(conversation_id: int, first: int = first, real_get: Any = real_get) -> Any:
+        nonlocal failed
+        if conversation_id == first and not failed:
+            failed = True
+            raise StoreUnavailable("database restarting")
+        return await real_get(conversation_id)
 
-        monkeypatch.setattr(store, "get_conversation", fail_first)
-        greeted = await laptop.next("joined", timeout=5)
-        assert greeted["conversation"]["id"] == second
-        assert failed
-        # The failed greeting let go of its conversation too: nothing stays held.
-        sender = await server.connect(ada, resume={})
-        for room in (first, second):
-            await sender.send_text(room, f"hello {room}")
-        for room in (first, second):
-            got = await laptop.wait_messages(room, 1)
-            assert [m["content"] for m in got if m["kind"] == "text"] == [f"hello {room}"]
-        await asyncio.gather(sender.close(), laptop.close())
+    monkeypatch.setattr(store, "get_conversation", fail_first)
+    greeted = await laptop.next("joined", timeout=5)
+    assert greeted["conversation"]["id"] == second
+    assert failed
+    # The failed greeting let go of its conversation too: nothing stays held.
+    sender = await server.connect(ada, resume={})
+    for room in (first, second):
+        await sender.send_text(room, f"hello {room}")
+    for room in (first, second):
+        got = await laptop.wait_messages(room, 1)
+        assert [m["content"] for m in got if m["kind"] == "text"] == [f"hello {room}"]
+    await asyncio.gather(sender.close(), laptop.close())
 
 
 async def test_a_leave_during_the_join_greeting_sends_no_joined_after_left(

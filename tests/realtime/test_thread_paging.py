@@ -12,8 +12,7 @@ async def test_thread_pages_back_with_before(server: Server) -> None:
     _, alice = await server.user("alice")
     _, bob = await server.user("bob")
     room = await server.room(alice, "general")
-    r = await server.rest(bob, "POST", f"/api/conversations/{room}/join")
-    assert r.status_code == 200, r.text
+    await server.join(bob, room)
     a = await server.connect(alice, resume={room: 0})
     b = await server.connect(bob, resume={room: 0})
     root = await a.send_text(room, "a question")
